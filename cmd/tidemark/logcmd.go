@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	tlog "github.com/tidemark/tidemark/log"
+	"k8s.io/klog/v2"
+)
+
+func runLog(args []string) error {
+	fs := newFlags("log", "--data DIR [flags]",
+		"Runs a Tidemark log: audit events in over HTTP, a Tessera tiled Merkle tree on disk (POSIX),\n"+
+			"served as C2SP tlog-tiles with a signed checkpoint about every second.")
+	data := fs.String("data", "", "data directory (tiles, checkpoint, state); created if missing")
+	listen := fs.String("listen", "127.0.0.1:8080", "address of the public API")
+	adminListen := fs.String("admin-listen", "", "address of /metrics, /healthz and /readyz (default: on --listen)")
+	var keys stringList
+	fs.Var(&keys, "key", "signer key file (repeatable, same origin: the first signs as the current key, all sign during a rotation); default DATA/log.key, created on first start")
+	hostname, _ := os.Hostname()
+	origin := fs.String("origin", hostname+"/tidemark", "origin for the key created on first start (a schema-less URL prefix naming this log)")
+	tokensFile := fs.String("tokens", "", "tokens file for writers (lines NAME sha256:HEX; reloaded on SIGHUP); without it writes are open, on loopback only")
+	readTokensFile := fs.String("read-tokens", "", "tokens file protecting the entry bundles (checkpoint and hash tiles stay public)")
+	insecureOpen := fs.Bool("insecure-open-writes", false, "allow writes without tokens on a non-loopback address")
+	maxBody := fs.Int64("max-body", 8<<20, "largest request body in bytes, after decompression")
+	maxInFlight := fs.Int("max-inflight", 100_000, "events in flight beyond which writes get 503 with Retry-After")
+	batchSize := fs.Uint("batch-size", 4096, "most entries Tessera sequences in one batch")
+	batchAge := fs.Duration("batch-age", 20*time.Millisecond, "longest an entry waits for its batch to fill")
+	cpInterval := fs.Duration("checkpoint-interval", time.Second, "how often a new checkpoint is published when the tree grows")
+	republish := fs.Duration("republish-interval", 3*time.Second, "how often an unchanged checkpoint is signed again, so freshness shows")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *data == "" {
+		return usageError{"--data DIR is required (the log's directory; created if missing)"}
+	}
+	logger, err := newLogger(*logFormat, *logLevel)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	slog.SetDefault(logger)
+	klog.SetSlogLogger(logger.With("component", "tessera"))
+
+	k, created, err := tlog.LoadKeys(*data, keys, *origin)
+	if err != nil {
+		return err
+	}
+	if created {
+		fmt.Printf("created a log key in %s for origin %q\nverifier key: %s\n", filepath.Join(*data, tlog.KeyFile), k.Signers[0].Name(), k.VKeys[0])
+	}
+	var tokens, readTokens *tlog.Tokens
+	if *tokensFile != "" {
+		if tokens, err = tlog.LoadTokens(*tokensFile); err != nil {
+			return err
+		}
+	} else {
+		if !isLoopback(*listen) && !*insecureOpen {
+			return usageError{fmt.Sprintf("--listen %s is not a loopback address and there is no --tokens file: anyone could write to this log. Give --tokens FILE (see `tidemark token`), or --insecure-open-writes if you mean it", *listen)}
+		}
+		logger.Warn("WRITES ARE OPEN: there is no --tokens file, so anyone who can reach this address can append (source \"anonymous\")", "listen", *listen)
+	}
+	if *readTokensFile != "" {
+		if readTokens, err = tlog.LoadTokens(*readTokensFile); err != nil {
+			return err
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := tlog.ExportOpenTelemetry(reg); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	srv, err := tlog.New(ctx, tlog.Config{
+		Dir: *data, Keys: k, Tokens: tokens, ReadTokens: readTokens,
+		MaxBody: *maxBody, MaxInFlight: *maxInFlight,
+		BatchSize: *batchSize, BatchAge: *batchAge,
+		CheckpointInterval: *cpInterval, RepublishInterval: *republish,
+		Logger: logger, Registry: reg,
+	})
+	if err != nil {
+		return err
+	}
+
+	public := srv.Handler()
+	var servers []*http.Server
+	if *adminListen == "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", srv.AdminHandler())
+		mux.Handle("/healthz", srv.AdminHandler())
+		mux.Handle("/readyz", srv.AdminHandler())
+		mux.Handle("/", public)
+		public = mux
+	} else {
+		servers = append(servers, newHTTPServer(*adminListen, srv.AdminHandler()))
+	}
+	servers = append([]*http.Server{newHTTPServer(*listen, public)}, servers...)
+	errc := make(chan error, len(servers))
+	for _, hs := range servers {
+		ln, err := net.Listen("tcp", hs.Addr)
+		if err != nil {
+			_ = srv.Close(ctx)
+			return fmt.Errorf("couldn't listen: %w", err)
+		}
+		go func() { errc <- hs.Serve(ln) }()
+	}
+	logger.Info("log running", "origin", k.Signers[0].Name(), "vkey", k.VKeys[0], "listen", *listen, "admin", *adminListen, "data", *data)
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	var serveErr error
+loop:
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				for _, t := range []*tlog.Tokens{tokens, readTokens} {
+					if t == nil {
+						continue
+					}
+					if err := t.Reload(); err != nil {
+						logger.Error("tokens not reloaded; the previous ones stay in force", "err", err)
+					} else {
+						logger.Info("tokens reloaded")
+					}
+				}
+				continue
+			}
+			logger.Info("shutting down", "signal", sig.String())
+			break loop
+		case err := <-errc:
+			serveErr = err
+			break loop
+		}
+	}
+	// Stop taking requests and wait for those in flight (their entries are
+	// already integrated once answered), then let Tessera publish a
+	// checkpoint covering everything.
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, hs := range servers {
+		if err := hs.Shutdown(sctx); err != nil {
+			logger.Warn("HTTP shutdown", "err", err)
+		}
+	}
+	if err := srv.Close(sctx); err != nil {
+		return err
+	}
+	logger.Info("stopped")
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return nil
+}
+
+func newHTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func newLogger(format, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}

@@ -1,0 +1,73 @@
+// Command tidemark runs a Tidemark log, witness or auditor, and holds the
+// client tools (keygen, token, submit, verify). Each subcommand is a thin
+// wrapper over a package of this module; run `tidemark help` for the list and
+// `tidemark SUBCOMMAND --help` for a subcommand's flags. Every flag can also
+// be set in the environment as TIDEMARK_<FLAG> (upper case, dashes as
+// underscores); the command line wins.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+)
+
+type command struct {
+	name, args, summary string
+	run                 func(args []string) error
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"log", "--data DIR [flags]", "run a log server", runLog},
+		{"keygen", "ORIGIN [--out PREFIX] [--witness]", "write a signer key and its verifier key", runKeygen},
+		{"token", "NAME", "make a bearer token and its tokens-file line", runToken},
+	}
+}
+
+func usage() {
+	fmt.Fprintf(os.Stderr, "tidemark: a tamper-evident audit log with public witnessing\n\nUsage:\n")
+	for _, c := range commands {
+		fmt.Fprintf(os.Stderr, "  tidemark %-7s %-40s %s\n", c.name, c.args, c.summary)
+	}
+	fmt.Fprintf(os.Stderr, "\nRun `tidemark SUBCOMMAND --help` for its flags.\n")
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	name := os.Args[1]
+	if name == "help" || name == "-h" || name == "--help" {
+		usage()
+		return
+	}
+	for _, c := range commands {
+		if c.name == name {
+			if err := c.run(os.Args[2:]); err != nil {
+				if errors.Is(err, flag.ErrHelp) {
+					return
+				}
+				var ue usageError
+				fmt.Fprintf(os.Stderr, "tidemark %s: %v\n", name, err)
+				if errors.As(err, &ue) {
+					os.Exit(2)
+				}
+				os.Exit(1)
+			}
+			return
+		}
+	}
+	fmt.Fprintf(os.Stderr, "tidemark: unknown subcommand %q\n\n", name)
+	usage()
+	os.Exit(2)
+}
+
+// usageError is a mistake in the command line (exit status 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }

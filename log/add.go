@@ -1,0 +1,55 @@
+package log
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/tidemark/tidemark/checkpoint"
+	"github.com/transparency-dev/tessera"
+)
+
+// handleAdd serves POST /add: the raw body is one entry, and the answer is
+// its decimal index. This is the interface of Tessera's conformance servers,
+// so Tessera's hammer and other tools can write to a Tidemark log. A body
+// that looks like an event leaf is refused: only the server makes those.
+func (s *Server) handleAdd(w http.ResponseWriter, r *http.Request) {
+	if _, err := authenticate(s.tokens, r); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if r.ContentLength > checkpoint.MaxLeafSize {
+		s.fail(w, r, errorf(http.StatusRequestEntityTooLarge, "too_large", "an entry is at most %d bytes; this one is %d", checkpoint.MaxLeafSize, r.ContentLength))
+		return
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if len(body) > checkpoint.MaxLeafSize {
+		s.fail(w, r, errorf(http.StatusRequestEntityTooLarge, "too_large", "an entry is at most %d bytes; this one is %d", checkpoint.MaxLeafSize, len(body)))
+		return
+	}
+	if checkpoint.ClaimsEventLeaf(body) {
+		s.fail(w, r, errorf(http.StatusBadRequest, "forged_leaf", "this body looks like an event leaf, which only the server writes: send events to /v1/events"))
+		return
+	}
+	if err := s.inflight.acquire(1); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer s.inflight.release(1)
+	started := time.Now()
+	idx, err := s.appender.Add(context.WithoutCancel(r.Context()), tessera.NewEntry(body))()
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("couldn't append to the log: %w", err))
+		return
+	}
+	s.metrics.integration.Observe(time.Since(started).Seconds())
+	s.metrics.appended.WithLabelValues("add").Inc()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write(strconv.AppendUint(nil, idx.Index, 10))
+}

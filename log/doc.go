@@ -1,0 +1,34 @@
+// Package log is the Tidemark log server: it takes audit events over HTTP,
+// wraps each into a canonical event leaf (see checkpoint.Leaf), appends the
+// leaves to a Tessera tiled Merkle tree, and serves the tree as C2SP
+// tlog-tiles so that witnesses, auditors and Tessera's own tools can check it.
+//
+// # Life of an event
+//
+//  1. POST /v1/events with one JSON object, or many as NDJSON. The body is
+//     read within a size limit (after gzip, if any), every event is checked to
+//     be I-JSON and canonicalized, and every leaf is built and size-checked
+//     before anything is appended: a request is accepted whole or not at all.
+//  2. Events that carry an Idempotency-Key header or an "id" member are
+//     looked up in the idempotency index (see Dedup): a sender's retry gets
+//     the first index back instead of a second entry.
+//  3. New leaves go to Tessera's appender. On the POSIX driver the future it
+//     returns resolves only once the batch holding the leaf is sequenced and
+//     integrated into the tree on disk: an index the server returns is durable.
+//  4. Tessera publishes a signed checkpoint covering the new entries within
+//     the checkpoint interval (a second by default), and republishes an
+//     unchanged one every few seconds so that its freshness can be observed.
+//
+// # Reads
+//
+// GET /checkpoint and /tile/... are served from the data directory exactly as
+// C2SP tlog-tiles v0.1.0 lays them out; only canonical paths are served, and
+// only files that tlog-tiles names. Entry bundles can be put behind read
+// tokens while the checkpoint and hash tiles stay public.
+//
+// # Back-pressure
+//
+// Tessera's POSIX driver never pushes back: an overloaded appender just
+// queues. The server bounds the events it has in flight and answers 503 with
+// Retry-After beyond that bound, before reading anything into the log.
+package log

@@ -1,0 +1,135 @@
+package log
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/tidemark/tidemark/checkpoint"
+	"github.com/transparency-dev/tessera/api/layout"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// KeyFile is where a log keeps the key it created for itself.
+const KeyFile = "log.key"
+
+// Keys are a log's signing keys and their verifier keys, in the same order.
+type Keys struct {
+	Signers []note.Signer
+	VKeys   []string
+}
+
+// LoadKeys reads signer keys from files (each holds one note signer key, as
+// `tidemark keygen` writes them). With no files it uses DIR/log.key,
+// creating it (mode 0600, with origin) on the first start; created reports
+// whether it did.
+func LoadKeys(dir string, files []string, origin string) (keys Keys, created bool, err error) {
+	if len(files) == 0 {
+		path := filepath.Join(dir, KeyFile)
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			if origin == "" {
+				return Keys{}, false, errors.New("no key given and none in the data directory: pass --origin to create one, or --key FILE")
+			}
+			skey, vkey, err := checkpoint.GenerateLogKey(origin)
+			if err != nil {
+				return Keys{}, false, err
+			}
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return Keys{}, false, fmt.Errorf("couldn't create the data directory: %w", err)
+			}
+			if err := writeFileExcl(path, []byte(skey+"\n"), 0o600); err != nil {
+				return Keys{}, false, fmt.Errorf("couldn't write the new key: %w", err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "log.pub"), []byte(vkey+"\n"), 0o644); err != nil {
+				return Keys{}, false, fmt.Errorf("couldn't write the verifier key: %w", err)
+			}
+			created = true
+		}
+		files = []string{path}
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return Keys{}, false, fmt.Errorf("couldn't read key: %w", err)
+		}
+		s, err := checkpoint.NewLogSigner(strings.TrimSpace(string(b)))
+		if err != nil {
+			return Keys{}, false, fmt.Errorf("key %s: %w", f, err)
+		}
+		vkey, err := VerifierKey(string(b))
+		if err != nil {
+			return Keys{}, false, fmt.Errorf("key %s: %w", f, err)
+		}
+		if len(keys.Signers) > 0 && s.Name() != keys.Signers[0].Name() {
+			return Keys{}, false, fmt.Errorf("key %s is for origin %q but %s is for %q: all keys of a log share its origin", f, s.Name(), files[0], keys.Signers[0].Name())
+		}
+		keys.Signers = append(keys.Signers, s)
+		keys.VKeys = append(keys.VKeys, vkey)
+	}
+	return keys, created, nil
+}
+
+func writeFileExcl(path string, b []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// VerifierKey returns the verifier key (vkey) of an Ed25519 note signer
+// key (skey): same name and key hash, the public half of the key.
+func VerifierKey(skey string) (string, error) {
+	f := strings.SplitN(strings.TrimSpace(skey), "+", 5)
+	if len(f) != 5 || f[0] != "PRIVATE" || f[1] != "KEY" {
+		return "", errors.New("not a note signer key (PRIVATE+KEY+name+hash+key)")
+	}
+	raw, err := base64.StdEncoding.DecodeString(f[4])
+	if err != nil || len(raw) != 1+ed25519.SeedSize || raw[0] != 1 {
+		return "", errors.New("not an Ed25519 note signer key")
+	}
+	pub := ed25519.NewKeyFromSeed(raw[1:]).Public().(ed25519.PublicKey)
+	vkey := f[2] + "+" + f[3] + "+" + base64.StdEncoding.EncodeToString(append([]byte{1}, pub...))
+	if _, err := checkpoint.NewLogVerifier(vkey); err != nil {
+		return "", fmt.Errorf("the signer key is damaged: %w", err)
+	}
+	return vkey, nil
+}
+
+// CheckExistingCheckpoint refuses to start a log whose keys do not verify
+// the checkpoint already in dir: starting would fork the log's history
+// under a new key, or serve another log's tiles under this one's name.
+func CheckExistingCheckpoint(dir string, vkeys []string) error {
+	b, err := os.ReadFile(filepath.Join(dir, layout.CheckpointPath))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("couldn't read the existing checkpoint: %w", err)
+	}
+	var verifiers []note.Verifier
+	for _, k := range vkeys {
+		v, err := checkpoint.NewLogVerifier(k)
+		if err != nil {
+			return err
+		}
+		verifiers = append(verifiers, v)
+	}
+	if _, _, err := checkpoint.Open(b, verifiers...); err != nil {
+		return fmt.Errorf("none of the keys given verifies the checkpoint already in %s (%w): is this the right key for this data directory?", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,96 @@
+package log
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/transparency-dev/tessera/api/layout"
+	"go.opentelemetry.io/otel"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+)
+
+// metrics are the server's Prometheus metrics, in a registry of its own
+// that also carries Tessera's OpenTelemetry metrics.
+type metrics struct {
+	reg         *prometheus.Registry
+	appended    *prometheus.CounterVec
+	rejected    *prometheus.CounterVec
+	integration prometheus.Histogram
+}
+
+func newMetrics(s *Server, reg *prometheus.Registry) (*metrics, error) {
+	m := &metrics{
+		reg: reg,
+		appended: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_log_appended_total",
+			Help: "Entries appended, by endpoint (events, add).",
+		}, []string{"endpoint"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_log_rejected_total",
+			Help: "Requests refused, by cause (bad_json, too_large, content_type, overloaded, unauthenticated, ...).",
+		}, []string{"cause"}),
+		integration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tidemark_log_integration_seconds",
+			Help:    "Time from handing a request's entries to Tessera to all of them being sequenced and integrated.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+	}
+	if err := registerAll(reg, m.appended, m.rejected, m.integration,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tidemark_log_inflight_events",
+			Help: "Events read and not yet answered.",
+		}, func() float64 { return float64(s.inflight.current()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tidemark_log_inflight_limit",
+			Help: "Events in flight beyond which requests get 503.",
+		}, func() float64 { return float64(s.inflight.max) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tidemark_log_tree_size",
+			Help: "Size of the integrated tree.",
+		}, func() float64 {
+			n, err := s.reader.IntegratedSize(s.ctx)
+			if err != nil {
+				return -1
+			}
+			return float64(n)
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tidemark_log_checkpoint_age_seconds",
+			Help: "Time since the published checkpoint was last written (published or republished).",
+		}, func() float64 {
+			fi, err := os.Stat(filepath.Join(s.cfg.Dir, layout.CheckpointPath))
+			if err != nil {
+				return -1
+			}
+			return time.Since(fi.ModTime()).Seconds()
+		}),
+	); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func registerAll(reg *prometheus.Registry, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("couldn't register metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// ExportOpenTelemetry routes OpenTelemetry's global meter provider, which
+// Tessera reports through, into reg. Call it once per process, before the
+// server starts.
+func ExportOpenTelemetry(reg *prometheus.Registry) error {
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		return fmt.Errorf("couldn't export OpenTelemetry metrics: %w", err)
+	}
+	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp)))
+	return nil
+}

@@ -1,0 +1,264 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/storage/posix"
+)
+
+// Config configures a log server. Zero values take the defaults below.
+type Config struct {
+	// Dir holds the tiles (Tessera's POSIX layout) and the server's state.
+	Dir string
+	// Keys sign checkpoints; all share one origin. The first is the
+	// current key, the others are kept during a rotation.
+	Keys Keys
+	// Tokens authenticate writers; nil means open writes (source
+	// "anonymous"), which the command allows on loopback only.
+	Tokens *Tokens
+	// ReadTokens, if not nil, protect the entry bundles.
+	ReadTokens *Tokens
+
+	MaxBody            int64         // bytes per request body, after decompression (default 8 MiB)
+	MaxInFlight        int           // events in flight before 503 (default 100,000)
+	BatchSize          uint          // Tessera batch size (default 4,096)
+	BatchAge           time.Duration // Tessera batch age (default 20 ms)
+	CheckpointInterval time.Duration // default 1 s
+	RepublishInterval  time.Duration // default 3 s
+
+	Logger   *slog.Logger
+	Registry *prometheus.Registry // metrics go here (default: a new registry)
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxBody == 0 {
+		c.MaxBody = 8 << 20
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 100_000
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 4096
+	}
+	if c.BatchAge == 0 {
+		c.BatchAge = 20 * time.Millisecond
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = time.Second
+	}
+	if c.RepublishInterval == 0 {
+		c.RepublishInterval = 3 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+}
+
+// Server is a running log. Create it with New, serve Handler (and
+// AdminHandler), and Close it to stop.
+type Server struct {
+	cfg        Config
+	log        *slog.Logger
+	tokens     *Tokens
+	readTokens *Tokens
+
+	ctx      context.Context
+	cancel   context.CancelFunc
+	appender *tessera.Appender
+	shutdown func(context.Context) error
+	reader   tessera.LogReader
+
+	dedup    *Dedup
+	inflight inflight
+	stamps   stamps
+	metrics  *metrics
+	closing  atomic.Bool
+	done     chan struct{} // closed when the watermark loop has stopped
+
+	// afterAppend, when set by a test, runs after entries are appended and
+	// before the idempotency index is written; an error stands in for the
+	// process dying there.
+	afterAppend func() error
+}
+
+// New opens the log in cfg.Dir: it checks that the keys verify the
+// checkpoint already there, starts Tessera's appender on the POSIX driver,
+// and rebuilds the idempotency index from the newest leaves before it
+// returns. The server takes writes once New returns.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if len(cfg.Keys.Signers) == 0 {
+		return nil, errors.New("a log needs at least one signing key")
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, stateDir), 0o755); err != nil {
+		return nil, fmt.Errorf("couldn't create the data directory: %w", err)
+	}
+	if err := CheckExistingCheckpoint(cfg.Dir, cfg.Keys.VKeys); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		tokens:     cfg.Tokens,
+		readTokens: cfg.ReadTokens,
+		inflight:   inflight{max: cfg.MaxInFlight},
+		done:       make(chan struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	var err error
+	if s.metrics, err = newMetrics(s, cfg.Registry); err != nil {
+		return nil, err
+	}
+	driver, err := posix.New(s.ctx, posix.Config{Path: cfg.Dir})
+	if err != nil {
+		return nil, fmt.Errorf("couldn't open POSIX storage in %s: %w", cfg.Dir, err)
+	}
+	opts := tessera.NewAppendOptions().
+		WithCheckpointSigner(cfg.Keys.Signers[0], cfg.Keys.Signers[1:]...).
+		WithBatching(cfg.BatchSize, cfg.BatchAge).
+		WithCheckpointInterval(cfg.CheckpointInterval).
+		WithCheckpointRepublishInterval(cfg.RepublishInterval).
+		// In-memory only: it answers /add's byte-identical retries (as
+		// Tessera's conformance servers do). Event leaves never repeat.
+		WithAntispam(tessera.DefaultAntispamInMemorySize, nil)
+	s.appender, s.shutdown, s.reader, err = tessera.NewAppender(s.ctx, driver, opts)
+	if err != nil {
+		s.cancel()
+		return nil, fmt.Errorf("couldn't start the Tessera appender: %w", err)
+	}
+
+	if s.dedup, err = OpenDedup(filepath.Join(cfg.Dir, stateDir, "idempotency.db")); err != nil {
+		s.cancel()
+		return nil, err
+	}
+	size, err := s.reader.IntegratedSize(s.ctx)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.cancel()
+		return nil, fmt.Errorf("couldn't read the tree size: %w", err)
+	}
+	start := time.Now()
+	scanned, err := s.dedup.Rebuild(s.ctx, size, s.reader.ReadEntryBundle)
+	if err != nil {
+		s.cancel()
+		return nil, fmt.Errorf("couldn't rebuild the idempotency index: %w", err)
+	}
+	s.log.Info("idempotency index ready", "tree_size", size, "rescanned_entries", scanned, "took", time.Since(start).Round(time.Millisecond))
+	go s.watermarkLoop()
+	return s, nil
+}
+
+// stateDir is where the server keeps its own state inside the data
+// directory, beside Tessera's .state; neither is ever served.
+const stateDir = ".tidemark"
+
+func (s *Server) watermarkLoop() {
+	defer close(s.done)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			if err := s.dedup.SaveWatermark(s.integratedSize); err != nil {
+				s.log.Warn("idempotency watermark not saved", "err", err)
+			}
+		}
+	}
+}
+
+func (s *Server) integratedSize() (uint64, error) {
+	n, err := s.reader.IntegratedSize(s.ctx)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	return n, err
+}
+
+// Handler returns the public HTTP API.
+func (s *Server) Handler() http.Handler {
+	r := mux.NewRouter()
+	r.HandleFunc("/v1/events", s.handleEvents).Methods(http.MethodPost)
+	r.HandleFunc("/add", s.handleAdd).Methods(http.MethodPost)
+	r.HandleFunc("/checkpoint", s.handleCheckpoint).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/tile/{rest:.+}", s.handleTile).Methods(http.MethodGet, http.MethodHead)
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errorf(http.StatusNotFound, "not_found", "no such endpoint: %s", r.URL.Path))
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errorf(http.StatusMethodNotAllowed, "method", "%s is not allowed on %s", r.Method, r.URL.Path))
+	})
+	return r
+}
+
+// AdminHandler returns /metrics, /healthz and /readyz.
+func (s *Server) AdminHandler() http.Handler {
+	r := mux.NewRouter()
+	r.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	r.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	r.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if s.closing.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		if _, err := s.reader.ReadCheckpoint(r.Context()); err != nil {
+			http.Error(w, "no checkpoint published yet", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return r
+}
+
+// fail answers an error, counts it, and logs the server's own failures.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, cause := writeError(w, err)
+	s.metrics.rejected.WithLabelValues(cause).Inc()
+	if status >= 500 && status != http.StatusServiceUnavailable {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+}
+
+// Close stops the log gracefully: every entry whose index was handed out is
+// integrated and covered by a published checkpoint, and the idempotency
+// watermark is saved. Stop the HTTP servers (http.Server.Shutdown, which
+// waits for in-flight requests) before calling it.
+func (s *Server) Close(ctx context.Context) error {
+	s.closing.Store(true)
+	var errs []error
+	if err := s.shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("couldn't shut Tessera down cleanly: %w", err))
+	}
+	s.cancel()
+	<-s.done
+	if err := s.dedup.SaveWatermark(func() (uint64, error) {
+		n, err := s.reader.IntegratedSize(context.Background())
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, nil
+		}
+		return n, err
+	}); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.dedup.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,117 @@
+package log
+
+import (
+	"compress/gzip"
+	"errors"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/gorilla/mux"
+	"github.com/transparency-dev/tessera/api/layout"
+)
+
+// Cache-Control values from C2SP tlog-tiles: the checkpoint is mutable and
+// must not be cached beyond a few seconds; tiles and bundles are immutable.
+const (
+	checkpointCache = "no-cache"
+	tileCache       = "public, max-age=31536000, immutable"
+	privateCache    = "private, max-age=31536000, immutable"
+)
+
+// handleCheckpoint serves GET /checkpoint.
+func (s *Server) handleCheckpoint(w http.ResponseWriter, r *http.Request) {
+	b, err := os.ReadFile(filepath.Join(s.cfg.Dir, layout.CheckpointPath))
+	if errors.Is(err, fs.ErrNotExist) {
+		http.Error(w, "no checkpoint yet", http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", checkpointCache)
+	_, _ = w.Write(b)
+}
+
+// handleTile serves GET /tile/<L>/<N>[.p/<W>] and /tile/entries/<N>[.p/<W>].
+// The path is parsed and formatted again: anything but the canonical form
+// is a 404, and the file read is named by the parsed numbers, never by the
+// request, so nothing outside the log's tiles can be reached.
+func (s *Server) handleTile(w http.ResponseWriter, r *http.Request) {
+	rest := mux.Vars(r)["rest"]
+	level, index, ok := strings.Cut(rest, "/")
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	entries := level == "entries"
+	if entries {
+		level = "0"
+	}
+	l, n, p, err := layout.ParseTileLevelIndexPartial(level, index)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	var path string
+	if entries {
+		path = layout.EntriesPath(n, p)
+	} else {
+		path = layout.TilePath(l, n, p)
+	}
+	if "tile/"+rest != path {
+		http.NotFound(w, r)
+		return
+	}
+	cache := tileCache
+	if entries && s.readTokens != nil {
+		tok, ok := bearer(r)
+		if !ok {
+			s.fail(w, r, errorf(http.StatusUnauthorized, "unauthenticated", "entry bundles of this log need a read token: send \"Authorization: Bearer <token>\""))
+			return
+		}
+		if _, ok := s.readTokens.Lookup(tok); !ok {
+			s.fail(w, r, errorf(http.StatusForbidden, "forbidden", "the read token is not one this log knows"))
+			return
+		}
+		cache = privateCache
+	}
+	b, err := os.ReadFile(filepath.Join(s.cfg.Dir, filepath.FromSlash(path)))
+	if errors.Is(err, fs.ErrNotExist) {
+		http.NotFound(w, r)
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Cache-Control", cache)
+	if entries {
+		h.Add("Vary", "Accept-Encoding")
+		// tlog-tiles: entry bundles SHOULD be compressed at the HTTP layer.
+		if acceptsGzip(r) {
+			h.Set("Content-Encoding", "gzip")
+			zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+			_, _ = zw.Write(b)
+			_ = zw.Close()
+			return
+		}
+	}
+	_, _ = w.Write(b)
+}
+
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		name, q, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.TrimSpace(name) == "gzip" && strings.ReplaceAll(strings.TrimSpace(q), " ", "") != "q=0" {
+			return true
+		}
+	}
+	return false
+}
