@@ -190,9 +190,14 @@ func (s *Server) integratedSize() (uint64, error) {
 	return n, err
 }
 
-// Handler returns the public HTTP API.
-func (s *Server) Handler() http.Handler {
-	r := mux.NewRouter()
+// Handler returns the public HTTP API, with the admin endpoints of
+// AdminHandler too when withAdmin is set. Paths are not cleaned: a request
+// for a non-canonical path is a 404, not a redirect.
+func (s *Server) Handler(withAdmin bool) http.Handler {
+	r := mux.NewRouter().SkipClean(true)
+	if withAdmin {
+		s.adminRoutes(r)
+	}
 	r.HandleFunc("/v1/events", s.handleEvents).Methods(http.MethodPost)
 	r.HandleFunc("/add", s.handleAdd).Methods(http.MethodPost)
 	r.HandleFunc("/checkpoint", s.handleCheckpoint).Methods(http.MethodGet, http.MethodHead)
@@ -209,6 +214,11 @@ func (s *Server) Handler() http.Handler {
 // AdminHandler returns /metrics, /healthz and /readyz.
 func (s *Server) AdminHandler() http.Handler {
 	r := mux.NewRouter()
+	s.adminRoutes(r)
+	return r
+}
+
+func (s *Server) adminRoutes(r *mux.Router) {
 	r.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -224,7 +234,6 @@ func (s *Server) AdminHandler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	return r
 }
 
 // fail answers an error, counts it, and logs the server's own failures.

@@ -96,16 +96,9 @@ func runLog(args []string) error {
 		return err
 	}
 
-	public := srv.Handler()
+	public := srv.Handler(*adminListen == "")
 	var servers []*http.Server
-	if *adminListen == "" {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", srv.AdminHandler())
-		mux.Handle("/healthz", srv.AdminHandler())
-		mux.Handle("/readyz", srv.AdminHandler())
-		mux.Handle("/", public)
-		public = mux
-	} else {
+	if *adminListen != "" {
 		servers = append(servers, newHTTPServer(*adminListen, srv.AdminHandler()))
 	}
 	servers = append([]*http.Server{newHTTPServer(*listen, public)}, servers...)
