@@ -1,0 +1,24 @@
+# Tidemark: the two commands of the README are `make run` and `make test`.
+SHELL := /bin/bash
+BIN := $(CURDIR)/.bin
+TESSERA := github.com/transparency-dev/tessera
+TESSERA_VERSION := v1.0.4
+
+.PHONY: run test tools build fmt vet
+
+# Run the log on the embedded default (POSIX storage in ./tidemark-data).
+run:
+	go run ./cmd/tidemark log --data ./tidemark-data
+
+build:
+	go build -o $(BIN)/tidemark ./cmd/tidemark
+
+# Programs we did not write, that the tests check us with.
+tools: $(BIN)/hammer $(BIN)/fsck
+$(BIN)/hammer $(BIN)/fsck:
+	GOBIN=$(BIN) go install $(TESSERA)/internal/hammer@$(TESSERA_VERSION) $(TESSERA)/cmd/fsck@$(TESSERA_VERSION)
+
+test: tools
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	go vet ./...
+	TIDEMARK_TOOLS=$(BIN) go test -count=1 -timeout 20m ./...

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# POST /add throughput of `tidemark log` against Tessera's own conformance/posix
+# server (v1.0.4), both under Tessera's hammer with the same flags.
+#
+# Runs alternate (tidemark first on odd runs, conformance first on even runs),
+# each on a fresh data directory and a fresh key. A run's rate is
+# entries / seconds taken from the hammer's own log line
+#   "Reached tree size goal of N after D; exiting"
+# (the hammer checks the tree size once a second, so D is rounded up to about
+# a second, and its writers only start after the first tick of its throttle, a
+# second in: D overstates the time by 1-3 s, so keep runs 10-20 s long).
+# Beside it, each run also reports a steady rate: the script polls /checkpoint
+# every 0.1 s and divides the growth between the first checkpoints at or above
+# 10% and 90% of the goal by the time between them (start-up and the tail left out).
+#
+# Environment (defaults in brackets):
+#   RUNS [5]            runs per server
+#   LEAVES [150000]     --leaf_write_goal of each run
+#   WRITERS [256]       --num_writers
+#   LEAF_SIZE [256]     --leaf_min_size (the hammer's leaves are hex text)
+#   DUP_CHANCE [0]      --dup_chance (the hammer's default is 0.1; 0 keeps both servers writing every request)
+#   MAX_RUNTIME [180s]  --max_runtime: a run that takes longer fails
+#   HAMMER_FLAGS        more hammer flags
+#   TIDEMARK_FLAGS      more `tidemark log` flags (e.g. batching)
+#   CONFORMANCE_FLAGS   more conformance/posix flags
+#   TARGETS ["tidemark conformance"]  which servers to run (e.g. TARGETS=conformance)
+#   FSCK [1]            run Tessera's fsck over each log after its run
+#   KEEP_TMP [0]        keep the data directories and logs
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+RUNS="${RUNS:-5}"
+LEAVES="${LEAVES:-150000}"
+WRITERS="${WRITERS:-256}"
+LEAF_SIZE="${LEAF_SIZE:-256}"
+DUP_CHANCE="${DUP_CHANCE:-0}"
+MAX_RUNTIME="${MAX_RUNTIME:-180s}"
+TARGETS="${TARGETS:-tidemark conformance}"
+FSCK="${FSCK:-1}"
+
+need_bin hammer keygen
+[[ " $TARGETS " == *" tidemark "* ]] && need_bin tidemark
+[[ " $TARGETS " == *" conformance "* ]] && need_bin posix
+[[ "$FSCK" == 1 ]] && need_bin fsck
+
+bench_init
+print_env "$@"
+HAMMER_ARGS=(--num_writers="$WRITERS" --max_write_ops=1000000 --max_read_ops=0 --num_readers_random=0
+  --num_readers_full=0 --show_ui=false --leaf_write_goal="$LEAVES" --max_runtime="$MAX_RUNTIME"
+  --leaf_min_size="$LEAF_SIZE" --dup_chance="$DUP_CHANCE" --logtostderr)
+# shellcheck disable=SC2206
+HAMMER_ARGS+=(${HAMMER_FLAGS:-})
+echo "runs:        $RUNS per server, alternating; targets: $TARGETS"
+echo "hammer:      $BIN/hammer --log_url http://127.0.0.1:PORT/ --log_public_key VKEY ${HAMMER_ARGS[*]}"
+echo "tidemark:    $BIN/tidemark log --data DIR --listen 127.0.0.1:PORT --key KEYFILE ${TIDEMARK_FLAGS:-}"
+echo "conformance: $BIN/posix --storage_dir DIR --listen 127.0.0.1:PORT --private_key KEYFILE ${CONFORMANCE_FLAGS:-}"
+echo "tmp:         $BENCH_TMP"
+echo
+
+declare -A RATES=() STEADY=()
+FAILED=0
+
+# one_run TARGET RUN_NO: prints one line and appends the rate to RATES[TARGET].
+one_run() {
+  local target="$1" n="$2" dir port key vkey slog hlog line goal dur secs rate fsck_status=""
+  dir="$BENCH_TMP/$target-$n"
+  mkdir -p "$dir"
+  make_key "$dir/log"
+  key="$dir/log.key"
+  vkey="$(cat "$dir/log.pub")"
+  port="$(free_port)"
+  slog="$dir/server.log"
+  hlog="$dir/hammer.log"
+  if ! start_server "$target" "$dir/data" "$port" "$key" "$slog"; then
+    echo "run $n $target: FAILED (the server did not start)"
+    FAILED=1
+    stop_pid "$SERVER_PID"
+    return 0
+  fi
+  start_cp_watch "http://127.0.0.1:$port" "$dir/checkpoints.txt"
+  local watch_pid="$WATCH_PID" hrc=0
+  "$BIN/hammer" --log_url "http://127.0.0.1:$port/" --log_public_key "$vkey" "${HAMMER_ARGS[@]}" >"$hlog" 2>&1 || hrc=$?
+  stop_pid "$watch_pid"
+  line="$(grep -o 'Reached tree size goal of [0-9]* after [^;]*' "$hlog" | tail -n 1 || true)"
+  if [[ -z "$line" ]]; then
+    echo "run $n $target: FAILED (hammer exit $hrc, no 'Reached tree size goal' line)"
+    echo "--- tail of $hlog"; tail -n 15 "$hlog" | cut -c1-300
+    echo "--- tail of $slog"; tail -n 15 "$slog" | cut -c1-300
+    FAILED=1
+    stop_pid "$SERVER_PID"
+    return 0
+  fi
+  goal="$(awk '{print $6}' <<<"$line")"
+  dur="$(awk '{print $8}' <<<"$line")"
+  secs="$(go_duration_seconds "$dur")"
+  rate="$(awk -v g="$goal" -v s="$secs" 'BEGIN { printf "%.0f", g / s }')"
+  if [[ "$FSCK" == 1 ]]; then
+    local flog="$dir/fsck.log"
+    # fsck exits 0 even when the check fails: read its log.
+    if "$BIN/fsck" --storage_url "http://127.0.0.1:$port/" --public_key "$dir/log.pub" --N 4 --ui=false >"$flog" 2>&1 \
+      && ! grep -q 'fsck failed' "$flog"; then
+      fsck_status=" fsck=ok"
+    else
+      fsck_status=" fsck=FAILED($(grep -m1 -o 'fsck failed.*' "$flog" | cut -c1-200))"
+      FAILED=1
+    fi
+  fi
+  local pushback
+  pushback="$( { grep -o '[0-9]* requests received pushback' "$hlog" || true; } | awk '{s += $1} END {print s + 0}')"
+  local errs
+  errs="$(grep -c 'W.*x) ' "$hlog" || true)"
+  stop_pid "$SERVER_PID"
+  local steady
+  steady="$(steady_rate "$dir/checkpoints.txt" "$goal")"
+  RATES[$target]+="$rate "
+  STEADY[$target]+="$steady "
+  printf 'run %d %-11s entries=%s seconds=%s entries_per_sec=%s steady_per_sec=%s pushback=%s error_lines=%s%s\n' \
+    "$n" "$target" "$goal" "$secs" "$rate" "$steady" "$pushback" "$errs" "$fsck_status"
+}
+
+read -r -a TLIST <<<"$TARGETS"
+for n in $(seq 1 "$RUNS"); do
+  order=("${TLIST[@]}")
+  if (( n % 2 == 0 )) && (( ${#TLIST[@]} == 2 )); then order=("${TLIST[1]}" "${TLIST[0]}"); fi
+  for t in "${order[@]}"; do
+    one_run "$t" "$n"
+  done
+done
+
+echo
+echo "== medians (entries/s, hammer, $WRITERS writers, $LEAVES leaves of >= $LEAF_SIZE bytes, dup_chance $DUP_CHANCE)"
+declare -A MED=() SMED=()
+for t in "${TLIST[@]}"; do
+  MED[$t]="$( { tr ' ' '\n' <<<"${RATES[$t]:-}" | grep -v -e '^$' -e nan || true; } | median)"
+  SMED[$t]="$( { tr ' ' '\n' <<<"${STEADY[$t]:-}" | grep -v -e '^$' -e nan || true; } | median)"
+  echo "$t: median ${MED[$t]} (runs: ${RATES[$t]:-none}); steady 10%->90% median ${SMED[$t]} (runs: ${STEADY[$t]:-none})"
+done
+if [[ -n "${MED[tidemark]:-}" && -n "${MED[conformance]:-}" ]]; then
+  echo "ratio tidemark/conformance: $(ratio "${MED[tidemark]}" "${MED[conformance]}") (hammer's figure); $(ratio "${SMED[tidemark]}" "${SMED[conformance]}") (steady)"
+  echo "RESULT bench=add-vs-conformance tidemark=${MED[tidemark]} conformance=${MED[conformance]} ratio=$(ratio "${MED[tidemark]}" "${MED[conformance]}") tidemark_steady=${SMED[tidemark]} conformance_steady=${SMED[conformance]} steady_ratio=$(ratio "${SMED[tidemark]}" "${SMED[conformance]}") runs=$RUNS leaves=$LEAVES writers=$WRITERS"
+fi
+exit "$FAILED"

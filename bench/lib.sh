@@ -1,0 +1,241 @@
+# Shared helpers for the bench/*.sh scripts. Source it; do not run it.
+# shellcheck shell=bash
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+BIN="$BENCH_DIR/.bin"
+export GOFLAGS="${GOFLAGS:--mod=mod}"
+
+# Every server/process a script starts is recorded here and killed on exit.
+BENCH_PIDS=()
+BENCH_TMP=""
+
+bench_cleanup() {
+  local pid
+  for pid in "${BENCH_PIDS[@]:-}"; do
+    [[ -n "$pid" ]] || continue
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      # give it up to 10 s to stop gracefully, then insist
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
+  BENCH_PIDS=()
+  if [[ -n "$BENCH_TMP" && -d "$BENCH_TMP" && "${KEEP_TMP:-0}" != 1 ]]; then
+    rm -rf "$BENCH_TMP"
+  fi
+}
+
+bench_init() {
+  BENCH_TMP="$(mktemp -d "${TMPDIR:-/tmp}/tidemark-bench.XXXXXX")"
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+# stop_pid PID: stop one server we started and forget it.
+stop_pid() {
+  local pid="$1" p keep=()
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+  for p in "${BENCH_PIDS[@]:-}"; do [[ "$p" == "$pid" || -z "$p" ]] || keep+=("$p"); done
+  BENCH_PIDS=("${keep[@]:-}")
+}
+
+print_env() {
+  echo "== environment"
+  echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "go:      $(go version)"
+  echo "nproc:   $(nproc)"
+  echo "memory:  $(free -g | awk '/^Mem:/ {print "total " $2 " GiB, used " $3 ", free " $4 ", available " $7}')"
+  echo "kernel:  $(uname -r)"
+  echo "loadavg: $(cut -d' ' -f1-3 /proc/loadavg)"
+  local desc commit
+  desc="$(git -C "$REPO_DIR" describe --always --dirty --tags 2>/dev/null || echo 'no commits')"
+  commit="$(git -C "$REPO_DIR" rev-parse HEAD 2>/dev/null || echo 'none')"
+  echo "repo:    $REPO_DIR ($desc, commit $commit)"
+  echo "script:  $0 $*"
+}
+
+# free_port: a TCP port on 127.0.0.1 that nothing listens on right now (pure bash).
+free_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$(( 20000 + RANDOM % 30000 ))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  echo "no free port found" >&2; return 1
+}
+
+# wait_ready URL PID [SECONDS]: poll GET URL until 200, fail if PID dies.
+wait_ready() {
+  local url="$1" pid="$2" secs="${3:-30}" i
+  for i in $(seq 1 $(( secs * 10 ))); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "server (pid $pid) exited before becoming ready" >&2
+      return 1
+    fi
+    if curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "server at $url not ready after ${secs}s" >&2
+  return 1
+}
+
+# median of numbers on stdin (one per line)
+median() {
+  sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"; exit} if (NR%2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2}'
+}
+
+# ratio A B: A/B with 3 decimals
+ratio() {
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    if (a !~ /^[0-9.eE+-]+$/ || b !~ /^[0-9.eE+-]+$/ || b + 0 == 0) print "nan"; else printf "%.3f\n", a / b }'
+}
+
+need_bin() {
+  local b
+  for b in "$@"; do
+    if [[ ! -x "$BIN/$b" ]]; then
+      echo "missing $BIN/$b: run bench/tools.sh first" >&2
+      exit 1
+    fi
+  done
+}
+
+# make_key PREFIX: writes PREFIX.key and PREFIX.pub with bench/keygen.
+make_key() {
+  "$BIN/keygen" --origin "${BENCH_ORIGIN:-bench.tidemark.example/log}" --out "$1" >/dev/null
+}
+
+# start_tidemark DATA_DIR PORT KEYFILE LOGFILE: starts `tidemark log`, sets SERVER_PID.
+# Extra flags come from $TIDEMARK_FLAGS (word-split on purpose).
+start_tidemark() {
+  local data="$1" port="$2" key="$3" logf="$4"
+  # shellcheck disable=SC2086
+  "$BIN/tidemark" log --data "$data" --listen "127.0.0.1:$port" --key "$key" ${TIDEMARK_FLAGS:-} >"$logf" 2>&1 &
+  SERVER_PID=$!
+  BENCH_PIDS+=("$SERVER_PID")
+  if ! wait_ready "http://127.0.0.1:$port/checkpoint" "$SERVER_PID" "${READY_TIMEOUT:-30}"; then
+    echo "--- tail of $logf" >&2; tail -n 30 "$logf" >&2; return 1
+  fi
+}
+
+# start_conformance DATA_DIR PORT KEYFILE LOGFILE: Tessera's conformance/posix, sets SERVER_PID.
+# Extra flags come from $CONFORMANCE_FLAGS.
+start_conformance() {
+  local data="$1" port="$2" key="$3" logf="$4"
+  # shellcheck disable=SC2086
+  "$BIN/posix" --storage_dir "$data" --listen "127.0.0.1:$port" --private_key "$key" ${CONFORMANCE_FLAGS:-} >"$logf" 2>&1 &
+  SERVER_PID=$!
+  BENCH_PIDS+=("$SERVER_PID")
+  if ! wait_ready "http://127.0.0.1:$port/checkpoint" "$SERVER_PID" "${READY_TIMEOUT:-30}"; then
+    echo "--- tail of $logf" >&2; tail -n 30 "$logf" >&2; return 1
+  fi
+}
+
+# go_duration_seconds D: a Go time.Duration string (1m2.5s, 7.25s, 850ms, 1h0m3s) in seconds.
+go_duration_seconds() {
+  awk -v d="$1" 'BEGIN {
+    total = 0; s = d
+    while (length(s) > 0) {
+      if (!match(s, /^[0-9.]+/)) { print "nan"; exit }
+      num = substr(s, 1, RLENGTH) + 0; s = substr(s, RLENGTH + 1)
+      if (match(s, /^(h|ms|m|s|us|µs|ns)/)) { unit = substr(s, 1, RLENGTH); s = substr(s, RLENGTH + 1) }
+      else { print "nan"; exit }
+      if (unit == "h") total += num * 3600
+      else if (unit == "m") total += num * 60
+      else if (unit == "s") total += num
+      else if (unit == "ms") total += num / 1e3
+      else if (unit == "us" || unit == "µs") total += num / 1e6
+      else if (unit == "ns") total += num / 1e9
+    }
+    printf "%.3f\n", total
+  }'
+}
+
+# result_field LINE KEY: the value of KEY=... in a loadgen RESULT line.
+result_field() {
+  tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k { print $2 }'
+}
+
+# start_cp_watch URL OUTFILE: polls URL/checkpoint every 0.1 s in the background and
+# appends "<unix seconds with ns> <tree size>" whenever the size changes. Sets WATCH_PID.
+start_cp_watch() {
+  local url="$1" out="$2"
+  (
+    last=""
+    while :; do
+      size="$(curl -fsS --max-time 1 "$url/checkpoint" 2>/dev/null | sed -n 2p || true)"
+      if [[ -n "$size" && "$size" != "$last" ]]; then
+        echo "$(date +%s.%N) $size" >>"$out"
+        last="$size"
+      fi
+      sleep 0.1
+    done
+  ) &
+  WATCH_PID=$!
+  BENCH_PIDS+=("$WATCH_PID")
+}
+
+# steady_rate FILE GOAL: entries/s between the first published checkpoints at or above
+# 10% and 90% of GOAL, from a start_cp_watch file ("nan" if it has too few samples).
+steady_rate() {
+  awk -v g="$2" '
+    !a && $2 >= 0.1 * g { t1 = $1; s1 = $2; a = 1 }
+    !b && $2 >= 0.9 * g { t2 = $1; s2 = $2; b = 1 }
+    END { if (a && b && t2 > t1) printf "%.0f\n", (s2 - s1) / (t2 - t1); else print "nan" }' "$1"
+}
+
+# start_server SERVER DATA_DIR PORT KEYFILE LOGFILE: SERVER is tidemark or conformance.
+start_server() {
+  case "$1" in
+    tidemark) start_tidemark "${@:2}" ;;
+    conformance) start_conformance "${@:2}" ;;
+    *) echo "unknown server $1 (tidemark|conformance)" >&2; return 1 ;;
+  esac
+}
+
+# loadgen_run SERVER MODE RUN_NO [loadgen flags...]: a fresh log (new data dir and key),
+# one loadgen run against it, then the server is stopped. Prints a "run" line and sets
+# LAST_RESULT to loadgen's RESULT line ("" when it failed). Loadgen's full output is
+# kept in $BENCH_TMP/SERVER-MODE-N/loadgen.log.
+loadgen_run() {
+  local server="$1" mode="$2" n="$3" dir port lrc=0
+  shift 3
+  dir="$BENCH_TMP/$server-$mode-$n"
+  mkdir -p "$dir"
+  make_key "$dir/log"
+  port="$(free_port)"
+  if ! start_server "$server" "$dir/data" "$port" "$dir/log.key" "$dir/server.log"; then
+    echo "run $n $server $mode: FAILED (the server did not start)"
+    LAST_RESULT=""
+    stop_pid "$SERVER_PID"
+    return 0
+  fi
+  local args=(--url "http://127.0.0.1:$port" --mode "$mode" "$@")
+  "$BIN/loadgen" "${args[@]}" >"$dir/loadgen.log" 2>&1 || lrc=$?
+  stop_pid "$SERVER_PID"
+  LAST_RESULT="$(grep '^RESULT ' "$dir/loadgen.log" | tail -n 1 || true)"
+  if [[ $lrc -ne 0 || -z "$LAST_RESULT" ]]; then
+    echo "run $n $server $mode: FAILED (loadgen exit $lrc)"
+    echo "--- tail of $dir/loadgen.log"; tail -n 12 "$dir/loadgen.log" | cut -c1-300
+    echo "--- tail of $dir/server.log"; tail -n 12 "$dir/server.log" | cut -c1-300
+    LAST_RESULT=""
+    return 0
+  fi
+  echo "run $n $server $mode: $LAST_RESULT"
+  grep -E '^(errors|retries|last error|2xx answers)' "$dir/loadgen.log" | grep -v -e '^errors (not retried): 0 *$' -e '^retries (503/429 honoured): 0 *$' | sed 's/^/    /' || true
+}
+
+# median_of "a b c": median of the non-empty, non-nan words.
+median_of() {
+  { tr ' ' '\n' <<<"$1" | grep -v -e '^$' -e '^nan$' || true; } | median
+}

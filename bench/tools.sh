@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs the benchmark tools into bench/.bin (gitignored):
+#   hammer, fsck, posix   Tessera v1.0.4's load tester, checker and POSIX conformance server
+#   keygen, loadgen       this folder's helpers
+#   tidemark              ./cmd/tidemark (skipped with a warning if it does not build yet)
+# Tessera's tools are installed once; FORCE=1 reinstalls them. tidemark, keygen and
+# loadgen are rebuilt every time (they change with the repo).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+TESSERA_VERSION="${TESSERA_VERSION:-v1.0.4}"
+mkdir -p "$BIN"
+print_env "$@"
+echo "bin:     $BIN"
+
+cd "$REPO_DIR"
+echo "== tessera tools ($TESSERA_VERSION)"
+declare -A PKG=(
+  [hammer]="github.com/transparency-dev/tessera/internal/hammer@$TESSERA_VERSION"
+  [fsck]="github.com/transparency-dev/tessera/cmd/fsck@$TESSERA_VERSION"
+  [posix]="github.com/transparency-dev/tessera/cmd/conformance/posix@$TESSERA_VERSION"
+)
+for name in hammer fsck posix; do
+  if [[ -x "$BIN/$name" && "${FORCE:-0}" != 1 ]]; then
+    echo "$name: already installed"
+    continue
+  fi
+  echo "+ GOBIN=$BIN go install ${PKG[$name]}"
+  # go install pkg@version ignores the current module; GOFLAGS=-mod=mod is not allowed there.
+  GOFLAGS= GOBIN="$BIN" go install "${PKG[$name]}"
+  if [[ ! -x "$BIN/$name" ]]; then
+    echo "error: go install ${PKG[$name]} did not produce $BIN/$name" >&2
+    exit 1
+  fi
+  echo "$name: installed"
+done
+
+echo "== bench helpers"
+echo "+ go build -o $BIN/keygen ./bench/keygen"
+go build -o "$BIN/keygen" ./bench/keygen
+echo "+ go build -o $BIN/loadgen ./bench/loadgen"
+go build -o "$BIN/loadgen" ./bench/loadgen
+
+echo "== tidemark"
+echo "+ go build -o $BIN/tidemark ./cmd/tidemark"
+if go build -o "$BIN/tidemark" ./cmd/tidemark; then
+  echo "tidemark: built ($(git -C "$REPO_DIR" describe --always --dirty 2>/dev/null || echo 'no commits'))"
+else
+  echo "warning: ./cmd/tidemark does not build; the tidemark benchmarks cannot run" >&2
+  rm -f "$BIN/tidemark"
+  [[ "${REQUIRE_TIDEMARK:-0}" == 1 ]] && exit 1
+fi
+ls -l "$BIN"
