@@ -91,7 +91,7 @@ func (p *jsonParser) value(dst []byte, depth int) ([]byte, error) {
 		if err != nil {
 			return dst, err
 		}
-		return appendJSONString(dst, s), nil
+		return appendJSONString(dst, s), nil // s may alias p.in: append copies
 	case c == '-' || (c >= '0' && c <= '9'):
 		return p.number(dst)
 	case c == 't':
@@ -114,7 +114,7 @@ func (p *jsonParser) literal(dst []byte, lit string) ([]byte, error) {
 }
 
 type member struct {
-	name  string
+	name  []byte // unescaped; may alias the input
 	value []byte // canonical
 }
 
@@ -182,7 +182,7 @@ func (p *jsonParser) members(depth int) ([]member, error) {
 	}
 	slices.SortFunc(members, func(a, b member) int { return compareUTF16(a.name, b.name) })
 	for i := 1; i < len(members); i++ {
-		if members[i].name == members[i-1].name {
+		if bytes.Equal(members[i].name, members[i-1].name) {
 			return nil, fmt.Errorf("%w: duplicate member name %q", ErrNotIJSON, members[i].name)
 		}
 	}
@@ -255,31 +255,32 @@ func (p *jsonParser) array(dst []byte, depth int) ([]byte, error) {
 	}
 }
 
-// str parses a JSON string at p.pos and returns its value.
-func (p *jsonParser) str() (string, error) {
+// str parses a JSON string at p.pos and returns its value, which aliases
+// the input when the string has no escapes.
+func (p *jsonParser) str() ([]byte, error) {
 	p.pos++ // opening quote
 	start := p.pos
 	// Fast path: no escapes, all printable ASCII or valid UTF-8.
 	for p.pos < len(p.in) {
 		c := p.in[p.pos]
 		if c == '"' {
-			s := p.in[start:p.pos]
+			s := p.in[start:p.pos:p.pos]
 			p.pos++
 			if !utf8.Valid(s) {
-				return "", p.errorf("invalid UTF-8 in string")
+				return nil, p.errorf("invalid UTF-8 in string")
 			}
-			return string(s), nil
+			return s, nil
 		}
 		if c == '\\' {
 			break
 		}
 		if c < 0x20 {
-			return "", p.errorf("control character in string")
+			return nil, p.errorf("control character in string")
 		}
 		p.pos++
 	}
 	if p.pos >= len(p.in) {
-		return "", p.errorf("unterminated string")
+		return nil, p.errorf("unterminated string")
 	}
 	// Slow path with escapes.
 	out := make([]byte, 0, p.pos-start+16)
@@ -290,11 +291,11 @@ func (p *jsonParser) str() (string, error) {
 		case c == '"':
 			p.pos++
 			if !utf8.Valid(out) {
-				return "", p.errorf("invalid UTF-8 in string")
+				return nil, p.errorf("invalid UTF-8 in string")
 			}
-			return string(out), nil
+			return out, nil
 		case c < 0x20:
-			return "", p.errorf("control character in string")
+			return nil, p.errorf("control character in string")
 		case c != '\\':
 			out = append(out, c)
 			p.pos++
@@ -302,7 +303,7 @@ func (p *jsonParser) str() (string, error) {
 		}
 		// Escape.
 		if p.pos+1 >= len(p.in) {
-			return "", p.errorf("unterminated escape")
+			return nil, p.errorf("unterminated escape")
 		}
 		e := p.in[p.pos+1]
 		p.pos += 2
@@ -322,31 +323,31 @@ func (p *jsonParser) str() (string, error) {
 		case 'u':
 			r, ok := p.hex4()
 			if !ok {
-				return "", p.errorf("invalid \\u escape")
+				return nil, p.errorf("invalid \\u escape")
 			}
 			if utf16.IsSurrogate(r) {
 				if r >= 0xDC00 {
-					return "", p.errorf("lone low surrogate")
+					return nil, p.errorf("lone low surrogate")
 				}
 				if p.pos+1 >= len(p.in) || p.in[p.pos] != '\\' || p.in[p.pos+1] != 'u' {
-					return "", p.errorf("lone high surrogate")
+					return nil, p.errorf("lone high surrogate")
 				}
 				p.pos += 2
 				r2, ok := p.hex4()
 				if !ok {
-					return "", p.errorf("invalid \\u escape")
+					return nil, p.errorf("invalid \\u escape")
 				}
 				if r2 < 0xDC00 || r2 > 0xDFFF {
-					return "", p.errorf("lone high surrogate")
+					return nil, p.errorf("lone high surrogate")
 				}
 				r = utf16.DecodeRune(r, r2)
 			}
 			out = utf8.AppendRune(out, r)
 		default:
-			return "", p.errorf("invalid escape \\%c", e)
+			return nil, p.errorf("invalid escape \\%c", e)
 		}
 	}
-	return "", p.errorf("unterminated string")
+	return nil, p.errorf("unterminated string")
 }
 
 func (p *jsonParser) hex4() (rune, bool) {
@@ -506,7 +507,7 @@ const hexDigits = "0123456789abcdef"
 
 // appendJSONString appends s as RFC 8785 serializes strings: only '"', '\\'
 // and control characters are escaped, with the short escapes where they exist.
-func appendJSONString(dst []byte, s string) []byte {
+func appendJSONString[T string | []byte](dst []byte, s T) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {
@@ -542,7 +543,7 @@ func appendJSONString(dst []byte, s string) []byte {
 // compareUTF16 orders strings by their UTF-16 code units, as RFC 8785 sorts
 // member names. It differs from byte order only when a supplementary-plane
 // character meets one in U+E000..U+FFFF.
-func compareUTF16(a, b string) int {
+func compareUTF16[T string | []byte](a, b T) int {
 	for i := 0; i < len(a) && i < len(b); i++ {
 		if a[i] == b[i] {
 			continue
@@ -558,8 +559,8 @@ func compareUTF16(a, b string) int {
 		for i > 0 && !utf8.RuneStart(a[i]) {
 			i--
 		}
-		ra, _ := utf8.DecodeRuneInString(a[i:])
-		rb, _ := utf8.DecodeRuneInString(b[i:])
+		ra, _ := utf8.DecodeRuneInString(string(a[i:]))
+		rb, _ := utf8.DecodeRuneInString(string(b[i:]))
 		ua, ub := utf16Key(ra), utf16Key(rb)
 		if ua < ub {
 			return -1
@@ -568,7 +569,7 @@ func compareUTF16(a, b string) int {
 			return 1
 		}
 		// Same rune after all cannot happen when bytes differ; fall back.
-		if a[i:] < b[i:] {
+		if string(a[i:]) < string(b[i:]) {
 			return -1
 		}
 		return 1

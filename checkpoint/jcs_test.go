@@ -145,6 +145,13 @@ func TestLeafRoundTrip(t *testing.T) {
 	if !got.Received.Equal(received) || got.Source != l.Source || got.IdempotencyKey != l.IdempotencyKey || !bytes.Equal(got.Event, l.Event) {
 		t.Errorf("ParseLeaf = %+v, want %+v", got, l)
 	}
+	direct, id, evLen, err := AppendEventLeaf([]byte("prefix"), []byte(` {"actor":"ci", "action":"deploy"}`), received, "ci-bot", "k\"1")
+	if err != nil || string(direct) != "prefix"+want || id != "" || evLen != len(ev.Canonical) {
+		t.Errorf("AppendEventLeaf = %s, %q, %d, %v; want prefix%s", direct, id, evLen, err, want)
+	}
+	if _, _, _, err := AppendEventLeaf(nil, []byte(`[1]`), received, "s", ""); !errors.Is(err, ErrNotObject) {
+		t.Errorf("AppendEventLeaf of an array: %v", err)
+	}
 	if n := len(b) - len(ev.Canonical); LeafOverhead("ci-bot", "k\"1") != n {
 		t.Errorf("LeafOverhead = %d, want %d", LeafOverhead("ci-bot", "k\"1"), n)
 	}

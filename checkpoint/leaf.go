@@ -61,28 +61,52 @@ type Event struct {
 // CanonicalEvent checks that in is an I-JSON object (see Canonicalize) and
 // returns its canonical form and its id.
 func CanonicalEvent(in []byte) (Event, error) {
-	if t := bytes.TrimLeft(in, " \t\r\n"); len(t) > 0 && t[0] != '{' {
-		if _, err := Canonicalize(in); err != nil {
-			return Event{}, err
-		}
-		return Event{}, ErrNotObject
-	}
-	members, err := canonicalObject(in)
+	out, id, err := appendCanonicalEvent(make([]byte, 0, len(in)), in)
 	if err != nil {
 		return Event{}, err
 	}
-	ev := Event{Canonical: appendMembers(make([]byte, 0, len(in)), members)}
+	return Event{Canonical: out, ID: id}, nil
+}
+
+func appendCanonicalEvent(dst, in []byte) ([]byte, string, error) {
+	if t := bytes.TrimLeft(in, " \t\r\n"); len(t) > 0 && t[0] != '{' {
+		if _, err := Canonicalize(in); err != nil {
+			return dst, "", err
+		}
+		return dst, "", ErrNotObject
+	}
+	members, err := canonicalObject(in)
+	if err != nil {
+		return dst, "", err
+	}
+	id := ""
 	for _, m := range members {
-		if m.name != "id" {
+		if string(m.name) != "id" {
 			continue
 		}
 		if c := m.value[0]; c == '-' || (c >= '0' && c <= '9') {
-			ev.ID = string(m.value)
+			id = string(m.value)
 		} else if s, err := stringValue(m.value); err == nil {
-			ev.ID = s
+			id = s
 		}
 	}
-	return ev, nil
+	return appendMembers(dst, members), id, nil
+}
+
+// AppendEventLeaf checks and canonicalizes an event as CanonicalEvent does,
+// straight into the leaf that wraps it, appended to dst. It returns the leaf,
+// the event's id (see Event.ID) and the length of the canonical event.
+func AppendEventLeaf(dst, event []byte, received time.Time, source, idempotencyKey string) (leaf []byte, id string, eventLen int, err error) {
+	start := len(dst)
+	dst = append(dst, `{"event":`...)
+	evStart := len(dst)
+	dst, id, err = appendCanonicalEvent(dst, event)
+	if err != nil {
+		return dst[:start], "", 0, err
+	}
+	eventLen = len(dst) - evStart
+	dst = appendLeafTail(dst, Leaf{Received: received, Source: source, IdempotencyKey: idempotencyKey})
+	return dst, id, eventLen, nil
 }
 
 // LeafOverhead returns how many bytes a leaf adds around its event, so that
@@ -96,6 +120,11 @@ func LeafOverhead(source, idempotencyKey string) int {
 func AppendLeaf(dst []byte, l Leaf) []byte {
 	dst = append(dst, `{"event":`...)
 	dst = append(dst, l.Event...)
+	return appendLeafTail(dst, l)
+}
+
+// appendLeafTail appends what follows the event in a leaf.
+func appendLeafTail(dst []byte, l Leaf) []byte {
 	if l.IdempotencyKey != "" {
 		dst = append(dst, `,"idempotency_key":`...)
 		dst = appendJSONString(dst, l.IdempotencyKey)
@@ -121,8 +150,8 @@ func ParseLeaf(b []byte) (Leaf, error) {
 	var l Leaf
 	seen := map[string]bool{}
 	for _, m := range members {
-		seen[m.name] = true
-		switch m.name {
+		seen[string(m.name)] = true
+		switch string(m.name) {
 		case "v":
 			if string(m.value) != "1" {
 				return Leaf{}, fmt.Errorf("%w: unsupported version %s", ErrLeaf, m.value)

@@ -43,7 +43,8 @@ func (s *Server) handleAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.inflight.release(1)
 	started := time.Now()
-	idx, err := s.appender.Add(context.WithoutCancel(r.Context()), tessera.NewEntry(body))()
+	indexes, errs := s.seq.append(context.WithoutCancel(r.Context()), []*tessera.Entry{tessera.NewEntry(body)})
+	idx, err := indexes[0], errs[0]
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("couldn't append to the log: %w", err))
 		return

@@ -2,10 +2,12 @@ package log
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 
@@ -21,32 +23,43 @@ import (
 //
 // A key is the Idempotency-Key header ("k:" prefix; in a batch the header
 // key with "/<line>" appended) or, when there is none, the event's "id"
-// member ("i:" prefix).
+// member ("i:" prefix). It is held as keyHash(source, key).
+//
+// Lookups are answered from memory: the whole index is a hash map, about 50
+// bytes per keyed entry (a million keyed events take about 50 MB). The
+// SQLite file beside the log keeps the same rows, appended in log order so
+// that writing them is sequential, and is read back into memory on start.
 //
 // The log is the record and this index is a cache of it: the header key
 // travels inside the leaf and the id inside the event, so the index can be
-// rebuilt from the leaves. Rows are written after Tessera returns an index
-// and before the client is answered; a process that dies in between leaves
-// entries with no rows. The watermark "indexed_to" says below which log
-// index every keyed entry is known to have its row, and on start Rebuild
-// scans the leaves from the watermark to the tree size. The watermark moves
-// only past entries whose requests have all finished writing their rows
-// (see epochs), so a crash at any moment is covered.
+// rebuilt from the leaves. A row reaches SQLite after Tessera returns the
+// entry's index (one writer goroutine commits the rows of many requests in
+// one transaction); a process that dies before that leaves entries with no
+// rows. The watermark "indexed_to" says below which log index every keyed
+// entry has its row, and on start Rebuild scans the leaves from the
+// watermark to the tree size. The watermark moves only past entries whose
+// requests have all handed their rows to the writer (see epochs), and it is
+// committed behind those rows, so a crash at any moment is covered.
 type Dedup struct {
-	db *sql.DB
+	db  *sql.DB
+	log *slog.Logger
+
+	writes     chan writeReq // to the writer goroutine
+	writerDone chan struct{}
+	closeOnce  sync.Once
 
 	writeMu sync.Mutex // serializes writing transactions
 
-	mu      sync.Mutex // guards pending
-	pending map[dedupKey]*claim
+	mu      sync.Mutex // guards index and pending
+	index   map[[16]byte]uint64
+	pending map[[16]byte]*claim
 
 	epochs epochs
-	// frozen is set when a row could not be written: from then on the
+	// frozen is set when rows could not be written: from then on the
 	// watermark stays where it is, and the next start rebuilds past it.
+	// The in-memory index still answers retries meanwhile.
 	frozen atomic.Bool
 }
-
-type dedupKey struct{ source, key string }
 
 // A claim is an in-flight request's hold on a key: later requests with the
 // same key wait for it rather than appending again.
@@ -57,12 +70,10 @@ type claim struct {
 }
 
 const dedupSchema = `
-CREATE TABLE IF NOT EXISTS idempotency (
-	source TEXT NOT NULL,
-	key    TEXT NOT NULL,
-	idx    INTEGER NOT NULL,
-	PRIMARY KEY (source, key)
-) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+	idx INTEGER PRIMARY KEY, -- log index of the first entry with the key
+	h   BLOB NOT NULL        -- keyHash(source, key)
+);
 CREATE TABLE IF NOT EXISTS meta (
 	name  TEXT PRIMARY KEY,
 	value INTEGER NOT NULL
@@ -71,10 +82,10 @@ INSERT OR IGNORE INTO meta (name, value) VALUES ('indexed_to', 0);
 `
 
 // OpenDedup opens (or creates) the index in the SQLite file at path, in WAL
-// mode. Synchronous=NORMAL is enough: WAL keeps commits in order, so a
-// durable watermark implies durable rows below it, and rows lost to a power
-// cut are rebuilt from the log.
-func OpenDedup(path string) (*Dedup, error) {
+// mode, and reads it into memory. Synchronous=NORMAL is enough: WAL keeps
+// commits in order, so a durable watermark implies durable rows below it,
+// and rows lost to a power cut are rebuilt from the log.
+func OpenDedup(path string, logger *slog.Logger) (*Dedup, error) {
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)")
 	if err != nil {
 		return nil, fmt.Errorf("couldn't open idempotency index: %w", err)
@@ -83,13 +94,57 @@ func OpenDedup(path string) (*Dedup, error) {
 		db.Close()
 		return nil, fmt.Errorf("couldn't create idempotency index in %s: %w", path, err)
 	}
-	d := &Dedup{db: db, pending: map[dedupKey]*claim{}}
+	d := &Dedup{db: db, log: logger, index: map[[16]byte]uint64{}, pending: map[[16]byte]*claim{},
+		writes: make(chan writeReq, 1024), writerDone: make(chan struct{})}
+	if err := d.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	d.epochs.init()
+	go d.writer()
 	return d, nil
 }
 
-// Close closes the database.
-func (d *Dedup) Close() error { return d.db.Close() }
+// load reads every row into memory.
+func (d *Dedup) load() error {
+	rows, err := d.db.Query(`SELECT idx, h FROM idempotency_keys ORDER BY idx`)
+	if err != nil {
+		return fmt.Errorf("couldn't read idempotency index: %w", err)
+	}
+	defer rows.Close()
+	var h []byte
+	var idx int64
+	for rows.Next() {
+		if err := rows.Scan(&idx, &h); err != nil {
+			return fmt.Errorf("couldn't read idempotency index: %w", err)
+		}
+		var k [16]byte
+		if copy(k[:], h) != len(k) {
+			return fmt.Errorf("idempotency index: row %d has a %d-byte key hash", idx, len(h))
+		}
+		if _, ok := d.index[k]; !ok {
+			d.index[k] = uint64(idx)
+		}
+	}
+	return rows.Err()
+}
+
+// Close stops the writer once it has committed what it was given, and
+// closes the database.
+func (d *Dedup) Close() error {
+	d.closeOnce.Do(func() {
+		close(d.writes)
+		<-d.writerDone
+	})
+	return d.db.Close()
+}
+
+// Len returns the number of keys in the index.
+func (d *Dedup) Len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.index)
+}
 
 // Watermark returns the log index below which every keyed entry has a row.
 func (d *Dedup) Watermark() (uint64, error) {
@@ -128,16 +183,16 @@ func (d *Dedup) Rebuild(ctx context.Context, size uint64, readBundle func(ctx co
 			}
 			scanned++
 			if source, key, ok := leafKey(e); ok {
-				rows = append(rows, dedupRow{dedupKey{source, key}, idx})
+				h := keyHash(source, key)
+				// The first entry with a key wins, as it did when written.
+				if _, ok := d.index[h]; !ok {
+					d.index[h] = idx
+					rows = append(rows, dedupRow{h, idx})
+				}
 			}
 		}
 	}
-	// Rows are inserted in log order with INSERT OR IGNORE: the first entry
-	// with a key wins, as it did when it was written.
-	if err := d.insert(rows, size); err != nil {
-		return scanned, err
-	}
-	return scanned, nil
+	return scanned, d.insert(rows, size)
 }
 
 // leafKey returns the idempotency key of an event leaf, if it has one.
@@ -157,7 +212,7 @@ func leafKey(leaf []byte) (source, key string, ok bool) {
 }
 
 type dedupRow struct {
-	k   dedupKey
+	h   [16]byte
 	idx uint64
 }
 
@@ -171,12 +226,12 @@ func (d *Dedup) insert(rows []dedupRow, mark uint64) error {
 	}
 	defer tx.Rollback()
 	if len(rows) > 0 {
-		stmt, err := tx.Prepare(`INSERT OR IGNORE INTO idempotency (source, key, idx) VALUES (?, ?, ?)`)
+		stmt, err := tx.Prepare(`INSERT OR IGNORE INTO idempotency_keys (idx, h) VALUES (?, ?)`)
 		if err != nil {
 			return fmt.Errorf("couldn't write idempotency index: %w", err)
 		}
 		for _, r := range rows {
-			if _, err := stmt.Exec(r.k.source, r.k.key, int64(r.idx)); err != nil {
+			if _, err := stmt.Exec(int64(r.idx), r.h[:]); err != nil {
 				return fmt.Errorf("couldn't write idempotency index: %w", err)
 			}
 		}
@@ -193,43 +248,25 @@ func (d *Dedup) insert(rows []dedupRow, mark uint64) error {
 	return nil
 }
 
-// lookup returns the indexes already recorded for keys of one source.
-func (d *Dedup) lookup(source string, keys []string) (map[string]uint64, error) {
-	found := map[string]uint64{}
-	const chunk = 500
-	for len(keys) > 0 {
-		n := min(len(keys), chunk)
-		args := make([]any, 0, n+1)
-		args = append(args, source)
-		for _, k := range keys[:n] {
-			args = append(args, k)
-		}
-		q := `SELECT key, idx FROM idempotency WHERE source = ? AND key IN (?` + strings.Repeat(",?", n-1) + `)`
-		rows, err := d.db.Query(q, args...)
-		if err != nil {
-			return nil, fmt.Errorf("couldn't read idempotency index: %w", err)
-		}
-		for rows.Next() {
-			var k string
-			var idx int64
-			if err := rows.Scan(&k, &idx); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("couldn't read idempotency index: %w", err)
-			}
-			found[k] = uint64(idx)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("couldn't read idempotency index: %w", err)
-		}
-		keys = keys[n:]
-	}
-	return found, nil
+// keyHash names a (source, key) pair: the first 16 bytes of SHA-256 over
+// both, length-prefixed. A collision (about 2^-64 after 2^32 keys) is as
+// unlikely as a forged hash.
+func keyHash(source, key string) [16]byte {
+	h := sha256.New()
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(source)))
+	h.Write(n[:])
+	h.Write([]byte(source))
+	h.Write([]byte(key))
+	var sum [sha256.Size]byte
+	var out [16]byte
+	copy(out[:], h.Sum(sum[:0]))
+	return out
 }
 
 // A keyState says what a request must do about one keyed event.
 type keyState struct {
-	// owned: this request holds the claim and must append, then call done.
+	// owned: this request holds the claim and must append, then finish.
 	owned bool
 	// found: the key already has an index (idx).
 	found bool
@@ -243,122 +280,149 @@ type keyState struct {
 // A batch is one request's keyed events, from begin to finish.
 type batch struct {
 	d      *Dedup
-	source string
-	keys   []string // per event; "" for events without a key
+	hashes [][16]byte // per event; zero for events without a key
+	keyed  []bool
 	states []keyState
 	epoch  uint64
-	claims map[string]*claim // owned claims by key
+	claims map[[16]byte]*claim // owned claims
 }
 
 // begin claims the keys of one request's events (one entry per event, ""
 // for no key) and says for each what to do. finish must be called once the
 // request is done, whatever happened.
-func (d *Dedup) begin(source string, keys []string) (*batch, error) {
-	b := &batch{d: d, source: source, keys: keys, states: make([]keyState, len(keys)), claims: map[string]*claim{}}
-	b.epoch = d.epochs.begin()
-	first := map[string]int{}
-	var owned []string
-	d.mu.Lock()
+func (d *Dedup) begin(source string, keys []string) *batch {
+	b := &batch{d: d, hashes: make([][16]byte, len(keys)), keyed: make([]bool, len(keys)),
+		states: make([]keyState, len(keys)), claims: map[[16]byte]*claim{}}
 	for i, k := range keys {
+		if k != "" {
+			b.hashes[i], b.keyed[i] = keyHash(source, k), true
+		}
+	}
+	b.epoch = d.epochs.begin()
+	first := map[[16]byte]int{}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, h := range b.hashes {
 		b.states[i].sameAs = -1
-		if k == "" {
+		if !b.keyed[i] {
 			continue
 		}
-		if j, ok := first[k]; ok {
+		if j, ok := first[h]; ok {
 			b.states[i].sameAs = j
 			continue
 		}
-		first[k] = i
-		if c, ok := d.pending[dedupKey{source, k}]; ok {
+		first[h] = i
+		if idx, ok := d.index[h]; ok {
+			b.states[i].found, b.states[i].idx = true, idx
+			continue
+		}
+		if c, ok := d.pending[h]; ok {
 			b.states[i].wait = c
 			continue
 		}
 		c := &claim{done: make(chan struct{})}
-		d.pending[dedupKey{source, k}] = c
-		b.claims[k] = c
+		d.pending[h] = c
+		b.claims[h] = c
 		b.states[i].owned = true
-		owned = append(owned, k)
 	}
-	d.mu.Unlock()
-	if len(owned) == 0 {
-		return b, nil
-	}
-	// Look up only after claiming: a request that finished before our claim
-	// wrote its row before releasing its own claim, so it is found here.
-	found, err := d.lookup(source, owned)
-	if err != nil {
-		b.finish(nil, err)
-		return nil, err
-	}
-	for i, k := range keys {
-		if !b.states[i].owned {
-			continue
-		}
-		if idx, ok := found[k]; ok {
-			b.states[i] = keyState{found: true, idx: idx, sameAs: -1}
-			b.release(k, idx, nil)
-		}
-	}
-	return b, nil
-}
-
-// release resolves and drops one owned claim.
-func (b *batch) release(k string, idx uint64, err error) {
-	c := b.claims[k]
-	if c == nil {
-		return
-	}
-	delete(b.claims, k)
-	c.idx, c.err = idx, err
-	b.d.mu.Lock()
-	delete(b.d.pending, dedupKey{b.source, k})
-	b.d.mu.Unlock()
-	close(c.done)
+	return b
 }
 
 // finish records the indexes the request's owned keys were appended at
-// (indexes[i] for event i; ok[i] false where the append failed) and
-// releases its claims. err, if not nil, fails every claim still held.
-func (b *batch) finish(written map[int]uint64, err error) error {
+// (written[i] for event i; absent where the append failed) and releases its
+// claims: appended keys go into the index at once, and their rows to the
+// writer. err, if not nil, fails every claim still held.
+func (b *batch) finish(written map[int]uint64, err error) {
 	defer b.d.epochs.end(b.epoch)
-	var rows []dedupRow
-	for i, k := range b.keys {
-		if !b.states[i].owned || b.claims[k] == nil {
+	var w writeReq
+	b.d.mu.Lock()
+	for i, h := range b.hashes {
+		c := b.claims[h]
+		if !b.states[i].owned || c == nil {
 			continue
 		}
+		delete(b.claims, h)
+		delete(b.d.pending, h)
 		if idx, ok := written[i]; ok && err == nil {
-			rows = append(rows, dedupRow{dedupKey{b.source, k}, idx})
-		}
-	}
-	if len(rows) > 0 {
-		if werr := b.d.insert(rows, 0); werr != nil {
-			// The entries are in the log; only the cache missed them. Keep
-			// the watermark below them so the next start rebuilds the rows,
-			// and keep answering duplicates from the claims until then.
-			b.d.frozen.Store(true)
-			err = werr
-		}
-	}
-	for i, k := range b.keys {
-		if !b.states[i].owned {
-			continue
-		}
-		if idx, ok := written[i]; ok {
-			b.release(k, idx, nil)
+			b.d.index[h] = idx
+			w.rows = append(w.rows, dedupRow{h, idx})
+			c.idx = idx
+		} else if err != nil {
+			c.err = err
 		} else {
-			rerr := err
-			if rerr == nil {
-				rerr = errors.New("the first request with this key failed")
-			}
-			b.release(k, 0, rerr)
+			c.err = errors.New("the first request with this key failed")
 		}
+		close(c.done)
 	}
-	return err
+	b.d.mu.Unlock()
+	if len(w.rows) > 0 {
+		// Handed over before the epoch ends: a watermark that waits for
+		// this epoch is queued behind these rows.
+		b.d.writes <- w
+	}
 }
 
+// A writeReq is work for the writer: rows to insert, or a watermark to save.
+type writeReq struct {
+	rows []dedupRow
+	mark uint64
+	done chan error // for watermarks: the commit's outcome
+}
+
+// writer commits the rows of many requests in one transaction. It is the
+// only goroutine that writes to the database once the server runs.
+func (d *Dedup) writer() {
+	defer close(d.writerDone)
+	for w := range d.writes {
+		group := []writeReq{w}
+		n := len(w.rows)
+	gather:
+		for n < 50000 {
+			select {
+			case w, ok := <-d.writes:
+				if !ok {
+					break gather
+				}
+				group = append(group, w)
+				n += len(w.rows)
+			default:
+				break gather
+			}
+		}
+		var rows []dedupRow
+		var mark uint64
+		for _, w := range group {
+			rows = append(rows, w.rows...)
+			mark = max(mark, w.mark)
+		}
+		if d.frozen.Load() {
+			mark = 0
+		}
+		err := d.insert(rows, mark)
+		if err != nil {
+			// The entries are in the log; only the file missed them. Keep
+			// the watermark below them so that the next start rebuilds the
+			// rows; the in-memory index answers their retries until then.
+			d.frozen.Store(true)
+			d.log.Error("couldn't write the idempotency index; the next start rebuilds it from the log", "err", err)
+		}
+		for _, w := range group {
+			if w.done != nil {
+				if err == nil && d.frozen.Load() {
+					err = errFrozen
+				}
+				w.done <- err
+			}
+		}
+	}
+}
+
+var errFrozen = errors.New("idempotency index missed rows; the watermark stays until the next start rebuilds them")
+
 // SaveWatermark moves the watermark to the tree size read by size, once
-// every request that may have appended below it has written its rows. It
-// is called every second or so, and at shutdown.
+// every request that may have appended below it has handed its rows to the
+// writer, and they are committed. It is called every second or so, and at
+// shutdown.
 func (d *Dedup) SaveWatermark(size func() (uint64, error)) error {
 	// Read the size first: every entry below it was appended by a request
 	// that began in the current epoch or an earlier one.
@@ -368,9 +432,14 @@ func (d *Dedup) SaveWatermark(size func() (uint64, error)) error {
 	}
 	d.epochs.advance()
 	if d.frozen.Load() {
-		return errors.New("idempotency index missed rows; the watermark stays until the next start rebuilds them")
+		return errFrozen
 	}
-	return d.insert(nil, s)
+	if s == 0 {
+		return nil
+	}
+	done := make(chan error, 1)
+	d.writes <- writeReq{mark: s, done: done}
+	return <-done
 }
 
 // epochs counts requests in flight by the epoch they began in, so that the

@@ -77,64 +77,50 @@ func (s *Server) appendEvents(ctx context.Context, source, idemKey string, isBat
 	n := len(raws)
 	leaves := make([][]byte, n)
 	keys := make([]string, n)
-	leafKeys := make([]string, n) // the idempotency_key written into each leaf
 	anyKey := false
-	for i, raw := range raws {
-		ev, err := checkpoint.CanonicalEvent(raw)
-		if err != nil {
-			where := "the event"
-			if isBatch {
-				where = fmt.Sprintf("line %d", i+1)
-			}
-			return nil, errorf(http.StatusBadRequest, "bad_json", "%s: %v (events must be I-JSON objects, RFC 7493)", where, err)
-		}
-		switch {
-		case idemKey != "" && isBatch:
-			leafKeys[i] = idemKey + "/" + strconv.Itoa(i)
-			keys[i] = "k:" + leafKeys[i]
-		case idemKey != "":
-			leafKeys[i] = idemKey
-			keys[i] = "k:" + idemKey
-		case ev.ID != "":
-			keys[i] = "i:" + ev.ID
-		}
-		anyKey = anyKey || keys[i] != ""
-		leaves[i] = ev.Canonical // the leaf is built below, once stamped
-	}
-	// Admission: bound what is in flight before anything is appended.
+	// Admission: bound what is in flight before any work on the events.
 	if err := s.inflight.acquire(n); err != nil {
 		return nil, err
 	}
 	defer s.inflight.release(n)
 
+	// received: the time the request was read, strictly increasing per leaf.
 	received := s.stamps.next(n)
-	for i := range leaves {
-		leaf := checkpoint.AppendLeaf(make([]byte, 0, len(leaves[i])+128), checkpoint.Leaf{
-			Received: received[i], Source: source, IdempotencyKey: leafKeys[i], Event: leaves[i],
-		})
-		if len(leaf) > checkpoint.MaxLeafSize {
-			room := checkpoint.MaxLeafSize - (len(leaf) - len(leaves[i]))
-			where := "the event"
-			if isBatch {
-				where = fmt.Sprintf("line %d", i+1)
-			}
-			return nil, errorf(http.StatusRequestEntityTooLarge, "too_large",
-				"%s is %d bytes in canonical JSON; a leaf is at most %d bytes, which leaves room for %d bytes of event", where, len(leaves[i]), checkpoint.MaxLeafSize, room)
+	for i, raw := range raws {
+		where := "the event"
+		if isBatch {
+			where = fmt.Sprintf("line %d", i+1)
 		}
+		leafKey := idemKey
+		if idemKey != "" && isBatch {
+			leafKey = idemKey + "/" + strconv.Itoa(i)
+		}
+		leaf, id, evLen, err := checkpoint.AppendEventLeaf(make([]byte, 0, len(raw)+96+len(source)+len(leafKey)), raw, received[i], source, leafKey)
+		if err != nil {
+			return nil, errorf(http.StatusBadRequest, "bad_json", "%s: %v (events must be I-JSON objects, RFC 7493)", where, err)
+		}
+		if len(leaf) > checkpoint.MaxLeafSize {
+			room := checkpoint.MaxLeafSize - (len(leaf) - evLen)
+			return nil, errorf(http.StatusRequestEntityTooLarge, "too_large",
+				"%s is %d bytes in canonical JSON; a leaf is at most %d bytes, which leaves room for %d bytes of event", where, evLen, checkpoint.MaxLeafSize, room)
+		}
+		switch {
+		case leafKey != "":
+			keys[i] = "k:" + leafKey
+		case id != "":
+			keys[i] = "i:" + id
+		}
+		anyKey = anyKey || keys[i] != ""
 		leaves[i] = leaf
 	}
-
 	results := make([]eventResult, n)
 	var b *batch
 	if anyKey {
-		var err error
-		if b, err = s.dedup.begin(source, keys); err != nil {
-			return nil, err
-		}
+		b = s.dedup.begin(source, keys)
 	}
 	// Append every event that is not already answered by the index.
-	futures := make([]tessera.IndexFuture, n)
-	started := time.Now()
+	var toAppend []*tessera.Entry
+	var positions []int
 	for i, leaf := range leaves {
 		if b != nil {
 			st := b.states[i]
@@ -142,23 +128,24 @@ func (s *Server) appendEvents(ctx context.Context, source, idemKey string, isBat
 				continue
 			}
 		}
-		// Tessera ignores the context once an entry is queued: the entry
-		// lands even if the client goes away, which is why keys exist.
-		futures[i] = s.appender.Add(context.WithoutCancel(ctx), tessera.NewEntry(leaf))
+		toAppend = append(toAppend, tessera.NewEntry(leaf))
+		positions = append(positions, i)
 	}
+	started := time.Now()
 	written := map[int]uint64{}
 	var appendErr error
-	for i, f := range futures {
-		if f == nil {
-			continue
+	if len(toAppend) > 0 {
+		// Tessera ignores the context once an entry is queued: the entry
+		// lands even if the client goes away, which is why keys exist.
+		indexes, errs := s.seq.append(context.WithoutCancel(ctx), toAppend)
+		for k, i := range positions {
+			if errs[k] != nil {
+				appendErr = errs[k]
+				continue
+			}
+			results[i] = eventResult{Index: indexes[k].Index}
+			written[i] = indexes[k].Index
 		}
-		idx, err := f()
-		if err != nil {
-			appendErr = err
-			continue
-		}
-		results[i] = eventResult{Index: idx.Index}
-		written[i] = idx.Index
 	}
 	if len(written) > 0 {
 		s.metrics.integration.Observe(time.Since(started).Seconds())
@@ -176,9 +163,7 @@ func (s *Server) appendEvents(ctx context.Context, source, idemKey string, isBat
 		}
 	}
 	if b != nil {
-		if err := b.finish(written, appendErr); err != nil && appendErr == nil {
-			appendErr = err
-		}
+		b.finish(written, appendErr)
 	}
 	if appendErr != nil {
 		return nil, fmt.Errorf("couldn't append to the log: %w", appendErr)

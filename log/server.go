@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -33,8 +34,9 @@ type Config struct {
 
 	MaxBody            int64         // bytes per request body, after decompression (default 8 MiB)
 	MaxInFlight        int           // events in flight before 503 (default 100,000)
-	BatchSize          uint          // Tessera batch size (default 4,096)
-	BatchAge           time.Duration // Tessera batch age (default 20 ms)
+	BatchSize          uint          // most entries in one Tessera batch (default 4,096)
+	BatchAge           time.Duration // Tessera's batch age: how long a partial batch waits (default 1 ms)
+	Linger             time.Duration // how long a group of requests waits for more before going to Tessera (default 0)
 	CheckpointInterval time.Duration // default 1 s
 	RepublishInterval  time.Duration // default 3 s
 
@@ -53,7 +55,7 @@ func (c *Config) setDefaults() {
 		c.BatchSize = 4096
 	}
 	if c.BatchAge == 0 {
-		c.BatchAge = 20 * time.Millisecond
+		c.BatchAge = time.Millisecond
 	}
 	if c.CheckpointInterval == 0 {
 		c.CheckpointInterval = time.Second
@@ -83,6 +85,7 @@ type Server struct {
 	shutdown func(context.Context) error
 	reader   tessera.LogReader
 
+	seq      *sequencer
 	dedup    *Dedup
 	inflight inflight
 	stamps   stamps
@@ -142,7 +145,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("couldn't start the Tessera appender: %w", err)
 	}
 
-	if s.dedup, err = OpenDedup(filepath.Join(cfg.Dir, stateDir, "idempotency.db")); err != nil {
+	s.seq = newSequencer(s.appender.Add, cfg.Linger, 2*int(cfg.BatchSize))
+	go s.seq.run(s.ctx)
+
+	if s.dedup, err = OpenDedup(filepath.Join(cfg.Dir, stateDir, "idempotency.db"), cfg.Logger); err != nil {
 		s.cancel()
 		return nil, err
 	}
@@ -196,7 +202,7 @@ func (s *Server) integratedSize() (uint64, error) {
 func (s *Server) Handler(withAdmin bool) http.Handler {
 	r := mux.NewRouter().SkipClean(true)
 	if withAdmin {
-		s.adminRoutes(r)
+		s.adminRoutes(r, false)
 	}
 	r.HandleFunc("/v1/events", s.handleEvents).Methods(http.MethodPost)
 	r.HandleFunc("/add", s.handleAdd).Methods(http.MethodPost)
@@ -211,14 +217,22 @@ func (s *Server) Handler(withAdmin bool) http.Handler {
 	return r
 }
 
-// AdminHandler returns /metrics, /healthz and /readyz.
+// AdminHandler returns /metrics, /healthz, /readyz and /debug/pprof/, for
+// an admin listener of their own.
 func (s *Server) AdminHandler() http.Handler {
 	r := mux.NewRouter()
-	s.adminRoutes(r)
+	s.adminRoutes(r, true)
 	return r
 }
 
-func (s *Server) adminRoutes(r *mux.Router) {
+// adminRoutes adds /metrics and the probes, and Go's profiler when the
+// routes are on an admin listener of their own.
+func (s *Server) adminRoutes(r *mux.Router, withPprof bool) {
+	if withPprof {
+		r.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		r.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		r.PathPrefix("/debug/pprof/").HandlerFunc(pprof.Index)
+	}
 	r.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -37,7 +38,8 @@ func runLog(args []string) error {
 	maxBody := fs.Int64("max-body", 8<<20, "largest request body in bytes, after decompression")
 	maxInFlight := fs.Int("max-inflight", 100_000, "events in flight beyond which writes get 503 with Retry-After")
 	batchSize := fs.Uint("batch-size", 4096, "most entries Tessera sequences in one batch")
-	batchAge := fs.Duration("batch-age", 20*time.Millisecond, "longest an entry waits for its batch to fill")
+	batchAge := fs.Duration("batch-age", time.Millisecond, "longest a partial Tessera batch waits before it is sequenced")
+	linger := fs.Duration("linger", 0, "how long a group of requests waits for more before going to Tessera (one group is sequenced at a time; the next gathers meanwhile)")
 	cpInterval := fs.Duration("checkpoint-interval", time.Second, "how often a new checkpoint is published when the tree grows")
 	republish := fs.Duration("republish-interval", 3*time.Second, "how often an unchanged checkpoint is signed again, so freshness shows")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -53,6 +55,11 @@ func runLog(args []string) error {
 		return usageError{err.Error()}
 	}
 	slog.SetDefault(logger)
+	if os.Getenv("GOGC") == "" {
+		// The live heap is small and the allocation rate high (every
+		// event is parsed and re-encoded): collect less often.
+		debug.SetGCPercent(400)
+	}
 	klog.SetSlogLogger(logger.With("component", "tessera"))
 
 	k, created, err := tlog.LoadKeys(*data, keys, *origin)
@@ -88,7 +95,7 @@ func runLog(args []string) error {
 	srv, err := tlog.New(ctx, tlog.Config{
 		Dir: *data, Keys: k, Tokens: tokens, ReadTokens: readTokens,
 		MaxBody: *maxBody, MaxInFlight: *maxInFlight,
-		BatchSize: *batchSize, BatchAge: *batchAge,
+		BatchSize: *batchSize, BatchAge: *batchAge, Linger: *linger,
 		CheckpointInterval: *cpInterval, RepublishInterval: *republish,
 		Logger: logger, Registry: reg,
 	})

@@ -1,0 +1,102 @@
+package log
+
+import (
+	"context"
+	"time"
+
+	"github.com/transparency-dev/tessera"
+)
+
+// sequencer hands entries to Tessera in groups, with one group in flight at
+// a time: while Tessera sequences and integrates a group, the requests that
+// arrive gather into the next one. The group size so follows the load,
+// without a timer to tune: under light load an entry waits for nothing but
+// the group ahead of it, and under heavy load each group carries everything
+// that arrived during the last integration, so the per-batch costs (fsyncs,
+// tile rewrites) are shared by more entries. Tessera's own queue, left to
+// itself, flushes a batch whenever its timer fires, and under load piles up
+// many small batches behind the one being integrated.
+type sequencer struct {
+	add    tessera.AddFn
+	jobs   chan *seqJob
+	linger time.Duration // how long a group waits for more after its first request
+	max    int           // entries beyond which a group goes at once
+}
+
+// A seqJob is one request's entries.
+type seqJob struct {
+	entries []*tessera.Entry
+	indexes []tessera.Index
+	errs    []error
+	done    chan struct{}
+}
+
+func newSequencer(add tessera.AddFn, linger time.Duration, max int) *sequencer {
+	return &sequencer{add: add, jobs: make(chan *seqJob, 4096), linger: linger, max: max}
+}
+
+// append queues entries and waits until each is sequenced (or failed). The
+// returned slices are indexed like entries.
+func (q *sequencer) append(ctx context.Context, entries []*tessera.Entry) ([]tessera.Index, []error) {
+	j := &seqJob{entries: entries, indexes: make([]tessera.Index, len(entries)), errs: make([]error, len(entries)), done: make(chan struct{})}
+	q.jobs <- j
+	<-j.done
+	return j.indexes, j.errs
+}
+
+// run is the only goroutine that calls Tessera's Add; it stops with ctx.
+func (q *sequencer) run(ctx context.Context) {
+	var group []*seqJob
+	for {
+		group = group[:0]
+		n := 0
+		select {
+		case j := <-q.jobs:
+			group = append(group, j)
+			n += len(j.entries)
+		case <-ctx.Done():
+			return
+		}
+		var timeout <-chan time.Time
+		var timer *time.Timer
+		if q.linger > 0 {
+			timer = time.NewTimer(q.linger)
+			timeout = timer.C
+		}
+	gather:
+		for n < q.max {
+			select {
+			case j := <-q.jobs:
+				group = append(group, j)
+				n += len(j.entries)
+			default:
+				if timeout == nil {
+					break gather
+				}
+				select {
+				case j := <-q.jobs:
+					group = append(group, j)
+					n += len(j.entries)
+				case <-timeout:
+					break gather
+				}
+			}
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		futures := make([][]tessera.IndexFuture, len(group))
+		for gi, j := range group {
+			futures[gi] = make([]tessera.IndexFuture, len(j.entries))
+			for i, e := range j.entries {
+				futures[gi][i] = q.add(ctx, e)
+			}
+		}
+		for gi, j := range group {
+			for i, f := range futures[gi] {
+				j.indexes[i], j.errs[i] = f()
+			}
+			close(j.done)
+		}
+	}
+}
