@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -38,7 +39,8 @@ func Canonicalize(in []byte) ([]byte, error) {
 
 // AppendCanonical is Canonicalize appending to dst.
 func AppendCanonical(dst, in []byte) ([]byte, error) {
-	p := jsonParser{in: in}
+	p := getParser(in)
+	defer putParser(p)
 	p.skipSpace()
 	out, err := p.value(dst, 0)
 	if err != nil {
@@ -54,6 +56,33 @@ func AppendCanonical(dst, in []byte) ([]byte, error) {
 type jsonParser struct {
 	in  []byte
 	pos int
+	// scratch[d] holds the members of the object being parsed at depth d.
+	// An object's members are copied out before its parent goes on, so one
+	// scratch per depth serves every object, and a pooled parser allocates
+	// next to nothing per event.
+	scratch []objectScratch
+}
+
+type objectScratch struct {
+	members []member
+	buf     []byte
+	ends    []int
+}
+
+var parsers = sync.Pool{New: func() any { return new(jsonParser) }}
+
+func getParser(in []byte) *jsonParser {
+	p := parsers.Get().(*jsonParser)
+	p.in, p.pos = in, 0
+	return p
+}
+
+func putParser(p *jsonParser) {
+	p.in = nil
+	for i := range p.scratch {
+		clear(p.scratch[i].members) // drop references to the input
+	}
+	parsers.Put(p)
 }
 
 func (p *jsonParser) errorf(format string, args ...any) error {
@@ -127,7 +156,9 @@ func (p *jsonParser) object(dst []byte, depth int) ([]byte, error) {
 }
 
 // members parses an object at p.pos and returns its members sorted in
-// canonical order, with canonical values.
+// canonical order, with canonical values. The slice and the values live in
+// the parser's scratch for this depth: use them before parsing another
+// object at the same depth.
 func (p *jsonParser) members(depth int) ([]member, error) {
 	p.pos++ // '{'
 	p.skipSpace()
@@ -135,11 +166,14 @@ func (p *jsonParser) members(depth int) ([]member, error) {
 		p.pos++
 		return nil, nil
 	}
-	var members []member
-	// Values are canonicalized into one buffer and sliced afterwards, to keep
-	// allocations per object constant rather than per member.
-	var buf []byte
-	var ends []int
+	for len(p.scratch) <= depth {
+		p.scratch = append(p.scratch, objectScratch{})
+	}
+	members, buf, ends := p.scratch[depth].members[:0], p.scratch[depth].buf[:0], p.scratch[depth].ends[:0]
+	defer func() {
+		// Keep what grew for the next object at this depth.
+		p.scratch[depth] = objectScratch{members: members[:0], buf: buf[:0], ends: ends[:0]}
+	}()
 	for {
 		if p.pos >= len(p.in) || p.in[p.pos] != '"' {
 			return nil, p.errorf("expected a member name")
@@ -202,10 +236,10 @@ func appendMembers(dst []byte, members []member) []byte {
 	return append(dst, '}')
 }
 
-// canonicalObject parses in, which must hold one JSON object and nothing
-// else, and returns its members in canonical order.
-func canonicalObject(in []byte) ([]member, error) {
-	p := jsonParser{in: in}
+// canonicalObject parses p's input, which must hold one JSON object and
+// nothing else, and returns its members in canonical order. They live in
+// p's scratch: use them before putting p back.
+func canonicalObject(p *jsonParser) ([]member, error) {
 	p.skipSpace()
 	if p.pos >= len(p.in) || p.in[p.pos] != '{' {
 		return nil, p.errorf("expected a JSON object")

@@ -75,7 +75,9 @@ func appendCanonicalEvent(dst, in []byte) ([]byte, string, error) {
 		}
 		return dst, "", ErrNotObject
 	}
-	members, err := canonicalObject(in)
+	p := getParser(in)
+	defer putParser(p)
+	members, err := canonicalObject(p)
 	if err != nil {
 		return dst, "", err
 	}
@@ -143,7 +145,9 @@ func ParseLeaf(b []byte) (Leaf, error) {
 	if !utf8.Valid(b) {
 		return Leaf{}, fmt.Errorf("%w: invalid UTF-8", ErrLeaf)
 	}
-	members, err := canonicalObject(b)
+	p := getParser(b)
+	defer putParser(p)
+	members, err := canonicalObject(p)
 	if err != nil {
 		return Leaf{}, fmt.Errorf("%w: %w", ErrLeaf, err)
 	}
@@ -160,7 +164,7 @@ func ParseLeaf(b []byte) (Leaf, error) {
 			if m.value[0] != '{' {
 				return Leaf{}, fmt.Errorf("%w: event is not an object", ErrLeaf)
 			}
-			l.Event = m.value
+			l.Event = bytes.Clone(m.value) // m.value lives in the pooled parser
 		case "received":
 			s, err := stringValue(m.value)
 			if err != nil {
