@@ -197,6 +197,8 @@ func TestClaimsEventLeaf(t *testing.T) {
 		`hello`:                      false,
 		`["v","event"]`:              false,
 		`{"v":1,"event":{}`:          false,
+		`{"v":1,"\u0065vent":{}}`:    true,
+		`{"v":1,"ev\u0065nt":{}}`:    true,
 	} {
 		if got := ClaimsEventLeaf([]byte(in)); got != want {
 			t.Errorf("ClaimsEventLeaf(%s) = %v, want %v", in, got, want)

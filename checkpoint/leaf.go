@@ -221,6 +221,11 @@ func ClaimsEventLeaf(b []byte) bool {
 	if len(t) == 0 || t[0] != '{' {
 		return false
 	}
+	// A member named "event" is spelled out, or escaped with \u: without
+	// either there is none, and no need to parse.
+	if !bytes.Contains(t, []byte("event")) && !bytes.Contains(t, []byte(`\u`)) {
+		return false
+	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(t, &m); err != nil {
 		return false
