@@ -23,6 +23,7 @@ var commands []command
 func init() {
 	commands = []command{
 		{"log", "--data DIR [flags]", "run a log server", runLog},
+		{"witness", "--data DIR --logs FILE [flags]", "run a witness that cosigns consistent checkpoints", runWitness},
 		{"keygen", "ORIGIN [--out PREFIX] [--witness]", "write a signer key and its verifier key", runKeygen},
 		{"token", "NAME", "make a bearer token and its tokens-file line", runToken},
 	}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/tidemark/tidemark/witness"
+)
+
+func runWitness(args []string) error {
+	fs := newFlags("witness", "--data DIR [flags]",
+		"Runs a Tidemark witness: C2SP tlog-witness v1.0.0 on POST /add-checkpoint. It cosigns a log's checkpoint\n"+
+			"only if it extends the last one it cosigned for that log, kept durably in DIR/witness.db, and it polls\n"+
+			"the logs in --follow itself. SIGHUP reloads --logs and --follow.")
+	data := fs.String("data", "", "data directory (witness.key, witness.db); created if missing")
+	listen := fs.String("listen", "127.0.0.1:8081", "address of the witness API")
+	adminListen := fs.String("admin-listen", "", "address of /metrics and /healthz (default: on --listen)")
+	keyFile := fs.String("key", "", "witness secret key file (`tidemark keygen --witness`); default DATA/witness.key, created on first start")
+	hostname, _ := os.Hostname()
+	if hostname == "" {
+		hostname = "localhost"
+	}
+	name := fs.String("name", hostname+"/witness", "name of the key created on first start (a schema-less URL naming this witness)")
+	initState := fs.Bool("init", false, "start with a key but no state: only for a new witness whose key was made elsewhere, or knowingly after losing the state")
+	logsFile := fs.String("logs", "", "logs that may push checkpoints, in the witness-network logs/v0 format (reloaded on SIGHUP)")
+	followFile := fs.String("follow", "", "logs to poll, as \"log VKEY URL\" lines (reloaded on SIGHUP)")
+	pollInterval := fs.Duration("poll-interval", 5*time.Second, "how often followed logs are polled")
+	globalQPS := fs.Float64("max-qps", 5000, "add-checkpoint requests a second that advance state, all logs together (past it: 429); negative for no limit")
+	maxEvidence := fs.Int("max-evidence", witness.DefaultMaxEvidence, "items of evidence kept per log")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *data == "" {
+		return usageError{"--data DIR is required (the witness's directory; created if missing)"}
+	}
+	if *logsFile == "" && *followFile == "" {
+		return usageError{"give --logs FILE and/or --follow FILE: a witness with no logs cosigns nothing"}
+	}
+	logger, err := newLogger(*logFormat, *logLevel)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	slog.SetDefault(logger)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	w, err := witness.New(context.Background(), witness.Config{
+		Dir: *data, KeyFile: *keyFile, Name: *name, Init: *initState,
+		LogsFile: *logsFile, FollowFile: *followFile,
+		GlobalQPS: *globalQPS, PollInterval: *pollInterval, MaxEvidence: *maxEvidence,
+		Logger: logger, Registry: reg,
+	})
+	if err != nil {
+		return err
+	}
+	if w.Created() {
+		fmt.Printf("created a witness key in %s\nverifier key: %s\n", filepath.Join(*data, witness.KeyFile), w.VKey())
+	}
+
+	servers := []*http.Server{witnessHTTPServer(*listen, w.Handler(*adminListen == ""))}
+	if *adminListen != "" {
+		servers = append(servers, witnessHTTPServer(*adminListen, w.AdminHandler()))
+	}
+	errc := make(chan error, len(servers))
+	for _, hs := range servers {
+		ln, err := net.Listen("tcp", hs.Addr)
+		if err != nil {
+			_ = w.Close()
+			return fmt.Errorf("couldn't listen: %w", err)
+		}
+		go func() { errc <- hs.Serve(ln) }()
+	}
+	logger.Info("witness running", "vkey", w.VKey(), "listen", *listen, "admin", *adminListen, "data", *data)
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	var serveErr error
+loop:
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				if err := w.Reload(); err != nil {
+					logger.Error("log lists not reloaded; the previous ones stay in force", "err", err)
+				}
+				continue
+			}
+			logger.Info("shutting down", "signal", sig.String())
+			break loop
+		case err := <-errc:
+			serveErr = err
+			break loop
+		}
+	}
+	// Stop taking requests and let those in flight finish: each is answered
+	// only after its write is durable, so none is lost either way.
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, hs := range servers {
+		if err := hs.Shutdown(sctx); err != nil {
+			logger.Warn("HTTP shutdown", "err", err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	logger.Info("stopped")
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return nil
+}
+
+// witnessHTTPServer bounds what one connection can take: requests are small
+// (witness.MaxRequestSize) and quick, so the timeouts are short.
+func witnessHTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           http.TimeoutHandler(h, 30*time.Second, "request took too long\n"),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      45 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
+}

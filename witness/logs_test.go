@@ -1,0 +1,101 @@
+package witness
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tidemark/tidemark/checkpoint"
+)
+
+func TestParseLogList(t *testing.T) {
+	_, k1, _ := checkpoint.GenerateLogKey("example.com/a")
+	_, k2, _ := checkpoint.GenerateLogKey("example.com/b")
+	good := "# comment\n\nlogs/v0\n\nvkey " + k1 + "\nqpd 86400\ncontact ops (at) example.com\n\n" +
+		"vkey " + k2 + "\norigin example.com/b-origin\nqpd 24\n"
+	logs, err := ParseLogList([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(logs) != 2 || logs[0].Origin != "example.com/a" || logs[0].QPD != 86400 || logs[0].Contact != "ops (at) example.com" ||
+		logs[1].Origin != "example.com/b-origin" || logs[1].QPD != 24 {
+		t.Errorf("parsed %+v", logs)
+	}
+	for name, bad := range map[string]string{
+		"no header":        "vkey " + k1 + "\nqpd 1\n",
+		"wrong header":     "logs/v1\n",
+		"bad key":          "logs/v0\nvkey " + k1[:len(k1)-2] + "AA\nqpd 1\n",
+		"witness key":      "logs/v0\nvkey example.com/w+00000000+BAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\nqpd 1\n",
+		"no qpd":           "logs/v0\nvkey " + k1 + "\n",
+		"no qpd, then log": "logs/v0\nvkey " + k1 + "\nvkey " + k2 + "\nqpd 1\n",
+		"qpd 0":            "logs/v0\nvkey " + k1 + "\nqpd 0\n",
+		"qpd leading zero": "logs/v0\nvkey " + k1 + "\nqpd 01\n",
+		"qpd twice":        "logs/v0\nvkey " + k1 + "\nqpd 1\nqpd 2\n",
+		"origin after qpd": "logs/v0\nvkey " + k1 + "\nqpd 1\norigin x\n",
+		"unknown keyword":  "logs/v0\nvkey " + k1 + "\nqpd 1\nbastion none\n",
+		"duplicate vkey":   "logs/v0\nvkey " + k1 + "\nqpd 1\nvkey " + k1 + "\nqpd 1\n",
+		"tab":              "logs/v0\nvkey\t" + k1 + "\nqpd 1\n",
+		"CRLF":             "logs/v0\r\nvkey " + k1 + "\r\nqpd 1\r\n",
+		"trailing space":   "logs/v0\nvkey " + k1 + "\nqpd 1 \n",
+		"qpd before vkey":  "logs/v0\nqpd 1\n",
+	} {
+		if _, err := ParseLogList([]byte(bad)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestParseFollow(t *testing.T) {
+	_, k1, _ := checkpoint.GenerateLogKey("example.com/a")
+	_, k1b, _ := checkpoint.GenerateLogKey("example.com/a")
+	logs, err := ParseFollow([]byte("# logs\nlog " + k1 + " https://log.example.com/a # comment\nlog " + k1b + " https://log.example.com/a\n\n"))
+	if err != nil || len(logs) != 2 || logs[0].URL != "https://log.example.com/a" {
+		t.Fatalf("%+v %v", logs, err)
+	}
+	for name, bad := range map[string]string{
+		"no URL":      "log " + k1 + "\n",
+		"witness":     "log " + k1 + " https://x\nwitness w example.com/w+00000000+BAAA https://w\n",
+		"quorum":      "quorum none\n",
+		"bad URL":     "log " + k1 + " ftp://x\n",
+		"two URLs":    "log " + k1 + " https://x\nlog " + k1b + " https://y\n",
+		"same key":    "log " + k1 + " https://x\nlog " + k1 + " https://x\n",
+		"CR":          "log " + k1 + " https://x\r\n",
+		"URL + query": "log " + k1 + " https://x/?a=b\n",
+	} {
+		if _, err := ParseFollow([]byte(bad)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func FuzzParseAddRequest(f *testing.F) {
+	f.Add([]byte("old 0\n\nexample.com/log\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— example.com/log AAAA\n"))
+	f.Add([]byte("old 5\n" + strings.Repeat("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n", 3) + "\nx"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseAddRequest(b)
+		if err != nil {
+			return
+		}
+		if len(r.Proof) > maxProofLines || len(r.Checkpoint) == 0 {
+			t.Fatalf("accepted %q", b)
+		}
+		if got := body(r.Old, r.Proof, r.Checkpoint); got != string(b) {
+			t.Fatalf("not canonical: %q parsed and formatted to %q", b, got)
+		}
+	})
+}
+
+func FuzzParseLogList(f *testing.F) {
+	_, k1, _ := checkpoint.GenerateLogKey("example.com/a")
+	f.Add([]byte("logs/v0\nvkey " + k1 + "\norigin o\nqpd 86400\ncontact c\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		logs, err := ParseLogList(b)
+		if err != nil {
+			return
+		}
+		for _, l := range logs {
+			if l.QPD == 0 || l.Origin == "" || l.Verifier == nil {
+				t.Fatalf("accepted %+v from %q", l, b)
+			}
+		}
+	})
+}

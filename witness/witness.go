@@ -1,0 +1,318 @@
+package witness
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tidemark/tidemark/checkpoint"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// KeyFile is where a witness keeps the key it created for itself, and
+// PubFile its verifier key.
+const (
+	KeyFile = "witness.key"
+	PubFile = "witness.pub"
+)
+
+// Config configures a witness. Zero values take the defaults below.
+type Config struct {
+	// Dir holds the state (witness.db) and, unless KeyFile is set, the key
+	// (witness.key), created together on the first start.
+	Dir string
+	// KeyFile is the witness's secret key (a cosignature/v1 key, as
+	// `tidemark keygen --witness` writes). Default: Dir/witness.key.
+	KeyFile string
+	// Name names the key created on the first start (default: the host
+	// name followed by "/witness").
+	Name string
+	// Init allows starting with a key but no state: a new witness with a
+	// key made elsewhere, or, knowingly, one whose state was lost (it will
+	// cosign again from size 0 whatever it cosigned before).
+	Init bool
+
+	// LogsFile is the witness-network log list (logs/v0) of the logs that
+	// may push checkpoints. FollowFile lists logs the witness polls itself
+	// ("log VKEY URL" lines). Either may be empty; Reload reads both again.
+	LogsFile   string
+	FollowFile string
+
+	GlobalQPS    float64       // add-checkpoint requests a second that advance state, all logs together (default 5,000; negative: no limit)
+	PollInterval time.Duration // how often followed logs are polled (default 5 s)
+	MaxEvidence  int           // items of evidence kept per log (default 16)
+	HTTPClient   *http.Client  // for polling (default: 10 s timeout)
+
+	Logger   *slog.Logger
+	Registry *prometheus.Registry // metrics go here (default: a new registry)
+	Now      func() time.Time     // the clock for rate limits and records (default time.Now)
+}
+
+func (c *Config) setDefaults() {
+	if c.Name == "" {
+		h, _ := os.Hostname()
+		if h == "" {
+			h = "localhost"
+		}
+		c.Name = h + "/witness"
+	}
+	if c.GlobalQPS == 0 {
+		c.GlobalQPS = 5000
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 5 * time.Second
+	}
+	if c.MaxEvidence == 0 {
+		c.MaxEvidence = DefaultMaxEvidence
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// A Witness is a running witness. Create it with New, serve Handler, and
+// Close it to stop.
+type Witness struct {
+	cfg     Config
+	log     *slog.Logger
+	signer  note.Signer
+	vkey    string
+	created bool
+	now     func() time.Time
+
+	logs     atomic.Pointer[logTable]
+	state    *state
+	evidence *evidenceStore
+	limits   *limiter
+	metrics  *metrics
+	inflight chan struct{} // a token per add-checkpoint request being handled
+
+	reloadMu sync.Mutex // serializes Reload
+	ctx      context.Context
+	cancel   context.CancelFunc
+	pollDone chan struct{}
+}
+
+// New opens (or on the first start creates) the witness's key and state in
+// cfg.Dir, reads its log lists and starts the poller. A key and its state
+// are one identity: New refuses a key without state (unless cfg.Init), a
+// state without its key, and a state made for another key.
+func New(ctx context.Context, cfg Config) (*Witness, error) {
+	cfg.setDefaults()
+	if cfg.Dir == "" {
+		return nil, errors.New("a witness needs a data directory")
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("couldn't create the data directory: %w", err)
+	}
+	w := &Witness{cfg: cfg, log: cfg.Logger, now: cfg.Now, inflight: make(chan struct{}, 4096), pollDone: make(chan struct{})}
+	dbPath := filepath.Join(cfg.Dir, DBFile)
+	_, err := os.Stat(dbPath)
+	dbExists := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("couldn't look for the witness state: %w", err)
+	}
+	if err := w.loadKey(dbExists); err != nil {
+		return nil, err
+	}
+	if !dbExists && !w.created && !cfg.Init {
+		return nil, fmt.Errorf("there is a witness key (%s) but no state (%s): a witness that lost its state could cosign a checkpoint inconsistent with one it cosigned before. "+
+			"Restore %s from a backup; if this key never cosigned anything (or you accept that risk), start once with --init", w.keyPath(), dbPath, DBFile)
+	}
+	if w.state, err = openState(cfg.Dir, w.vkey, !dbExists); err != nil {
+		return nil, err
+	}
+	if w.evidence, err = loadEvidence(w.state.db, cfg.MaxEvidence); err != nil {
+		w.state.close()
+		return nil, err
+	}
+	w.logs.Store(buildTable(nil, nil))
+	if err := w.Reload(); err != nil {
+		w.state.close()
+		return nil, err
+	}
+	if w.metrics, err = newMetrics(w, cfg.Registry); err != nil {
+		w.state.close()
+		return nil, err
+	}
+	w.state.onBatch = func(n int, d time.Duration) {
+		w.metrics.batchSize.Observe(float64(n))
+		w.metrics.commitSeconds.Observe(d.Seconds())
+	}
+	globalQPS := cfg.GlobalQPS
+	if globalQPS < 0 {
+		globalQPS = 0
+	}
+	w.limits = newLimiter(globalQPS, cfg.Now)
+	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	go w.poll()
+	return w, nil
+}
+
+func (w *Witness) keyPath() string {
+	if w.cfg.KeyFile != "" {
+		return w.cfg.KeyFile
+	}
+	return filepath.Join(w.cfg.Dir, KeyFile)
+}
+
+// loadKey reads the witness key, creating Dir/witness.key when there is no
+// --key, no key file and no state yet.
+func (w *Witness) loadKey(dbExists bool) error {
+	path := w.keyPath()
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && w.cfg.KeyFile == "" {
+		if dbExists {
+			return fmt.Errorf("there is witness state (%s) but no key (%s): restore the key; a new key would be a new witness with someone else's memory", filepath.Join(w.cfg.Dir, DBFile), path)
+		}
+		skey, vkey, err := checkpoint.GenerateWitnessKey(w.cfg.Name)
+		if err != nil {
+			return err
+		}
+		if err := writeFileExcl(path, []byte(skey+"\n"), 0o600); err != nil {
+			return fmt.Errorf("couldn't write the new key: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(w.cfg.Dir, PubFile), []byte(vkey+"\n"), 0o644); err != nil {
+			return fmt.Errorf("couldn't write the verifier key: %w", err)
+		}
+		w.created = true
+		b = []byte(skey + "\n")
+	} else if err != nil {
+		return fmt.Errorf("couldn't read the witness key: %w", err)
+	}
+	skey := strings.TrimSpace(string(b))
+	if w.signer, err = checkpoint.NewWitnessSigner(skey); err != nil {
+		return fmt.Errorf("witness key %s: %w", path, err)
+	}
+	if w.vkey, err = witnessVKey(skey); err != nil {
+		return fmt.Errorf("witness key %s: %w", path, err)
+	}
+	return nil
+}
+
+// witnessVKey returns the verifier key of a cosignature/v1 secret key
+// (PRIVATE+KEY+name+hash+base64(0x04 || seed)), which NewWitnessSigner has
+// already checked.
+func witnessVKey(skey string) (string, error) {
+	f := strings.SplitN(skey, "+", 5)
+	raw, err := base64.StdEncoding.DecodeString(f[len(f)-1])
+	if len(f) != 5 || err != nil || len(raw) != 1+ed25519.SeedSize {
+		return "", errors.New("not a witness secret key")
+	}
+	pub := ed25519.NewKeyFromSeed(raw[1:]).Public().(ed25519.PublicKey)
+	vkey := f[2] + "+" + f[3] + "+" + base64.StdEncoding.EncodeToString(append([]byte{raw[0]}, pub...))
+	if _, err := checkpoint.NewWitnessVerifier(vkey); err != nil {
+		return "", fmt.Errorf("the secret key is damaged: %w", err)
+	}
+	return vkey, nil
+}
+
+func writeFileExcl(path string, b []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	// The directory entry too: the key must not vanish while its state stays.
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// VKey returns the witness's verifier key (a cosignature/v1 vkey).
+func (w *Witness) VKey() string { return w.vkey }
+
+// Created reports whether New created the key (the first start).
+func (w *Witness) Created() bool { return w.created }
+
+// Reload reads the log lists again and swaps them in at once. It never
+// touches the state: a log dropped from the lists and added back continues
+// from the checkpoint cosigned before. On error the lists in force stay.
+func (w *Witness) Reload() error {
+	w.reloadMu.Lock()
+	defer w.reloadMu.Unlock()
+	var listed []ListedLog
+	var followed []FollowedLog
+	if w.cfg.LogsFile != "" {
+		b, err := readBounded(w.cfg.LogsFile)
+		if err != nil {
+			return err
+		}
+		if listed, err = ParseLogList(b); err != nil {
+			return fmt.Errorf("%s: %w", w.cfg.LogsFile, err)
+		}
+	}
+	if w.cfg.FollowFile != "" {
+		b, err := readBounded(w.cfg.FollowFile)
+		if err != nil {
+			return err
+		}
+		if followed, err = ParseFollow(b); err != nil {
+			return fmt.Errorf("%s: %w", w.cfg.FollowFile, err)
+		}
+	}
+	t := buildTable(listed, followed)
+	w.logs.Store(t)
+	w.log.Info("log lists loaded", "logs", len(t.byOrigin), "listed_keys", len(listed), "followed_keys", len(followed))
+	return nil
+}
+
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read the log list: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxListSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read %s: %w", path, err)
+	}
+	if len(b) > MaxListSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, MaxListSize)
+	}
+	return b, nil
+}
+
+// Close stops the poller, finishes the writes under way and closes the
+// state. Stop the HTTP servers first (http.Server.Shutdown), so that no
+// request is between its durable write and its answer.
+func (w *Witness) Close() error {
+	w.cancel()
+	<-w.pollDone
+	return w.state.close()
+}
