@@ -17,6 +17,10 @@ import (
 	"github.com/transparency-dev/tessera"
 )
 
+// leafEnvelope is about what a leaf adds to its event, besides the source
+// and the key: {"event":,"received":"…","source":"","v":1} and escaping.
+const leafEnvelope = 96
+
 // MaxIdempotencyKey is the longest Idempotency-Key header accepted.
 const MaxIdempotencyKey = 255
 
@@ -86,6 +90,12 @@ func (s *Server) appendEvents(ctx context.Context, source, idemKey string, isBat
 
 	// received: the time the request was read, strictly increasing per leaf.
 	received := s.stamps.next(n)
+	// All leaves of the request share one buffer: one allocation, not n.
+	size := 0
+	for _, raw := range raws {
+		size += len(raw) + leafEnvelope + len(source) + 2*len(idemKey) + 16
+	}
+	arena := make([]byte, 0, size)
 	for i, raw := range raws {
 		where := "the event"
 		if isBatch {
@@ -95,7 +105,14 @@ func (s *Server) appendEvents(ctx context.Context, source, idemKey string, isBat
 		if idemKey != "" && isBatch {
 			leafKey = idemKey + "/" + strconv.Itoa(i)
 		}
-		leaf, id, evLen, err := checkpoint.AppendEventLeaf(make([]byte, 0, len(raw)+96+len(source)+len(leafKey)), raw, received[i], source, leafKey)
+		start := len(arena)
+		var id string
+		var evLen int
+		var err error
+		arena, id, evLen, err = checkpoint.AppendEventLeaf(arena, raw, received[i], source, leafKey)
+		// Full slice expression: a later append that outgrows the arena
+		// moves on to a new array and leaves this leaf as it is.
+		leaf := arena[start:len(arena):len(arena)]
 		if err != nil {
 			return nil, errorf(http.StatusBadRequest, "bad_json", "%s: %v (events must be I-JSON objects, RFC 7493)", where, err)
 		}

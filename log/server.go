@@ -135,10 +135,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		WithCheckpointSigner(cfg.Keys.Signers[0], cfg.Keys.Signers[1:]...).
 		WithBatching(cfg.BatchSize, cfg.BatchAge).
 		WithCheckpointInterval(cfg.CheckpointInterval).
-		WithCheckpointRepublishInterval(cfg.RepublishInterval).
-		// In-memory only: it answers /add's byte-identical retries (as
-		// Tessera's conformance servers do). Event leaves never repeat.
-		WithAntispam(tessera.DefaultAntispamInMemorySize, nil)
+		WithCheckpointRepublishInterval(cfg.RepublishInterval)
+	// No Tessera antispam: event leaves never repeat (each has its own
+	// "received"), so it would only cost a hash and a cache update per
+	// entry. Retries are deduplicated by key (Dedup); /add is at least once.
 	s.appender, s.shutdown, s.reader, err = tessera.NewAppender(s.ctx, driver, opts)
 	if err != nil {
 		s.cancel()
