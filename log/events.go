@@ -37,6 +37,11 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	waitWitnessed, err := waitParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	source, err := authenticate(s.tokens, r)
 	if err != nil {
 		s.fail(w, r, err)
@@ -65,6 +70,10 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	results, err := s.appendEvents(r.Context(), source, idemKey, ndjson, raws)
 	if err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	if waitWitnessed {
+		s.answerWitnessed(w, r, ndjson, results)
 		return
 	}
 	if ndjson {

@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/tidemark/tidemark/checkpoint"
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/storage/posix"
 )
@@ -40,6 +41,19 @@ type Config struct {
 	CheckpointInterval time.Duration // default 1 s
 	RepublishInterval  time.Duration // default 3 s
 
+	// Policy is the trust policy (checkpoint.ParsePolicy) and PolicyText
+	// its text, served at /v1/policy. The log asks the policy's witnesses
+	// to cosign each checkpoint, and a log key must be one of its log
+	// lines. Nil: the log's own keys and "quorum none".
+	Policy     *checkpoint.Policy
+	PolicyText []byte
+	// FailOpen publishes a checkpoint that missed the quorum (receipts
+	// still wait for one that has it); by default such a checkpoint is not
+	// published.
+	FailOpen           bool
+	WitnessTimeout     time.Duration // how long a checkpoint waits for the quorum (default 5 s)
+	WitnessWaitTimeout time.Duration // how long ?wait=witnessed waits (default 10 s)
+
 	Logger   *slog.Logger
 	Registry *prometheus.Registry // metrics go here (default: a new registry)
 }
@@ -62,6 +76,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.RepublishInterval == 0 {
 		c.RepublishInterval = 3 * time.Second
+	}
+	if c.WitnessTimeout == 0 {
+		c.WitnessTimeout = 5 * time.Second
+	}
+	if c.WitnessWaitTimeout == 0 {
+		c.WitnessWaitTimeout = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -92,6 +112,11 @@ type Server struct {
 	metrics  *metrics
 	closing  atomic.Bool
 	done     chan struct{} // closed when the watermark loop has stopped
+
+	policy         *checkpoint.Policy
+	policyText     []byte
+	awaiter        *awaiter
+	witnessMetrics *witnessMetrics
 
 	// afterAppend, when set by a test, runs after entries are appended and
 	// before the idempotency index is written; an error stands in for the
@@ -127,7 +152,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.metrics, err = newMetrics(s, cfg.Registry); err != nil {
 		return nil, err
 	}
-	driver, err := posix.New(s.ctx, posix.Config{Path: cfg.Dir})
+	witnesses, witnessClient, err := s.setupWitnessing()
+	if err != nil {
+		return nil, err
+	}
+	driver, err := posix.New(s.ctx, posix.Config{Path: cfg.Dir, HTTPClient: witnessClient})
 	if err != nil {
 		return nil, fmt.Errorf("couldn't open POSIX storage in %s: %w", cfg.Dir, err)
 	}
@@ -139,11 +168,19 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	// No Tessera antispam: event leaves never repeat (each has its own
 	// "received"), so it would only cost a hash and a cache update per
 	// entry. Retries are deduplicated by key (Dedup); /add is at least once.
+	if witnesses != nil {
+		opts = opts.WithWitnesses(*witnesses, &tessera.WitnessOptions{Timeout: cfg.WitnessTimeout, FailOpen: cfg.FailOpen})
+	}
 	s.appender, s.shutdown, s.reader, err = tessera.NewAppender(s.ctx, driver, opts)
 	if err != nil {
 		s.cancel()
+		if witnesses != nil {
+			return nil, fmt.Errorf("couldn't start the Tessera appender (a new log publishes its first checkpoint at once, and with witnesses that needs the quorum: are they up?): %w", err)
+		}
 		return nil, fmt.Errorf("couldn't start the Tessera appender: %w", err)
 	}
+	s.awaiter = newAwaiter(s.reader.ReadCheckpoint, s.policy, awaitPeriod, s.log)
+	go s.awaiter.run(s.ctx)
 
 	s.seq = newSequencer(s.appender.Add, cfg.Linger, 2*int(cfg.BatchSize))
 	go s.seq.run(s.ctx)
@@ -206,6 +243,8 @@ func (s *Server) Handler(withAdmin bool) http.Handler {
 	}
 	r.HandleFunc("/v1/events", s.handleEvents).Methods(http.MethodPost)
 	r.HandleFunc("/add", s.handleAdd).Methods(http.MethodPost)
+	r.HandleFunc("/v1/receipt/{index}", s.handleReceipt).Methods(http.MethodGet)
+	r.HandleFunc("/v1/policy", s.handlePolicy).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/checkpoint", s.handleCheckpoint).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/tile/{rest:.+}", s.handleTile).Methods(http.MethodGet, http.MethodHead)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

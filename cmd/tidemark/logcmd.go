@@ -42,6 +42,10 @@ func runLog(args []string) error {
 	linger := fs.Duration("linger", 0, "how long a group of requests waits for more before going to Tessera (one group is sequenced at a time; the next gathers meanwhile)")
 	cpInterval := fs.Duration("checkpoint-interval", time.Second, "how often a new checkpoint is published when the tree grows")
 	republish := fs.Duration("republish-interval", 3*time.Second, "how often an unchanged checkpoint is signed again, so freshness shows")
+	policyFile := fs.String("policy", "", "trust policy (log keys, witnesses, quorum; C2SP tlog-policy grammar): the witnesses to ask for cosignatures, served at /v1/policy; without it, the log's own keys and no witness")
+	witnessTimeout := fs.Duration("witness-timeout", 5*time.Second, "how long a new checkpoint waits for the witness quorum")
+	failOpen := fs.Bool("witness-fail-open", false, "publish a checkpoint that missed the witness quorum (default: fail-closed, not published until the quorum is met; receipts wait for the quorum either way)")
+	witnessWait := fs.Duration("witness-wait-timeout", 10*time.Second, "how long POST /v1/events?wait=witnessed waits for a witnessed checkpoint before answering 504 (the events stay logged)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if _, err := parse(fs, args); err != nil {
@@ -68,6 +72,10 @@ func runLog(args []string) error {
 	}
 	if created {
 		fmt.Printf("created a log key in %s for origin %q\nverifier key: %s\n", filepath.Join(*data, tlog.KeyFile), k.Signers[0].Name(), k.VKeys[0])
+	}
+	policy, policyText, err := loadPolicy(*policyFile)
+	if err != nil {
+		return err
 	}
 	var tokens, readTokens *tlog.Tokens
 	if *tokensFile != "" {
@@ -97,6 +105,8 @@ func runLog(args []string) error {
 		MaxBody: *maxBody, MaxInFlight: *maxInFlight,
 		BatchSize: *batchSize, BatchAge: *batchAge, Linger: *linger,
 		CheckpointInterval: *cpInterval, RepublishInterval: *republish,
+		Policy: policy, PolicyText: policyText,
+		WitnessTimeout: *witnessTimeout, FailOpen: *failOpen, WitnessWaitTimeout: *witnessWait,
 		Logger: logger, Registry: reg,
 	})
 	if err != nil {

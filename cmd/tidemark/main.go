@@ -26,6 +26,9 @@ func init() {
 		{"witness", "--data DIR --logs FILE [flags]", "run a witness that cosigns consistent checkpoints", runWitness},
 		{"keygen", "ORIGIN [--out PREFIX] [--witness]", "write a signer key and its verifier key", runKeygen},
 		{"token", "NAME", "make a bearer token and its tokens-file line", runToken},
+		{"submit", "--log URL [--wait] [FILE|-]", "send events (JSON or NDJSON) and print their indexes or receipts", runSubmit},
+		{"verify", "--policy FILE RECEIPT", "check a receipt offline: log signature, witness quorum, inclusion", runVerify},
+		{"demo", "[--data DIR] [--exit]", "run a log and three witnesses here, post events, verify a receipt", runDemo},
 	}
 }
 

@@ -1,0 +1,403 @@
+// Package client is the Go library a service embeds to write to a Tidemark
+// log and keep proof of what it wrote.
+//
+// Submit sends an event (POST /v1/events) and returns its index in the log,
+// durable once returned. With Wait it returns when a checkpoint cosigned by
+// the policy's quorum of witnesses covers the event, with a receipt: the
+// event's leaf and a C2SP tlog-proof@v1 that Verify checks offline, with
+// nothing but the log's policy, forever.
+//
+// Delivery is at least once, without duplicates: Submit retries a 503 or 429
+// (after the server's Retry-After) and transport errors, with backoff, and
+// every attempt of one Submit carries the same Idempotency-Key, so the log
+// answers a retry with the first index instead of logging the event twice.
+//
+// A Client is safe for concurrent use. The package imports only checkpoint
+// of this module, and does not log: it returns errors.
+package client
+
+import (
+	"bytes"
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tidemark/tidemark/checkpoint"
+)
+
+// Options configure a Client. The zero value is usable.
+type Options struct {
+	// HTTPClient sends the requests (default: a client with no timeout of
+	// its own; bound calls with their context).
+	HTTPClient *http.Client
+	// Token is the bearer token of the writer (`tidemark token`); empty for
+	// a log with open writes.
+	Token string
+	// MaxAttempts bounds the attempts of one call, the first included
+	// (default 8). The context bounds them too.
+	MaxAttempts int
+	// MinBackoff and MaxBackoff bound the wait between attempts when the
+	// server does not say how long (default 100 ms and 5 s; doubled at each
+	// attempt, with jitter). A Retry-After is honored up to MaxRetryAfter
+	// (default 30 s).
+	MinBackoff, MaxBackoff, MaxRetryAfter time.Duration
+}
+
+// A Client talks to one log.
+type Client struct {
+	base *url.URL
+	opts Options
+}
+
+// New returns a client of the log at logURL (e.g. "https://audit.example.com").
+// opts may be nil.
+func New(logURL string, opts *Options) (*Client, error) {
+	u, err := url.Parse(logURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("client: log URL %q is not an absolute http or https URL", logURL)
+	}
+	c := &Client{base: u}
+	if opts != nil {
+		c.opts = *opts
+	}
+	if c.opts.HTTPClient == nil {
+		c.opts.HTTPClient = &http.Client{}
+	}
+	if c.opts.MaxAttempts <= 0 {
+		c.opts.MaxAttempts = 8
+	}
+	if c.opts.MinBackoff <= 0 {
+		c.opts.MinBackoff = 100 * time.Millisecond
+	}
+	if c.opts.MaxBackoff <= 0 {
+		c.opts.MaxBackoff = 5 * time.Second
+	}
+	if c.opts.MaxRetryAfter <= 0 {
+		c.opts.MaxRetryAfter = 30 * time.Second
+	}
+	return c, nil
+}
+
+// A Result is the log's answer for one event.
+type Result struct {
+	Index uint64 `json:"index"`
+	// Duplicate: the log had this event already (a retry, by key or id),
+	// and Index is the first answer's.
+	Duplicate bool `json:"duplicate,omitempty"`
+	// Receipt is set when the call waited (Wait).
+	Receipt *checkpoint.Receipt `json:"receipt,omitempty"`
+}
+
+// A SubmitOption changes one Submit or SubmitBatch.
+type SubmitOption func(*submitOptions)
+
+type submitOptions struct {
+	wait bool
+	key  string
+}
+
+// Wait makes the call return only once a checkpoint cosigned by the
+// policy's quorum covers the events, with their receipts. The log bounds
+// the wait (its --witness-wait-timeout, 10 s by default); past it the call
+// fails with an *Error of status 504 whose Results hold the indexes: the
+// events are logged, fetch their receipts later with Receipt.
+func Wait() SubmitOption { return func(o *submitOptions) { o.wait = true } }
+
+// IdempotencyKey sets the key that makes retries of this call safe (default:
+// a random key per call). Use your own to make retries across process
+// restarts safe too. For a batch, event n gets the key "KEY/n".
+func IdempotencyKey(key string) SubmitOption { return func(o *submitOptions) { o.key = key } }
+
+// An Error is an answer of the log other than success.
+type Error struct {
+	Status  int    // HTTP status
+	Message string // the log's "error"
+	// Results, for a 504 after Wait: the events are logged, at these
+	// indexes, but no witnessed checkpoint covered them in time.
+	Results []Result
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("client: the log answered %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+}
+
+// Submit sends one event, a JSON object: a []byte or json.RawMessage is sent
+// as is, anything else is encoded with encoding/json first. See Wait and
+// IdempotencyKey.
+func (c *Client) Submit(ctx context.Context, event any, opts ...SubmitOption) (Result, error) {
+	body, err := eventBytes(event)
+	if err != nil {
+		return Result{}, err
+	}
+	var res []Result
+	if err := c.submit(ctx, "application/json", body, false, opts, &res); err != nil {
+		return Result{}, err
+	}
+	return res[0], nil
+}
+
+// SubmitBatch sends several events in one request (NDJSON); the log takes
+// them all or none. Results are in the order of events.
+func (c *Client) SubmitBatch(ctx context.Context, events []any, opts ...SubmitOption) ([]Result, error) {
+	if len(events) == 0 {
+		return nil, errors.New("client: SubmitBatch needs at least one event")
+	}
+	var body bytes.Buffer
+	for i, e := range events {
+		b, err := eventBytes(e)
+		if err != nil {
+			return nil, fmt.Errorf("client: event %d: %w", i, err)
+		}
+		if bytes.ContainsAny(b, "\n\r") {
+			// Compact it: NDJSON is one event per line.
+			var cb bytes.Buffer
+			if err := json.Compact(&cb, b); err != nil {
+				return nil, fmt.Errorf("client: event %d is not JSON: %w", i, err)
+			}
+			b = cb.Bytes()
+		}
+		body.Write(b)
+		body.WriteByte('\n')
+	}
+	var res []Result
+	if err := c.submit(ctx, "application/x-ndjson", body.Bytes(), true, opts, &res); err != nil {
+		return nil, err
+	}
+	if len(res) != len(events) {
+		return nil, fmt.Errorf("client: the log answered %d results for %d events", len(res), len(events))
+	}
+	return res, nil
+}
+
+func eventBytes(event any) ([]byte, error) {
+	switch e := event.(type) {
+	case []byte:
+		return e, nil
+	case json.RawMessage:
+		return e, nil
+	}
+	b, err := json.Marshal(event)
+	if err != nil {
+		return nil, fmt.Errorf("client: couldn't encode the event: %w", err)
+	}
+	return b, nil
+}
+
+// submit posts body, retrying, and decodes the results.
+func (c *Client) submit(ctx context.Context, contentType string, body []byte, batch bool, opts []SubmitOption, out *[]Result) error {
+	var o submitOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.key == "" {
+		o.key = newKey()
+	}
+	u := c.base.JoinPath("v1", "events")
+	if o.wait {
+		u.RawQuery = "wait=witnessed"
+	}
+	var answer struct {
+		Result
+		Results []Result `json:"results"`
+		Error   string   `json:"error"`
+	}
+	status, err := c.do(ctx, http.MethodPost, u.String(), contentType, body, map[string]string{"Idempotency-Key": o.key}, &answer)
+	if err != nil {
+		return err
+	}
+	results := answer.Results
+	if !batch {
+		results = []Result{answer.Result}
+	}
+	if status != http.StatusOK {
+		return &Error{Status: status, Message: answer.Error, Results: results}
+	}
+	if o.wait {
+		for _, r := range results {
+			if r.Receipt == nil || r.Receipt.Index != r.Index {
+				return fmt.Errorf("client: the log answered index %d without its receipt", r.Index)
+			}
+		}
+	}
+	*out = results
+	return nil
+}
+
+// Receipt fetches the receipt of the entry at index, against the log's
+// latest witnessed checkpoint. An entry logged but not yet covered by one
+// (503) is retried like any 503. It does not verify the receipt: call
+// Verify.
+func (c *Client) Receipt(ctx context.Context, index uint64) (*checkpoint.Receipt, error) {
+	u := c.base.JoinPath("v1", "receipt", strconv.FormatUint(index, 10))
+	var raw json.RawMessage
+	status, err := c.do(ctx, http.MethodGet, u.String(), "", nil, nil, &raw)
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		var e struct{ Error string }
+		_ = json.Unmarshal(raw, &e)
+		return nil, &Error{Status: status, Message: e.Error}
+	}
+	r, err := checkpoint.ParseReceipt(raw)
+	if err != nil {
+		return nil, fmt.Errorf("client: the log's receipt: %w", err)
+	}
+	if r.Index != index {
+		return nil, fmt.Errorf("client: asked for the receipt of %d, got one for %d", index, r.Index)
+	}
+	return &r, nil
+}
+
+// Policy fetches the log's trust policy (GET /v1/policy). A verifier should
+// get its policy from a source it trusts rather than from the log it checks;
+// this is for bootstrapping and for comparing.
+func (c *Client) Policy(ctx context.Context) ([]byte, error) {
+	var raw json.RawMessage
+	status, err := c.do(ctx, http.MethodGet, c.base.JoinPath("v1", "policy").String(), "", nil, nil, &raw)
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return nil, &Error{Status: status, Message: string(raw)}
+	}
+	return raw, nil
+}
+
+// Verified is what Verify proved: the entry's leaf is at Index in the log
+// whose checkpoint is Checkpoint, which Cosigners (policy name: cosignature
+// time) vouched for. The entry existed before the earliest of those times.
+type Verified struct {
+	Index      uint64
+	Checkpoint checkpoint.Checkpoint
+	Cosigners  map[string]time.Time
+	// Leaf is the parsed event leaf; nil for an entry that is not one (raw
+	// bytes written with POST /add).
+	Leaf *checkpoint.Leaf
+}
+
+// Verify checks a receipt offline against a policy: the checkpoint's
+// signature by one of the log's keys (old keys of a rotation included, as
+// the policy lists them), a quorum of cosignatures, no signature the policy
+// cannot check, and the inclusion proof of the leaf. The error says which
+// failed; it wraps checkpoint.ErrMalformed, ErrUnverified, ErrQuorum or
+// ErrProof.
+func Verify(policy *checkpoint.Policy, r *checkpoint.Receipt) (*Verified, error) {
+	if r == nil {
+		return nil, errors.New("client: no receipt")
+	}
+	c, cos, err := r.Verify(policy)
+	if err != nil {
+		return nil, err
+	}
+	v := &Verified{Index: r.Index, Checkpoint: c, Cosigners: cos}
+	if l, err := checkpoint.ParseLeaf(r.Leaf); err == nil {
+		v.Leaf = &l
+	}
+	return v, nil
+}
+
+// do sends a request, retrying transport errors, 429 and 503, and decodes a
+// JSON answer into out (a *json.RawMessage takes any body). It returns the
+// final status.
+func (c *Client) do(ctx context.Context, method, u, contentType string, body []byte, header map[string]string, out any) (int, error) {
+	var lastErr error
+	for attempt := 1; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+		if err != nil {
+			return 0, fmt.Errorf("client: %w", err)
+		}
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		if c.opts.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.opts.Token)
+		}
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		var wait time.Duration
+		resp, err := c.opts.HTTPClient.Do(req)
+		if err != nil {
+			if ctx.Err() != nil {
+				return 0, fmt.Errorf("client: %s %s: %w", method, u, ctx.Err())
+			}
+			lastErr = fmt.Errorf("client: %s %s: %w", method, u, err)
+		} else {
+			b, rerr := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+			resp.Body.Close()
+			switch {
+			case rerr != nil:
+				lastErr = fmt.Errorf("client: reading the answer to %s %s: %w", method, u, rerr)
+			case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
+				lastErr = &Error{Status: resp.StatusCode, Message: errorMessage(b)}
+				wait = retryAfter(resp.Header.Get("Retry-After"), c.opts.MaxRetryAfter)
+			default:
+				if raw, ok := out.(*json.RawMessage); ok {
+					*raw = b
+					return resp.StatusCode, nil
+				}
+				if err := json.Unmarshal(b, out); err != nil {
+					return resp.StatusCode, &Error{Status: resp.StatusCode, Message: fmt.Sprintf("not a JSON answer (%v): %.200s", err, b)}
+				}
+				return resp.StatusCode, nil
+			}
+		}
+		if attempt >= c.opts.MaxAttempts {
+			return 0, fmt.Errorf("%w (gave up after %d attempts)", lastErr, attempt)
+		}
+		if wait == 0 {
+			wait = backoff(attempt, c.opts.MinBackoff, c.opts.MaxBackoff)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, fmt.Errorf("%w (then: %w)", lastErr, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func errorMessage(b []byte) string {
+	var e struct{ Error string }
+	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		return e.Error
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// retryAfter reads a Retry-After in seconds (0 if absent or not seconds).
+func retryAfter(v string, limit time.Duration) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return min(time.Duration(n)*time.Second, limit)
+}
+
+// backoff is min * 2^(attempt-1), capped, with up to 50% jitter off.
+func backoff(attempt int, lo, hi time.Duration) time.Duration {
+	d := lo << min(attempt-1, 20)
+	if d > hi || d <= 0 {
+		d = hi
+	}
+	return d - time.Duration(rand.Int64N(int64(d)/2+1))
+}
+
+// newKey returns a random idempotency key.
+func newKey() string {
+	var b [16]byte
+	_, _ = crand.Read(b[:]) // never fails (crypto/rand panics rather)
+	return "tdm-" + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,129 @@
+package log
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/tidemark/tidemark/checkpoint"
+)
+
+// A witnessed checkpoint is a published checkpoint that the policy accepts:
+// signed by the log and cosigned by a quorum of its witnesses.
+type witnessed struct {
+	signed     []byte
+	c          checkpoint.Checkpoint
+	cosigners  map[string]time.Time
+	observedAt time.Time
+}
+
+// An awaiter follows the published checkpoint and keeps the latest one that
+// the policy accepts, for receipts and for requests waiting for one
+// (?wait=witnessed).
+//
+// It does not trust that a published checkpoint is witnessed: with
+// fail-open, Tessera publishes checkpoints that missed the quorum, so each
+// new one is checked with Policy.Verify. A failed read is retried at the
+// next poll and releases no waiter (Tessera's PublicationAwaiter releases
+// every waiter with the error).
+type awaiter struct {
+	read   func(context.Context) ([]byte, error)
+	policy *checkpoint.Policy
+	period time.Duration
+	log    *slog.Logger
+
+	mu       sync.Mutex    // guards the fields below
+	latest   *witnessed    // nil until a witnessed checkpoint is seen
+	changed  chan struct{} // closed, and replaced, when latest changes
+	lastSeen []byte        // the last published checkpoint checked
+}
+
+func newAwaiter(read func(context.Context) ([]byte, error), p *checkpoint.Policy, period time.Duration, logger *slog.Logger) *awaiter {
+	return &awaiter{read: read, policy: p, period: period, log: logger, changed: make(chan struct{})}
+}
+
+// run polls until ctx is done.
+func (a *awaiter) run(ctx context.Context) {
+	t := time.NewTicker(a.period)
+	defer t.Stop()
+	failing := false
+	for {
+		err := a.poll(ctx)
+		switch {
+		case err != nil && !failing && ctx.Err() == nil:
+			a.log.Warn("couldn't read the published checkpoint; retrying", "err", err)
+			failing = true
+		case err == nil && failing:
+			a.log.Info("reading the published checkpoint again")
+			failing = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// poll reads the published checkpoint and, if it is new, witnessed and
+// larger than the latest, makes it the latest.
+func (a *awaiter) poll(ctx context.Context) error {
+	signed, err := a.read(ctx)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	seen := bytes.Equal(signed, a.lastSeen)
+	a.mu.Unlock()
+	if seen {
+		return nil
+	}
+	c, cosigners, err := a.policy.Verify(signed)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.lastSeen = signed
+	if err != nil {
+		// Fail-open published it without the quorum, or the policy and the
+		// log disagree: the witnessing observer has said why.
+		a.log.Debug("the published checkpoint does not meet the policy; receipts wait for one that does", "err", err)
+		return nil
+	}
+	if a.latest != nil && c.Size < a.latest.c.Size {
+		return nil
+	}
+	a.latest = &witnessed{signed: signed, c: c, cosigners: cosigners, observedAt: time.Now()}
+	close(a.changed)
+	a.changed = make(chan struct{})
+	return nil
+}
+
+// current returns the latest witnessed checkpoint (nil if none yet) and a
+// channel closed when it changes.
+func (a *awaiter) current() (*witnessed, <-chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.latest, a.changed
+}
+
+// wait returns the first witnessed checkpoint that covers index, or ctx's
+// error.
+func (a *awaiter) wait(ctx context.Context, index uint64) (*witnessed, error) {
+	for {
+		w, changed := a.current()
+		if w != nil && w.c.Size > index {
+			return w, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,226 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/tidemark/tidemark/checkpoint"
+	"github.com/transparency-dev/tessera/api"
+	"github.com/transparency-dev/tessera/api/layout"
+	"github.com/transparency-dev/tessera/client"
+)
+
+// witnessedResult is one event's answer to POST /v1/events?wait=witnessed:
+// its index and its receipt.
+type witnessedResult struct {
+	Index     uint64              `json:"index"`
+	Duplicate bool                `json:"duplicate,omitempty"`
+	Receipt   *checkpoint.Receipt `json:"receipt"`
+}
+
+// waitParam reads ?wait: "" (answer once durable) or "witnessed".
+func waitParam(r *http.Request) (bool, error) {
+	switch v := r.URL.Query().Get("wait"); v {
+	case "":
+		return false, nil
+	case "witnessed":
+		return true, nil
+	default:
+		return false, errorf(http.StatusBadRequest, "bad_request", "wait=%q: the only value is wait=witnessed", v)
+	}
+}
+
+// answerWitnessed waits until a witnessed checkpoint covers every result,
+// then answers with their receipts. When the wait times out the events are
+// still logged: the answer (504) says so, with their indexes.
+func (s *Server) answerWitnessed(w http.ResponseWriter, r *http.Request, ndjson bool, results []eventResult) {
+	started := time.Now()
+	var last uint64
+	for _, res := range results {
+		last = max(last, res.Index)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.WitnessWaitTimeout)
+	defer cancel()
+	wc, err := s.awaiter.wait(ctx, last)
+	if err != nil {
+		s.notWitnessed(w, r, ndjson, results, err)
+		return
+	}
+	pb, err := client.NewProofBuilder(ctx, wc.c.Size, s.readTile)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("couldn't build proofs: %w", err))
+		return
+	}
+	out := make([]witnessedResult, len(results))
+	for i, res := range results {
+		rc, err := s.receipt(ctx, pb, wc, res.Index)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		out[i] = witnessedResult{Index: res.Index, Duplicate: res.Duplicate, Receipt: rc}
+	}
+	s.witnessMetrics.receiptWait.Observe(time.Since(started).Seconds())
+	if ndjson {
+		writeJSON(w, http.StatusOK, map[string]any{"results": out})
+	} else {
+		writeJSON(w, http.StatusOK, out[0])
+	}
+}
+
+// notWitnessed answers a wait that ended before a witnessed checkpoint
+// covered the events: 504 after the timeout, and nothing (the client is
+// gone) when the request was canceled.
+func (s *Server) notWitnessed(w http.ResponseWriter, r *http.Request, ndjson bool, results []eventResult, err error) {
+	if r.Context().Err() != nil {
+		return
+	}
+	s.metrics.rejected.WithLabelValues("not_witnessed").Inc()
+	idx := make([]string, len(results))
+	for i, res := range results {
+		idx[i] = strconv.FormatUint(res.Index, 10)
+	}
+	size := "none yet"
+	if wc, _ := s.awaiter.current(); wc != nil {
+		size = "size " + strconv.FormatUint(wc.c.Size, 10)
+	}
+	msg := fmt.Sprintf("the events are logged (index %s) but no checkpoint cosigned by the witness quorum covered them within %s (latest witnessed checkpoint: %s; %v): "+
+		"do not send them again; fetch each receipt later with GET /v1/receipt/{index}",
+		strings.Join(idx, ", "), s.cfg.WitnessWaitTimeout, size, err)
+	body := map[string]any{"error": msg}
+	if ndjson {
+		body["results"] = results
+	} else {
+		body["index"] = results[0].Index
+		if results[0].Duplicate {
+			body["duplicate"] = true
+		}
+	}
+	writeJSON(w, http.StatusGatewayTimeout, body)
+}
+
+// handleReceipt serves GET /v1/receipt/{index}: a receipt for an integrated
+// entry against the latest witnessed checkpoint. The leaf is the entry's
+// contents, so with read tokens the request needs one, as the entry bundles
+// do.
+func (s *Server) handleReceipt(w http.ResponseWriter, r *http.Request) {
+	raw := mux.Vars(r)["index"]
+	index, err := strconv.ParseUint(raw, 10, 64)
+	if err != nil || strconv.FormatUint(index, 10) != raw {
+		s.fail(w, r, errorf(http.StatusBadRequest, "bad_request", "index %q is not a decimal number without leading zeros", raw))
+		return
+	}
+	if s.readTokens != nil {
+		tok, ok := bearer(r)
+		if !ok {
+			s.fail(w, r, errorf(http.StatusUnauthorized, "unauthenticated", "receipts of this log need a read token: send \"Authorization: Bearer <token>\""))
+			return
+		}
+		if _, ok := s.readTokens.Lookup(tok); !ok {
+			s.fail(w, r, errorf(http.StatusForbidden, "forbidden", "the read token is not one this log knows"))
+			return
+		}
+	}
+	size, err := s.integratedSize()
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("couldn't read the tree size: %w", err))
+		return
+	}
+	if index >= size {
+		s.fail(w, r, errorf(http.StatusNotFound, "not_found", "there is no entry %d: the log has %d entries", index, size))
+		return
+	}
+	wc, _ := s.awaiter.current()
+	if wc == nil || wc.c.Size <= index {
+		latest := "none yet"
+		if wc != nil {
+			latest = "size " + strconv.FormatUint(wc.c.Size, 10)
+		}
+		e := errorf(http.StatusServiceUnavailable, "not_witnessed", "entry %d is logged but not yet covered by a checkpoint cosigned by the witness quorum (latest: %s): retry shortly", index, latest)
+		e.retryAfter = 1
+		s.fail(w, r, e)
+		return
+	}
+	pb, err := client.NewProofBuilder(r.Context(), wc.c.Size, s.readTile)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("couldn't build proofs: %w", err))
+		return
+	}
+	rc, err := s.receipt(r.Context(), pb, wc, index)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rc)
+}
+
+// handlePolicy serves GET /v1/policy: the trust policy verifiers need.
+func (s *Server) handlePolicy(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write(s.policyText)
+}
+
+// receipt builds the receipt of the entry at index against wc, which covers
+// it, and checks the inclusion proof before handing it out.
+func (s *Server) receipt(ctx context.Context, pb *client.ProofBuilder, wc *witnessed, index uint64) (*checkpoint.Receipt, error) {
+	leaf, err := s.readLeaf(ctx, index, wc.c.Size)
+	if err != nil {
+		return nil, err
+	}
+	hashes, err := pb.InclusionProof(ctx, index)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't build the inclusion proof of entry %d in tree size %d: %w", index, wc.c.Size, err)
+	}
+	if err := checkpoint.VerifyInclusion(leaf, index, hashes, wc.c); err != nil {
+		return nil, fmt.Errorf("the inclusion proof of entry %d does not verify against the witnessed checkpoint: %w", index, err)
+	}
+	proof := checkpoint.FormatProof(checkpoint.Proof{Index: index, Hashes: hashes, Checkpoint: wc.signed})
+	return &checkpoint.Receipt{Index: index, Leaf: leaf, Proof: string(proof)}, nil
+}
+
+// readLeaf returns the entry at index from its bundle in a tree of size.
+func (s *Server) readLeaf(ctx context.Context, index, size uint64) ([]byte, error) {
+	bundle := index / layout.EntryBundleWidth
+	p := layout.PartialTileSize(0, bundle, size)
+	b, err := s.reader.ReadEntryBundle(ctx, bundle, p)
+	if err != nil && p > 0 {
+		// The partial bundle of an older size may be gone once the bundle
+		// is full; the full one starts with the same entries.
+		b, err = s.reader.ReadEntryBundle(ctx, bundle, 0)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read the entry bundle of entry %d: %w", index, err)
+	}
+	var eb api.EntryBundle
+	if err := eb.UnmarshalText(b); err != nil {
+		return nil, fmt.Errorf("couldn't parse the entry bundle of entry %d: %w", index, err)
+	}
+	i := index % layout.EntryBundleWidth
+	if i >= uint64(len(eb.Entries)) {
+		return nil, fmt.Errorf("the entry bundle of entry %d has only %d entries", index, len(eb.Entries))
+	}
+	return eb.Entries[i], nil
+}
+
+// readTile reads a hash tile for a proof in a tree of the size the proof
+// builder was made for. When the partial tile of that size is gone (Tessera
+// removes partial tiles once the full tile exists), the full tile's first
+// hashes are the same.
+func (s *Server) readTile(ctx context.Context, level, index uint64, p uint8) ([]byte, error) {
+	b, err := s.reader.ReadTile(ctx, level, index, p)
+	if err == nil || p == 0 {
+		return b, err
+	}
+	full, ferr := s.reader.ReadTile(ctx, level, index, 0)
+	if ferr != nil || len(full) < int(p)*checkpoint.HashSize {
+		return nil, errors.Join(err, ferr)
+	}
+	return full[:int(p)*checkpoint.HashSize], nil
+}

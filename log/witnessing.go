@@ -1,0 +1,303 @@
+package log
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tidemark/tidemark/checkpoint"
+)
+
+// Tessera v1.0.4 reports a witness's failure only to klog and OpenTelemetry,
+// without the policy's name for the witness, and says nothing of its own
+// when a checkpoint misses the quorum. A witnessObserver is the
+// http.RoundTripper of the client Tessera uses for witness requests: it sees
+// every POST to a witness's add-checkpoint URL and its answer, counts them by
+// witness and outcome, logs failures with the reason, and follows each
+// checkpoint's round of requests to tell when the quorum was not met.
+type witnessObserver struct {
+	next     http.RoundTripper
+	names    map[string]string // add-checkpoint URL: the witness's policy name
+	policy   *checkpoint.Policy
+	failOpen bool
+	log      *slog.Logger
+
+	requests       *prometheus.CounterVec
+	seconds        *prometheus.HistogramVec
+	quorumFailures prometheus.Counter
+
+	mu    sync.Mutex // guards round
+	round *witnessRound
+}
+
+// A witnessRound is the requests Tessera makes to publish one checkpoint:
+// one per witness, plus retries after a 409 with the witness's size.
+type witnessRound struct {
+	checkpoint []byte            // the signed checkpoint sent
+	final      map[string]string // witness name: its final outcome, or the reason it failed
+	cosigned   map[string]bool
+	failed     map[string]string // witness name: why it did not cosign
+	closed     bool              // the quorum was met or every witness has answered
+}
+
+// Outcomes of a witness request, the "outcome" label of
+// tidemark_log_witness_requests_total.
+const (
+	outcomeCosigned     = "cosigned"      // 200 with a cosignature
+	outcomeSizeMismatch = "size_mismatch" // 409 text/x.tlog.size: Tessera retries with the witness's size
+	outcomeCanceled     = "canceled"      // the quorum was met without it, or the log is stopping
+	outcomeTimeout      = "timeout"       // no answer within the witness timeout
+	outcomeError        = "error"         // no HTTP answer (refused, reset, DNS, TLS)
+	// otherwise "http_<status>"
+)
+
+func newWitnessObserver(next http.RoundTripper, names map[string]string, p *checkpoint.Policy, failOpen bool, logger *slog.Logger, reg *prometheus.Registry) (*witnessObserver, error) {
+	o := &witnessObserver{
+		next: next, names: names, policy: p, failOpen: failOpen, log: logger,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_log_witness_requests_total",
+			Help: "add-checkpoint requests to each witness of the policy, by outcome (cosigned, size_mismatch, canceled, timeout, error, http_<status>).",
+		}, []string{"witness", "outcome"}),
+		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tidemark_log_witness_request_seconds",
+			Help:    "Time to a witness's answer to add-checkpoint, by witness.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}, []string{"witness"}),
+		quorumFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tidemark_log_witness_quorum_failures_total",
+			Help: "Checkpoints whose witnessing did not meet the policy's quorum: not published (fail-closed), or published without the quorum (fail-open).",
+		}),
+	}
+	for _, name := range names {
+		for _, oc := range []string{outcomeCosigned, outcomeError, outcomeTimeout} {
+			o.requests.WithLabelValues(name, oc) // so that rates start from zero
+		}
+	}
+	if err := registerAll(reg, o.requests, o.seconds, o.quorumFailures); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+func (o *witnessObserver) RoundTrip(req *http.Request) (*http.Response, error) {
+	name, ok := o.names[req.URL.String()]
+	if !ok || req.Method != http.MethodPost {
+		return o.next.RoundTrip(req)
+	}
+	var signed []byte
+	if req.Body != nil {
+		body, err := io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		if i := bytes.Index(body, []byte("\n\n")); i >= 0 {
+			signed = body[i+2:]
+		}
+	}
+	r := o.roundFor(signed)
+	start := time.Now()
+	resp, err := o.next.RoundTrip(req)
+	elapsed := time.Since(start)
+	o.seconds.WithLabelValues(name).Observe(elapsed.Seconds())
+
+	var outcome, reason string
+	switch {
+	case err != nil && errors.Is(req.Context().Err(), context.Canceled):
+		outcome, reason = outcomeCanceled, "canceled: the quorum was met without it, or the log is stopping"
+	case err != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(req.Context().Err(), context.DeadlineExceeded)):
+		outcome, reason = outcomeTimeout, fmt.Sprintf("no answer within the witness timeout (%s)", elapsed.Round(time.Millisecond))
+	case err != nil:
+		outcome, reason = outcomeError, err.Error()
+	case resp.StatusCode == http.StatusOK:
+		outcome = outcomeCosigned
+	case resp.StatusCode == http.StatusConflict && resp.Header.Get("Content-Type") == "text/x.tlog.size":
+		outcome = outcomeSizeMismatch
+	default:
+		outcome = "http_" + strconv.Itoa(resp.StatusCode)
+		// Read the answer to quote it, and hand Tessera the same bytes.
+		b, rerr := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		reason = fmt.Sprintf("%d %s: %s", resp.StatusCode, witnessStatusMeaning(resp.StatusCode), firstLine(b))
+		if rerr != nil {
+			reason += fmt.Sprintf(" (reading the answer: %v)", rerr)
+		}
+	}
+	o.requests.WithLabelValues(name, outcome).Inc()
+	switch outcome {
+	case outcomeCosigned, outcomeSizeMismatch, outcomeCanceled:
+		o.log.Debug("witness answered", "witness", name, "outcome", outcome, "took", elapsed)
+	default:
+		o.log.Warn("witness did not cosign", "witness", name, "url", req.URL.String(), "outcome", outcome, "reason", reason, "took", elapsed.Round(time.Millisecond))
+	}
+	if outcome != outcomeSizeMismatch {
+		o.finish(r, name, outcome, reason)
+	}
+	return resp, err
+}
+
+// roundFor returns the round of the checkpoint being sent, starting a new
+// one for a new checkpoint or for one whose previous round is over (Tessera
+// republishes an unchanged tree, and tries again after a failed round).
+func (o *witnessObserver) roundFor(signed []byte) *witnessRound {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.round != nil && !o.round.closed && bytes.Equal(o.round.checkpoint, signed) {
+		return o.round
+	}
+	if o.round != nil && !o.round.closed {
+		o.closeRound(o.round) // a round with answers missing: judge it on what it got
+	}
+	o.round = &witnessRound{checkpoint: bytes.Clone(signed), final: map[string]string{}, cosigned: map[string]bool{}, failed: map[string]string{}}
+	return o.round
+}
+
+// finish records a witness's final outcome in its round, and closes the
+// round when the quorum is met or every witness has answered.
+func (o *witnessObserver) finish(r *witnessRound, name, outcome, reason string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.final[name] = outcome
+	switch outcome {
+	case outcomeCosigned:
+		r.cosigned[name] = true
+		if o.policy.Satisfied(r.cosigned) {
+			r.closed = true
+			return
+		}
+	case outcomeCanceled:
+	default:
+		r.failed[name] = reason
+	}
+	if len(r.final) == len(o.names) {
+		o.closeRound(r)
+	}
+}
+
+// closeRound ends a round; one that missed the quorum is counted and logged
+// with every witness's reason. The caller holds o.mu.
+func (o *witnessObserver) closeRound(r *witnessRound) {
+	r.closed = true
+	if o.policy.Satisfied(r.cosigned) {
+		return
+	}
+	o.quorumFailures.Inc()
+	size := "?"
+	if c, err := checkpoint.Parse(checkpointBody(r.checkpoint)); err == nil {
+		size = strconv.FormatUint(c.Size, 10)
+	}
+	var reasons []string
+	for _, name := range slices.Sorted(maps.Keys(r.failed)) {
+		reasons = append(reasons, name+": "+r.failed[name])
+	}
+	msg := "checkpoint NOT published: the witness quorum was not met; the log keeps taking entries and tries again next interval"
+	if o.failOpen {
+		msg = "checkpoint published WITHOUT the witness quorum (fail-open): receipts wait for a checkpoint that has it"
+	}
+	o.log.Warn(msg, "size", size, "quorum", o.policy.Quorum, "cosigned", slices.Sorted(maps.Keys(r.cosigned)), "failed", strings.Join(reasons, "; "))
+}
+
+// checkpointBody returns the text of a signed note, before its signatures.
+func checkpointBody(signed []byte) []byte {
+	if i := bytes.LastIndex(signed, []byte("\n\n")); i >= 0 {
+		return signed[:i+1]
+	}
+	return signed
+}
+
+// witnessStatusMeaning explains a C2SP tlog-witness v1.0.0 status code.
+func witnessStatusMeaning(code int) string {
+	switch code {
+	case http.StatusNotFound:
+		return "the witness does not know this log's origin (add the log to its log list)"
+	case http.StatusForbidden:
+		return "no signature by a key the witness trusts for this log (give it the log's vkey)"
+	case http.StatusBadRequest:
+		return "the witness refused the request as malformed or with an old size beyond the checkpoint"
+	case http.StatusConflict:
+		return "the witness cosigned a different root hash at this size: the log and the witness disagree on history"
+	case http.StatusUnprocessableEntity:
+		return "the witness says the consistency proof does not verify"
+	case http.StatusTooManyRequests:
+		return "the witness is rate limiting this log"
+	}
+	return http.StatusText(code)
+}
+
+func firstLine(b []byte) string {
+	s := string(b)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	if s == "" {
+		return "(empty answer)"
+	}
+	return s
+}
+
+// witnessMetrics are the metrics of witnessed checkpoints and receipts.
+type witnessMetrics struct {
+	receiptWait prometheus.Histogram
+}
+
+func newWitnessMetrics(s *Server, reg *prometheus.Registry) (*witnessMetrics, error) {
+	m := &witnessMetrics{
+		receiptWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tidemark_log_receipt_wait_seconds",
+			Help:    "Time a POST /v1/events?wait=witnessed waited, after its events were logged, for a witnessed checkpoint and its receipts.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 1.5, 16),
+		}),
+	}
+	if err := registerAll(reg, m.receiptWait,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tidemark_log_witnessed_tree_size",
+			Help: "Size of the latest published checkpoint that the policy accepts (cosigned by the quorum); receipts are made against it.",
+		}, func() float64 {
+			if wc, _ := s.awaiter.current(); wc != nil {
+				return float64(wc.c.Size)
+			}
+			return -1
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tidemark_log_witnessed_checkpoint_age_seconds",
+			Help: "Time since the newest cosignature of the latest witnessed checkpoint (since it was seen, with quorum none).",
+		}, func() float64 {
+			wc, _ := s.awaiter.current()
+			if wc == nil {
+				return -1
+			}
+			t := wc.observedAt
+			if len(wc.cosigners) > 0 {
+				t = time.Time{}
+				for _, ct := range wc.cosigners {
+					if ct.After(t) {
+						t = ct
+					}
+				}
+			}
+			return time.Since(t).Seconds()
+		}),
+	); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
