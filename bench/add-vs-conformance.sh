@@ -45,6 +45,7 @@ need_bin hammer keygen
 
 bench_init
 print_env "$@"
+snapshot_tidemark
 HAMMER_ARGS=(--num_writers="$WRITERS" --max_write_ops=1000000 --max_read_ops=0 --num_readers_random=0
   --num_readers_full=0 --show_ui=false --leaf_write_goal="$LEAVES" --max_runtime="$MAX_RUNTIME"
   --leaf_min_size="$LEAF_SIZE" --dup_chance="$DUP_CHANCE" --logtostderr)
@@ -68,18 +69,22 @@ one_run() {
   make_key "$dir/log"
   key="$dir/log.key"
   vkey="$(cat "$dir/log.pub")"
-  port="$(free_port)"
   slog="$dir/server.log"
   hlog="$dir/hammer.log"
-  if ! start_server "$target" "$dir/data" "$port" "$key" "$slog"; then
+  if ! start_server "$target" "$dir/data" "$key" "$slog"; then
     echo "run $n $target: FAILED (the server did not start)"
     FAILED=1
     stop_pid "$SERVER_PID"
     return 0
   fi
+  port="$SERVER_PORT"
   start_cp_watch "http://127.0.0.1:$port" "$dir/checkpoints.txt"
   local watch_pid="$WATCH_PID" hrc=0
-  "$BIN/hammer" --log_url "http://127.0.0.1:$port/" --log_public_key "$vkey" "${HAMMER_ARGS[@]}" >"$hlog" 2>&1 || hrc=$?
+  # In the background and waited for, so that a signal to this script is handled at once.
+  "$BIN/hammer" --log_url "http://127.0.0.1:$port/" --log_public_key "$vkey" "${HAMMER_ARGS[@]}" >"$hlog" 2>&1 &
+  local hpid=$!
+  BENCH_PIDS+=("$hpid")
+  wait "$hpid" || hrc=$?
   stop_pid "$watch_pid"
   line="$(grep -o 'Reached tree size goal of [0-9]* after [^;]*' "$hlog" | tail -n 1 || true)"
   if [[ -z "$line" ]]; then
@@ -114,8 +119,8 @@ one_run() {
   steady="$(steady_rate "$dir/checkpoints.txt" "$goal")"
   RATES[$target]+="$rate "
   STEADY[$target]+="$steady "
-  printf 'run %d %-11s entries=%s seconds=%s entries_per_sec=%s steady_per_sec=%s pushback=%s error_lines=%s%s\n' \
-    "$n" "$target" "$goal" "$secs" "$rate" "$steady" "$pushback" "$errs" "$fsck_status"
+  printf 'run %d %-11s entries=%s seconds=%s entries_per_sec=%s steady_per_sec=%s pushback=%s error_lines=%s loadavg=%s%s\n' \
+    "$n" "$target" "$goal" "$secs" "$rate" "$steady" "$pushback" "$errs" "$(cut -d' ' -f1 /proc/loadavg)" "$fsck_status"
 }
 
 read -r -a TLIST <<<"$TARGETS"

@@ -15,7 +15,8 @@
 #   WARMUP [2s]       loadgen --warmup
 #   LOADGEN_FLAGS     more loadgen flags (e.g. --token-file F)
 #   TIDEMARK_FLAGS    more `tidemark log` flags (e.g. batching)
-#   SERVER [tidemark] tidemark, or conformance to try the script (add mode only works there)
+#   SERVER [tidemark] tidemark, or conformance to try the script (only add mode works there)
+#   MODES ["events add"] the loadgen modes to alternate (MODES=add with SERVER=conformance)
 #   KEEP_TMP [0]      keep data directories and logs
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -34,6 +35,7 @@ need_bin loadgen keygen
 
 bench_init
 print_env "$@"
+snapshot_tidemark
 # shellcheck disable=SC2206
 LG_ARGS=(--workers "$WORKERS" --size "$SIZE" --duration "$DURATION" --warmup "$WARMUP" --quiet=false ${LOADGEN_FLAGS:-})
 echo "runs:     $RUNS per mode, alternating ($MODES)"

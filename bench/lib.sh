@@ -62,11 +62,13 @@ print_env() {
   echo "script:  $0 $*"
 }
 
-# free_port: a TCP port on 127.0.0.1 that nothing listens on right now (pure bash).
+# free_port: a TCP port on 127.0.0.1 that nothing listens on right now (pure bash),
+# below Linux's ephemeral range (32768+), so that no client connection takes it
+# between this check and the server's bind.
 free_port() {
   local p
   for _ in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 30000 ))
+    p=$(( 20000 + RANDOM % 12000 ))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
   done
   echo "no free port found" >&2; return 1
@@ -120,12 +122,24 @@ make_key() {
 start_tidemark() {
   local data="$1" port="$2" key="$3" logf="$4"
   # shellcheck disable=SC2086
-  "$BIN/tidemark" log --data "$data" --listen "127.0.0.1:$port" --key "$key" ${TIDEMARK_FLAGS:-} >"$logf" 2>&1 &
+  "${TIDEMARK_BIN:-$BIN/tidemark}" log --data "$data" --listen "127.0.0.1:$port" --key "$key" ${TIDEMARK_FLAGS:-} >"$logf" 2>&1 &
   SERVER_PID=$!
   BENCH_PIDS+=("$SERVER_PID")
   if ! wait_ready "http://127.0.0.1:$port/checkpoint" "$SERVER_PID" "${READY_TIMEOUT:-30}"; then
     echo "--- tail of $logf" >&2; tail -n 30 "$logf" >&2; return 1
   fi
+}
+
+# snapshot_tidemark: copies bench/.bin/tidemark into this run's temp dir and uses the copy,
+# so that a rebuild during the benchmark (tools.sh run by someone else) cannot mix binaries;
+# prints which commit it was built from.
+snapshot_tidemark() {
+  [[ -x "$BIN/tidemark" ]] || return 0
+  cp "$BIN/tidemark" "$BENCH_TMP/tidemark"
+  TIDEMARK_BIN="$BENCH_TMP/tidemark"
+  local info
+  info="$(go version -m "$TIDEMARK_BIN" 2>/dev/null | awk '$2 ~ /^vcs\.(revision|time|modified)=/ {printf "%s ", $2}')"
+  echo "tidemark binary: built $(date -u -r "$BIN/tidemark" +%Y-%m-%dT%H:%M:%SZ), ${info:-no vcs info}sha256 $(sha256sum "$TIDEMARK_BIN" | cut -c1-16)"
 }
 
 # start_conformance DATA_DIR PORT KEYFILE LOGFILE: Tessera's conformance/posix, sets SERVER_PID.
@@ -194,13 +208,22 @@ steady_rate() {
     END { if (a && b && t2 > t1) printf "%.0f\n", (s2 - s1) / (t2 - t1); else print "nan" }' "$1"
 }
 
-# start_server SERVER DATA_DIR PORT KEYFILE LOGFILE: SERVER is tidemark or conformance.
+# start_server SERVER DATA_DIR KEYFILE LOGFILE: SERVER is tidemark or conformance. Picks a
+# free port (retrying if another process takes it first) and sets SERVER_PORT and SERVER_PID.
 start_server() {
-  case "$1" in
-    tidemark) start_tidemark "${@:2}" ;;
-    conformance) start_conformance "${@:2}" ;;
-    *) echo "unknown server $1 (tidemark|conformance)" >&2; return 1 ;;
-  esac
+  local server="$1" attempt
+  for attempt in 1 2 3; do
+    SERVER_PORT="$(free_port)"
+    case "$server" in
+      tidemark) start_tidemark "$2" "$SERVER_PORT" "$3" "$4" && return 0 ;;
+      conformance) start_conformance "$2" "$SERVER_PORT" "$3" "$4" && return 0 ;;
+      *) echo "unknown server $server (tidemark|conformance)" >&2; return 1 ;;
+    esac
+    stop_pid "$SERVER_PID"
+    grep -q 'address already in use' "$4" || return 1
+    echo "port $SERVER_PORT was taken; retrying on another" >&2
+  done
+  return 1
 }
 
 # loadgen_run SERVER MODE RUN_NO [loadgen flags...]: a fresh log (new data dir and key),
@@ -208,20 +231,23 @@ start_server() {
 # LAST_RESULT to loadgen's RESULT line ("" when it failed). Loadgen's full output is
 # kept in $BENCH_TMP/SERVER-MODE-N/loadgen.log.
 loadgen_run() {
-  local server="$1" mode="$2" n="$3" dir port lrc=0
+  local server="$1" mode="$2" n="$3" dir lrc=0
   shift 3
   dir="$BENCH_TMP/$server-$mode-$n"
   mkdir -p "$dir"
   make_key "$dir/log"
-  port="$(free_port)"
-  if ! start_server "$server" "$dir/data" "$port" "$dir/log.key" "$dir/server.log"; then
+  if ! start_server "$server" "$dir/data" "$dir/log.key" "$dir/server.log"; then
     echo "run $n $server $mode: FAILED (the server did not start)"
     LAST_RESULT=""
     stop_pid "$SERVER_PID"
     return 0
   fi
-  local args=(--url "http://127.0.0.1:$port" --mode "$mode" "$@")
-  "$BIN/loadgen" "${args[@]}" >"$dir/loadgen.log" 2>&1 || lrc=$?
+  local args=(--url "http://127.0.0.1:$SERVER_PORT" --mode "$mode" "$@")
+  # In the background and waited for, so that a signal to this script is handled at once.
+  "$BIN/loadgen" "${args[@]}" >"$dir/loadgen.log" 2>&1 &
+  local lpid=$!
+  BENCH_PIDS+=("$lpid")
+  wait "$lpid" || lrc=$?
   stop_pid "$SERVER_PID"
   LAST_RESULT="$(grep '^RESULT ' "$dir/loadgen.log" | tail -n 1 || true)"
   if [[ $lrc -ne 0 || -z "$LAST_RESULT" ]]; then
@@ -231,7 +257,7 @@ loadgen_run() {
     LAST_RESULT=""
     return 0
   fi
-  echo "run $n $server $mode: $LAST_RESULT"
+  echo "run $n $server $mode (loadavg $(cut -d' ' -f1 /proc/loadavg)): $LAST_RESULT"
   grep -E '^(errors|retries|last error|2xx answers)' "$dir/loadgen.log" | grep -v -e '^errors (not retried): 0 *$' -e '^retries (503/429 honoured): 0 *$' | sed 's/^/    /' || true
 }
 

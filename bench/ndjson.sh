@@ -13,6 +13,7 @@
 #   LOADGEN_FLAGS     more loadgen flags (e.g. --token-file F)
 #   TIDEMARK_FLAGS    more `tidemark log` flags (e.g. batching)
 #   KEEP_TMP [0]      keep data directories and logs
+#   SERVER [tidemark] or conformance (which has no /v1/events: only to check the script fails cleanly)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -31,6 +32,7 @@ need_bin loadgen keygen
 
 bench_init
 print_env "$@"
+snapshot_tidemark
 # shellcheck disable=SC2206
 LG_ARGS=(--batch "$BATCH" --workers "$WORKERS" --size "$SIZE" --duration "$DURATION" --warmup "$WARMUP" ${LOADGEN_FLAGS:-})
 echo "runs:     $RUNS"
