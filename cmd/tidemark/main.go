@@ -29,6 +29,7 @@ func init() {
 		{"submit", "--log URL [--wait] [FILE|-]", "send events (JSON or NDJSON) and print their indexes or receipts", runSubmit},
 		{"verify", "--policy FILE RECEIPT", "check a receipt offline: log signature, witness quorum, inclusion", runVerify},
 		{"demo", "[--data DIR] [--exit]", "run a log and three witnesses here, post events, verify a receipt", runDemo},
+		{"audit", "--policy FILE [--follow] [--full] [flags]", "verify a log independently; alert on misbehaviour", runAudit},
 	}
 }
 
