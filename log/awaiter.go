@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/transparency-dev/tessera/client"
 	"log/slog"
 	"os"
 	"sync"
@@ -19,6 +20,9 @@ type witnessed struct {
 	c          checkpoint.Checkpoint
 	cosigners  map[string]time.Time
 	observedAt time.Time
+
+	pbMu sync.Mutex           // guards pb
+	pb   *client.ProofBuilder // built on the first receipt against this checkpoint
 }
 
 // An awaiter follows the published checkpoint and keeps the latest one that

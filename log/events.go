@@ -2,6 +2,7 @@ package log
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -28,6 +29,57 @@ const MaxIdempotencyKey = 255
 type eventResult struct {
 	Index     uint64 `json:"index"`
 	Duplicate bool   `json:"duplicate,omitempty"`
+	// leaf is the entry this request appended, when it did: a receipt
+	// needs it, and need not read it back from its bundle.
+	leaf []byte
+	// Truncated: the event was too large for a leaf and the log holds a
+	// marked stand-in for it (see truncatedEvent).
+	Truncated bool `json:"truncated,omitempty"`
+	// err, in a partial append, is why this event was not logged.
+	err error
+}
+
+// An ingestEvent is one event of a request on its way to a leaf.
+type ingestEvent struct {
+	raw []byte
+	// key is the idempotency key the leaf carries; "" for none, and then
+	// the event's "id" member, if any, is its key.
+	key string
+	// where names the event in errors: "the event", "line 3", "item 2".
+	where string
+}
+
+// requestEvents makes the events of a /v1/events request: in a batch with an
+// Idempotency-Key header K, event n (from 0) has the key K/n; unit names a
+// batch's events in errors ("line", "item").
+func requestEvents(idemKey string, isBatch bool, unit string, raws [][]byte) []ingestEvent {
+	evs := make([]ingestEvent, len(raws))
+	for i, raw := range raws {
+		evs[i] = ingestEvent{raw: raw, key: idemKey, where: "the event"}
+		if isBatch {
+			evs[i].where = unit + " " + strconv.Itoa(i+1)
+			if idemKey != "" {
+				evs[i].key = idemKey + "/" + strconv.Itoa(i)
+			}
+		}
+	}
+	return evs
+}
+
+// appendOptions say how appendBatch treats events that cannot be logged as
+// they are.
+type appendOptions struct {
+	// truncate logs an event too large for a leaf as a marked stand-in
+	// (truncatedEvent) instead of refusing the request; keep lists the
+	// members the stand-in keeps first.
+	truncate bool
+	keep     []string
+	// partial logs the events that can be logged and answers each of the
+	// others with its error (in eventResult.err), instead of refusing the
+	// whole request.
+	partial bool
+	// endpoint labels tidemark_log_appended_total ("events" when empty).
+	endpoint string
 }
 
 // handleEvents serves POST /v1/events.
@@ -58,16 +110,26 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var raws [][]byte
-	if ndjson {
+	unit := "line"
+	switch {
+	case ndjson:
 		raws = splitLines(body)
 		if len(raws) == 0 {
 			s.fail(w, r, errorf(http.StatusBadRequest, "bad_request", "the NDJSON body has no events"))
 			return
 		}
-	} else {
+	case isJSONArray(body):
+		// A JSON array is a batch, as log shippers send one (shippers.go);
+		// it is answered like NDJSON.
+		if raws, err = shipperArray(body); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		ndjson, unit = true, "item"
+	default:
 		raws = [][]byte{body}
 	}
-	results, err := s.appendEvents(r.Context(), source, idemKey, ndjson, raws)
+	results, err := s.appendBatch(r.Context(), source, requestEvents(idemKey, ndjson, unit, raws), appendOptions{})
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -83,12 +145,14 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// appendEvents validates every event, builds every leaf, and only then
-// appends: a request is taken whole or not at all. It returns once every new
-// leaf is durably sequenced.
-func (s *Server) appendEvents(ctx context.Context, source, idemKey string, isBatch bool, raws [][]byte) ([]eventResult, error) {
-	n := len(raws)
+// appendBatch validates every event, builds every leaf, and only then
+// appends: unless opts.partial, a request is taken whole or not at all. It
+// returns once every new leaf is durably sequenced. Each event brings its
+// own idempotency key (requestEvents for /v1/events; k8sEvents, otlpEvents).
+func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEvent, opts appendOptions) ([]eventResult, error) {
+	n := len(evs)
 	leaves := make([][]byte, n)
+	results := make([]eventResult, n)
 	keys := make([]string, n)
 	anyKey := false
 	// Admission: bound what is in flight before any work on the events.
@@ -101,45 +165,57 @@ func (s *Server) appendEvents(ctx context.Context, source, idemKey string, isBat
 	received := s.stamps.next(n)
 	// All leaves of the request share one buffer: one allocation, not n.
 	size := 0
-	for _, raw := range raws {
-		size += len(raw) + leafEnvelope + len(source) + 2*len(idemKey) + 16
+	for _, ev := range evs {
+		size += len(ev.raw) + leafEnvelope + len(source) + 2*len(ev.key) + 16
 	}
 	arena := make([]byte, 0, size)
-	for i, raw := range raws {
-		where := "the event"
-		if isBatch {
-			where = fmt.Sprintf("line %d", i+1)
-		}
-		leafKey := idemKey
-		if idemKey != "" && isBatch {
-			leafKey = idemKey + "/" + strconv.Itoa(i)
-		}
+	for i, ev := range evs {
 		start := len(arena)
 		var id string
 		var evLen int
 		var err error
-		arena, id, evLen, err = checkpoint.AppendEventLeaf(arena, raw, received[i], source, leafKey)
+		arena, id, evLen, err = checkpoint.AppendEventLeaf(arena, ev.raw, received[i], source, ev.key)
 		// Full slice expression: a later append that outgrows the arena
 		// moves on to a new array and leaves this leaf as it is.
 		leaf := arena[start:len(arena):len(arena)]
-		if err != nil {
-			return nil, errorf(http.StatusBadRequest, "bad_json", "%s: %v (events must be I-JSON objects, RFC 7493)", where, err)
+		if err == nil {
+			err = checkReservedMembers(leaf[len(`{"event":`) : len(`{"event":`)+evLen])
 		}
-		if len(leaf) > checkpoint.MaxLeafSize {
+		if err == nil && len(leaf) > checkpoint.MaxLeafSize && opts.truncate {
 			room := checkpoint.MaxLeafSize - (len(leaf) - evLen)
-			return nil, errorf(http.StatusRequestEntityTooLarge, "too_large",
-				"%s is %d bytes in canonical JSON; a leaf is at most %d bytes, which leaves room for %d bytes of event", where, evLen, checkpoint.MaxLeafSize, room)
+			var standIn []byte
+			if standIn, err = truncatedEvent(leaf[len(`{"event":`):len(`{"event":`)+evLen], room, opts.keep); err == nil {
+				arena = arena[:start]
+				arena, id, evLen, err = checkpoint.AppendEventLeaf(arena, standIn, received[i], source, ev.key)
+				leaf = arena[start:len(arena):len(arena)]
+				results[i].Truncated = true
+			}
 		}
 		switch {
-		case leafKey != "":
-			keys[i] = "k:" + leafKey
+		case err != nil:
+			err = errorf(http.StatusBadRequest, "bad_json", "%s: %v (events must be I-JSON objects, RFC 7493)", ev.where, err)
+		case len(leaf) > checkpoint.MaxLeafSize:
+			room := checkpoint.MaxLeafSize - (len(leaf) - evLen)
+			err = errorf(http.StatusRequestEntityTooLarge, "too_large",
+				"%s is %d bytes in canonical JSON; a leaf is at most %d bytes, which leaves room for %d bytes of event", ev.where, evLen, checkpoint.MaxLeafSize, room)
+		}
+		if err != nil {
+			if !opts.partial {
+				return nil, err
+			}
+			arena = arena[:start]
+			results[i] = eventResult{err: err}
+			continue
+		}
+		switch {
+		case ev.key != "":
+			keys[i] = "k:" + ev.key
 		case id != "":
 			keys[i] = "i:" + id
 		}
 		anyKey = anyKey || keys[i] != ""
 		leaves[i] = leaf
 	}
-	results := make([]eventResult, n)
 	var b *batch
 	if anyKey {
 		b = s.dedup.begin(source, keys)
@@ -148,6 +224,9 @@ func (s *Server) appendEvents(ctx context.Context, source, idemKey string, isBat
 	var toAppend []*tessera.Entry
 	var positions []int
 	for i, leaf := range leaves {
+		if leaf == nil {
+			continue // refused, in a partial append
+		}
 		if b != nil {
 			st := b.states[i]
 			if st.found || st.wait != nil || st.sameAs >= 0 {
@@ -169,13 +248,14 @@ func (s *Server) appendEvents(ctx context.Context, source, idemKey string, isBat
 				appendErr = errs[k]
 				continue
 			}
-			results[i] = eventResult{Index: indexes[k].Index}
+			results[i].Index, results[i].leaf = indexes[k].Index, leaves[i]
 			written[i] = indexes[k].Index
 		}
 	}
 	if len(written) > 0 {
 		s.metrics.integration.Observe(time.Since(started).Seconds())
-		s.metrics.appended.WithLabelValues("events").Add(float64(len(written)))
+		endpoint := cmp.Or(opts.endpoint, "events")
+		s.metrics.appended.WithLabelValues(endpoint).Add(float64(len(written)))
 	}
 	if s.afterAppend != nil {
 		if err := s.afterAppend(); err != nil {

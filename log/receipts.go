@@ -52,14 +52,9 @@ func (s *Server) answerWitnessed(w http.ResponseWriter, r *http.Request, ndjson 
 		s.notWitnessed(w, r, ndjson, results, err)
 		return
 	}
-	pb, err := client.NewProofBuilder(ctx, wc.c.Size, s.readTile)
-	if err != nil {
-		s.fail(w, r, fmt.Errorf("couldn't build proofs: %w", err))
-		return
-	}
 	out := make([]witnessedResult, len(results))
 	for i, res := range results {
-		rc, err := s.receipt(ctx, pb, wc, res.Index)
+		rc, err := s.receipt(ctx, wc, res.Index, res.leaf)
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -147,12 +142,7 @@ func (s *Server) handleReceipt(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, e)
 		return
 	}
-	pb, err := client.NewProofBuilder(r.Context(), wc.c.Size, s.readTile)
-	if err != nil {
-		s.fail(w, r, fmt.Errorf("couldn't build proofs: %w", err))
-		return
-	}
-	rc, err := s.receipt(r.Context(), pb, wc, index)
+	rc, err := s.receipt(r.Context(), wc, index, nil)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -169,12 +159,15 @@ func (s *Server) handlePolicy(w http.ResponseWriter, r *http.Request) {
 
 // receipt builds the receipt of the entry at index against wc, which covers
 // it, and checks the inclusion proof before handing it out.
-func (s *Server) receipt(ctx context.Context, pb *client.ProofBuilder, wc *witnessed, index uint64) (*checkpoint.Receipt, error) {
-	leaf, err := s.readLeaf(ctx, index, wc.c.Size)
-	if err != nil {
-		return nil, err
+// leaf, when the caller has it, saves reading the entry back.
+func (s *Server) receipt(ctx context.Context, wc *witnessed, index uint64, leaf []byte) (*checkpoint.Receipt, error) {
+	if leaf == nil {
+		var err error
+		if leaf, err = s.readLeaf(ctx, index, wc.c.Size); err != nil {
+			return nil, err
+		}
 	}
-	hashes, err := pb.InclusionProof(ctx, index)
+	hashes, err := wc.inclusionProof(ctx, index, s.readTile)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't build the inclusion proof of entry %d in tree size %d: %w", index, wc.c.Size, err)
 	}
@@ -223,4 +216,20 @@ func (s *Server) readTile(ctx context.Context, level, index uint64, p uint8) ([]
 		return nil, errors.Join(err, ferr)
 	}
 	return full[:int(p)*checkpoint.HashSize], nil
+}
+
+// inclusionProof builds a proof in the tree of wc with one proof builder
+// shared by every receipt against wc, so that the tiles are read once per
+// checkpoint, not once per receipt.
+func (wc *witnessed) inclusionProof(ctx context.Context, index uint64, readTile client.TileFetcherFunc) ([][]byte, error) {
+	wc.pbMu.Lock()
+	defer wc.pbMu.Unlock()
+	if wc.pb == nil {
+		pb, err := client.NewProofBuilder(ctx, wc.c.Size, readTile)
+		if err != nil {
+			return nil, fmt.Errorf("couldn't build proofs: %w", err)
+		}
+		wc.pb = pb
+	}
+	return wc.pb.InclusionProof(ctx, index)
 }

@@ -242,6 +242,8 @@ func (s *Server) Handler(withAdmin bool) http.Handler {
 		s.adminRoutes(r, false)
 	}
 	r.HandleFunc("/v1/events", s.handleEvents).Methods(http.MethodPost)
+	r.HandleFunc("/v1/k8s/audit", s.handleK8sAudit).Methods(http.MethodPost)
+	r.HandleFunc("/v1/logs", s.handleOTLPLogs).Methods(http.MethodPost)
 	r.HandleFunc("/add", s.handleAdd).Methods(http.MethodPost)
 	r.HandleFunc("/v1/receipt/{index}", s.handleReceipt).Methods(http.MethodGet)
 	r.HandleFunc("/v1/policy", s.handlePolicy).Methods(http.MethodGet, http.MethodHead)

@@ -1,0 +1,188 @@
+package log
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// The kube-apiserver's audit webhook backend (--audit-webhook-config-file)
+// POSTs an audit.k8s.io/v1 EventList, in batch mode up to 400 events
+// (--audit-webhook-batch-max-size), in blocking mode one. It retries a
+// batch on any answer but 2xx, so:
+//
+//   - the answer is 200 only once every event of the batch is durably
+//     sequenced (appendBatch returns after that);
+//   - a redelivered event is not logged twice: each event's leaf carries
+//     the idempotency key "k8s:<auditID>/<stage>" (an event has one
+//     auditID and goes through up to four stages, each its own event), so
+//     the index answers a retry also after a restart or a crash (Rebuild
+//     reads the key back from the leaf);
+//   - an event too large for a leaf does not fail the batch: it is logged
+//     as a truncated stand-in (truncatedEvent) that keeps its auditID,
+//     stage, verb, user, objectRef and whatever else fits, with the SHA-256
+//     of the original.
+//
+// Each event is kept as the apiserver sent it: the EventList envelope is
+// split without decoding the items (no Go structs that would drop fields
+// a newer apiserver adds), and each item is canonicalized like any event.
+// An item without an auditID or a stage, or a body that is not an
+// audit.k8s.io/v1 EventList, is refused whole (400) with nothing appended:
+// an apiserver never sends one.
+
+// k8sAPIVersion is the only audit API version the apiserver still sends.
+const k8sAPIVersion = "audit.k8s.io/v1"
+
+// k8sKeep are the members a truncated stand-in of an audit event keeps
+// first: who did what to which object, when, and with what result.
+var k8sKeep = []string{
+	"kind", "apiVersion", "level", "auditID", "stage", "verb", "user", "impersonatedUser",
+	"objectRef", "responseStatus", "requestURI", "sourceIPs", "userAgent",
+	"requestReceivedTimestamp", "stageTimestamp", "annotations",
+}
+
+// maxAuditIDInKey is the longest auditID used as it is in a key; a longer
+// one, or one that is not printable ASCII (a client may set it with the
+// Audit-ID header), is hashed.
+const maxAuditIDInKey = 128
+
+// handleK8sAudit serves POST /v1/k8s/audit.
+func (s *Server) handleK8sAudit(w http.ResponseWriter, r *http.Request) {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		s.fail(w, r, errorf(http.StatusUnsupportedMediaType, "content_type", "send an audit.k8s.io/v1 EventList as Content-Type: application/json"))
+		return
+	}
+	source, err := authenticate(s.tokens, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	evs, err := k8sEvents(body)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	results := []eventResult{}
+	if len(evs) > 0 {
+		results, err = s.appendBatch(r.Context(), source, evs, appendOptions{truncate: true, keep: k8sKeep, endpoint: "k8s"})
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": results})
+}
+
+// k8sEvents splits an EventList into its events, each with its key.
+func k8sEvents(body []byte) ([]ingestEvent, error) {
+	var kind, apiVersion string
+	var items [][]byte
+	seen := map[string]bool{}
+	err := objectMembers(body, func(name string, value []byte) error {
+		if seen[name] {
+			return fmt.Errorf("duplicate member name %q", name)
+		}
+		seen[name] = true
+		var err error
+		switch name {
+		case "kind":
+			kind, err = stringMember(name, value)
+		case "apiVersion":
+			apiVersion, err = stringMember(name, value)
+		case "items":
+			if string(value) == "null" {
+				return nil
+			}
+			items, err = splitJSONArray(value)
+		default:
+			if !json.Valid(value) {
+				err = fmt.Errorf("%q: %w", name, errJSONSyntax)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "bad_json", "the EventList: %v", err)
+	}
+	if kind != "EventList" || apiVersion != k8sAPIVersion {
+		return nil, errorf(http.StatusBadRequest, "bad_request", "the body is kind %q, apiVersion %q: this endpoint takes a kind \"EventList\", apiVersion %q from the kube-apiserver's audit webhook", kind, apiVersion, k8sAPIVersion)
+	}
+	evs := make([]ingestEvent, len(items))
+	for i, item := range items {
+		where := "item " + strconv.Itoa(i+1)
+		auditID, stage, err := k8sEventID(item)
+		if err != nil {
+			return nil, errorf(http.StatusBadRequest, "bad_request", "%s of the EventList: %v", where, err)
+		}
+		evs[i] = ingestEvent{raw: item, key: k8sKey(auditID, stage), where: where + " (auditID " + strconv.Quote(auditID) + ", stage " + stage + ")"}
+	}
+	return evs, nil
+}
+
+// errFound stops objectMembers early.
+var errFound = errors.New("found")
+
+// k8sEventID returns an audit event's auditID and stage. The apiserver
+// writes them first, so the scan stops early; the canonicalizer checks the
+// rest of the item.
+func k8sEventID(item []byte) (auditID, stage string, err error) {
+	err = objectMembers(item, func(name string, value []byte) error {
+		var err error
+		switch name {
+		case "auditID":
+			auditID, err = stringMember(name, value)
+		case "stage":
+			stage, err = stringMember(name, value)
+		}
+		if err == nil && auditID != "" && stage != "" {
+			return errFound
+		}
+		return err
+	})
+	if err == errFound {
+		err = nil
+	}
+	switch {
+	case err != nil:
+		return "", "", fmt.Errorf("not an audit event: %w", err)
+	case auditID == "":
+		return "", "", fmt.Errorf("no auditID: an audit.k8s.io/v1 Event has one")
+	case !validStage(stage):
+		return "", "", fmt.Errorf("stage %q: want a stage such as RequestReceived or ResponseComplete", stage)
+	}
+	return auditID, stage, nil
+}
+
+func validStage(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// k8sKey is the idempotency key of an audit event: "k8s:<auditID>/<stage>",
+// or "k8s:sha256:<hex>/<stage>" when the auditID is not a short printable
+// ASCII string.
+func k8sKey(auditID, stage string) string {
+	if len(auditID) <= maxAuditIDInKey && printableASCII(auditID) && !strings.HasPrefix(auditID, "sha256:") {
+		return "k8s:" + auditID + "/" + stage
+	}
+	h := sha256.Sum256([]byte(auditID))
+	return "k8s:sha256:" + hex.EncodeToString(h[:]) + "/" + stage
+}
