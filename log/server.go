@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -300,6 +301,33 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
+// waitPublished waits until the published checkpoint covers the whole
+// integrated tree. Tessera's shutdown waits only for the entries this
+// process appended; entries a crashed predecessor integrated but never got
+// into a checkpoint are covered here, so that a clean stop always leaves a
+// checkpoint over everything any process ever answered.
+func (s *Server) waitPublished(ctx context.Context) error {
+	want, err := s.integratedSize()
+	if err != nil {
+		return fmt.Errorf("couldn't read the tree size: %w", err)
+	}
+	for {
+		if b, err := s.reader.ReadCheckpoint(ctx); err == nil {
+			// Our own file: its size is all that is needed here.
+			if i := bytes.Index(b, []byte("\n\n")); i >= 0 {
+				if c, err := checkpoint.Parse(b[:i+1]); err == nil && c.Size >= want {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no checkpoint covering all %d entries was published before the shutdown deadline: %w", want, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // Close stops the log gracefully: every entry whose index was handed out is
 // integrated and covered by a published checkpoint, and the idempotency
 // watermark is saved. Stop the HTTP servers (http.Server.Shutdown, which
@@ -309,6 +337,8 @@ func (s *Server) Close(ctx context.Context) error {
 	var errs []error
 	if err := s.shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("couldn't shut Tessera down cleanly: %w", err))
+	} else if err := s.waitPublished(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	s.cancel()
 	<-s.done
