@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -225,17 +226,33 @@ func (d *Dedup) insert(rows []dedupRow, mark uint64) error {
 		return fmt.Errorf("couldn't write idempotency index: %w", err)
 	}
 	defer tx.Rollback()
-	if len(rows) > 0 {
-		stmt, err := tx.Prepare(`INSERT OR IGNORE INTO idempotency_keys (idx, h) VALUES (?, ?)`)
+	// Many rows per statement: the per-statement cost of database/sql and
+	// the driver, not SQLite's append, is what dominates one row at a time.
+	const perStmt = 128
+	var stmt *sql.Stmt
+	args := make([]any, 0, 2*perStmt)
+	for len(rows) > 0 {
+		n := min(len(rows), perStmt)
+		args = args[:0]
+		for _, r := range rows[:n] {
+			args = append(args, int64(r.idx), r.h[:])
+		}
+		var err error
+		if n == perStmt {
+			if stmt == nil {
+				if stmt, err = tx.Prepare(insertRowsSQL(perStmt)); err != nil {
+					return fmt.Errorf("couldn't write idempotency index: %w", err)
+				}
+				defer stmt.Close()
+			}
+			_, err = stmt.Exec(args...)
+		} else {
+			_, err = tx.Exec(insertRowsSQL(n), args...)
+		}
 		if err != nil {
 			return fmt.Errorf("couldn't write idempotency index: %w", err)
 		}
-		for _, r := range rows {
-			if _, err := stmt.Exec(int64(r.idx), r.h[:]); err != nil {
-				return fmt.Errorf("couldn't write idempotency index: %w", err)
-			}
-		}
-		stmt.Close()
+		rows = rows[n:]
 	}
 	if mark > 0 {
 		if _, err := tx.Exec(`UPDATE meta SET value = ? WHERE name = 'indexed_to' AND value < ?`, int64(mark), int64(mark)); err != nil {
@@ -246,6 +263,11 @@ func (d *Dedup) insert(rows []dedupRow, mark uint64) error {
 		return fmt.Errorf("couldn't write idempotency index: %w", err)
 	}
 	return nil
+}
+
+// insertRowsSQL is an INSERT of n rows.
+func insertRowsSQL(n int) string {
+	return "INSERT OR IGNORE INTO idempotency_keys (idx, h) VALUES (?, ?)" + strings.Repeat(", (?, ?)", n-1)
 }
 
 // keyHash names a (source, key) pair: the first 16 bytes of SHA-256 over

@@ -633,3 +633,32 @@ func TestCloseLosesNothing(t *testing.T) {
 		t.Errorf("after Close the checkpoint has size %d (largest index answered %d), want 160", c.Size, maxIdx)
 	}
 }
+
+func TestManyKeysSurviveRestart(t *testing.T) {
+	tl := newTestLog(t, nil)
+	var body bytes.Buffer
+	for i := 0; i < 300; i++ { // more than one multi-row INSERT
+		fmt.Fprintf(&body, "{\"id\":\"many-%d\"}\n", i)
+	}
+	first := tl.post("/v1/events", "application/x-ndjson", body.Bytes())
+	tl.close()
+	tl.start()
+	if got := tl.s.dedup.Len(); got != 300 {
+		t.Errorf("index holds %d keys after a restart, want 300", got)
+	}
+	again := tl.post("/v1/events", "application/x-ndjson", body.Bytes())
+	var a, b struct{ Results []eventResult }
+	json.Unmarshal(first.body, &a)
+	json.Unmarshal(again.body, &b)
+	if len(a.Results) != 300 || len(b.Results) != 300 {
+		t.Fatalf("answers: %d and %d results", len(a.Results), len(b.Results))
+	}
+	for i := range a.Results {
+		if b.Results[i].Index != a.Results[i].Index || !b.Results[i].Duplicate {
+			t.Fatalf("event %d: %+v then %+v", i, a.Results[i], b.Results[i])
+		}
+	}
+	if n := tl.size(); n != 300 {
+		t.Errorf("tree size %d, want 300", n)
+	}
+}
