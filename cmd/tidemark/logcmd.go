@@ -2,17 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -119,62 +116,23 @@ func runLog(args []string) error {
 		servers = append(servers, newHTTPServer(*adminListen, srv.AdminHandler()))
 	}
 	servers = append([]*http.Server{newHTTPServer(*listen, public)}, servers...)
-	errc := make(chan error, len(servers))
-	for _, hs := range servers {
-		ln, err := net.Listen("tcp", hs.Addr)
-		if err != nil {
-			_ = srv.Close(ctx)
-			return fmt.Errorf("couldn't listen: %w", err)
-		}
-		go func() { errc <- hs.Serve(ln) }()
-	}
-	logger.Info("log running", "origin", k.Signers[0].Name(), "vkey", k.VKeys[0], "listen", *listen, "admin", *adminListen, "data", *data)
-
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	var serveErr error
-loop:
-	for {
-		select {
-		case sig := <-sigs:
-			if sig == syscall.SIGHUP {
-				for _, t := range []*tlog.Tokens{tokens, readTokens} {
-					if t == nil {
-						continue
-					}
-					if err := t.Reload(); err != nil {
-						logger.Error("tokens not reloaded; the previous ones stay in force", "err", err)
-					} else {
-						logger.Info("tokens reloaded")
-					}
-				}
+	// On SIGTERM: stop taking requests and wait for those in flight (their
+	// entries are integrated once answered), then let Tessera publish a
+	// checkpoint covering everything.
+	return serveUntilSignal(logger, servers, func() {
+		for _, t := range []*tlog.Tokens{tokens, readTokens} {
+			if t == nil {
 				continue
 			}
-			logger.Info("shutting down", "signal", sig.String())
-			break loop
-		case err := <-errc:
-			serveErr = err
-			break loop
+			if err := t.Reload(); err != nil {
+				logger.Error("tokens not reloaded; the previous ones stay in force", "err", err)
+			} else {
+				logger.Info("tokens reloaded")
+			}
 		}
-	}
-	// Stop taking requests and wait for those in flight (their entries are
-	// already integrated once answered), then let Tessera publish a
-	// checkpoint covering everything.
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, hs := range servers {
-		if err := hs.Shutdown(sctx); err != nil {
-			logger.Warn("HTTP shutdown", "err", err)
-		}
-	}
-	if err := srv.Close(sctx); err != nil {
-		return err
-	}
-	logger.Info("stopped")
-	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		return serveErr
-	}
-	return nil
+	}, srv.Close, func() {
+		logger.Info("log running", "origin", k.Signers[0].Name(), "vkey", k.VKeys[0], "listen", *listen, "admin", *adminListen, "data", *data)
+	})
 }
 
 func newHTTPServer(addr string, h http.Handler) *http.Server {

@@ -2,15 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,54 +70,15 @@ func runWitness(args []string) error {
 	if *adminListen != "" {
 		servers = append(servers, witnessHTTPServer(*adminListen, w.AdminHandler()))
 	}
-	errc := make(chan error, len(servers))
-	for _, hs := range servers {
-		ln, err := net.Listen("tcp", hs.Addr)
-		if err != nil {
-			_ = w.Close()
-			return fmt.Errorf("couldn't listen: %w", err)
+	// On SIGTERM: stop taking requests and let those in flight finish: each
+	// is answered only after its write is durable, so none is lost either way.
+	return serveUntilSignal(logger, servers, func() {
+		if err := w.Reload(); err != nil {
+			logger.Error("log lists not reloaded; the previous ones stay in force", "err", err)
 		}
-		go func() { errc <- hs.Serve(ln) }()
-	}
-	logger.Info("witness running", "vkey", w.VKey(), "listen", *listen, "admin", *adminListen, "data", *data)
-
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	var serveErr error
-loop:
-	for {
-		select {
-		case sig := <-sigs:
-			if sig == syscall.SIGHUP {
-				if err := w.Reload(); err != nil {
-					logger.Error("log lists not reloaded; the previous ones stay in force", "err", err)
-				}
-				continue
-			}
-			logger.Info("shutting down", "signal", sig.String())
-			break loop
-		case err := <-errc:
-			serveErr = err
-			break loop
-		}
-	}
-	// Stop taking requests and let those in flight finish: each is answered
-	// only after its write is durable, so none is lost either way.
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, hs := range servers {
-		if err := hs.Shutdown(sctx); err != nil {
-			logger.Warn("HTTP shutdown", "err", err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	logger.Info("stopped")
-	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		return serveErr
-	}
-	return nil
+	}, func(context.Context) error { return w.Close() }, func() {
+		logger.Info("witness running", "vkey", w.VKey(), "listen", *listen, "admin", *adminListen, "data", *data)
+	})
 }
 
 // witnessHTTPServer bounds what one connection can take: requests are small
