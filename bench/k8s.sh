@@ -57,6 +57,7 @@ for n in $(seq 1 "$RUNS"); do
   wait "$lpid" || lrc=$?
   size="$(curl -fsS "http://127.0.0.1:$SERVER_PORT/checkpoint" | sed -n 2p || true)"
   stop_pid "$SERVER_PID"
+  settle_disk "$dir/data"
   result="$(grep '^RESULT ' "$dir/k8sload.log" | tail -n 1 || true)"
   if [[ $lrc -ne 0 || -z "$result" ]]; then
     echo "run $n: FAILED (k8sload exit $lrc)"

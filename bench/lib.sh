@@ -249,6 +249,7 @@ loadgen_run() {
   BENCH_PIDS+=("$lpid")
   wait "$lpid" || lrc=$?
   stop_pid "$SERVER_PID"
+  settle_disk "$dir/data"
   LAST_RESULT="$(grep '^RESULT ' "$dir/loadgen.log" | tail -n 1 || true)"
   if [[ $lrc -ne 0 || -z "$LAST_RESULT" ]]; then
     echo "run $n $server $mode: FAILED (loadgen exit $lrc)"
@@ -264,4 +265,12 @@ loadgen_run() {
 # median_of "a b c": median of the non-empty, non-nan words.
 median_of() {
   { tr ' ' '\n' <<<"$1" | grep -v -e '^$' -e '^nan$' || true; } | median
+}
+
+# settle_disk DIR: between runs, drop a finished run's data (unless KEEP_TMP=1)
+# and flush the page cache's dirty pages, so that the next run's fsyncs do not
+# wait behind the write-back of the last run's gigabyte of tiles.
+settle_disk() {
+  [[ "${KEEP_TMP:-0}" == 1 ]] || rm -rf "$1"
+  sync
 }
