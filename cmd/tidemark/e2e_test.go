@@ -63,9 +63,15 @@ type logProcess struct {
 
 func startLog(t *testing.T, dir string, extra ...string) *logProcess {
 	t.Helper()
+	return startServer(t, "log", append([]string{"--data", dir, "--origin", "e2e.test/log"}, extra...))
+}
+
+// startServer starts `tidemark SUBCOMMAND ARGS --listen ADDR` on a free
+// loopback address, kills it when the test ends, and waits for /healthz.
+func startServer(t *testing.T, subcommand string, args []string) *logProcess {
+	t.Helper()
 	addr := freeAddr(t)
-	args := append([]string{"log", "--data", dir, "--listen", addr, "--origin", "e2e.test/log"}, extra...)
-	cmd := exec.Command(tidemarkBin, args...)
+	cmd := exec.Command(tidemarkBin, append(append([]string{subcommand}, args...), "--listen", addr)...)
 	out := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -78,15 +84,13 @@ func startLog(t *testing.T, dir string, extra ...string) *logProcess {
 			p.cmd.Wait()
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
 			resp.Body.Close()
 			return p
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("tidemark log did not start:\n%s", out)
+	t.Fatalf("tidemark %s did not start:\n%s", subcommand, out)
 	return nil
 }
 

@@ -12,7 +12,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,32 +31,7 @@ import (
 // startWitness starts `tidemark witness` on dir and waits for /healthz.
 func startWitness(t *testing.T, dir string, extra ...string) *logProcess {
 	t.Helper()
-	addr := freeAddr(t)
-	args := append([]string{"witness", "--data", dir, "--listen", addr, "--name", "e2e.test/witness"}, extra...)
-	cmd := exec.Command(tidemarkBin, args...)
-	out := &bytes.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &logProcess{cmd: cmd, addr: addr, out: out}
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			p.cmd.Process.Kill()
-			p.cmd.Wait()
-		}
-	})
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
-			resp.Body.Close()
-			return p
-		}
-		if p.cmd.ProcessState != nil {
-			break
-		}
-	}
-	t.Fatalf("tidemark witness did not start:\n%s", out)
-	return nil
+	return startServer(t, "witness", append([]string{"--data", dir, "--name", "e2e.test/witness"}, extra...))
 }
 
 // e2eLog is a log in the test's memory: a key and two trees that share
