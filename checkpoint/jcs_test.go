@@ -104,14 +104,23 @@ func TestCanonicalEvent(t *testing.T) {
 	if got, want := string(ev.Canonical), `{"action":"secret.read","id":"abc-1"}`; got != want {
 		t.Errorf("Canonical = %s, want %s", got, want)
 	}
-	if ev.ID != "abc-1" {
-		t.Errorf("ID = %q, want abc-1", ev.ID)
+	if ev.ID != (EventID{Value: "abc-1"}) || ev.ID.Key() != "s:abc-1" {
+		t.Errorf("ID = %+v, want the string abc-1", ev.ID)
 	}
-	if ev, _ := CanonicalEvent([]byte(`{"id":12}`)); ev.ID != "12" {
-		t.Errorf("numeric ID = %q, want 12", ev.ID)
+	// A number and a string with the same text are different ids.
+	if ev, _ := CanonicalEvent([]byte(`{"id":12}`)); ev.ID != (EventID{Value: "12", Number: true}) || ev.ID.Key() != "n:12" {
+		t.Errorf("numeric ID = %+v, want the number 12", ev.ID)
 	}
-	if ev, _ := CanonicalEvent([]byte(`{"id":{"x":1}}`)); ev.ID != "" {
-		t.Errorf("object ID = %q, want none", ev.ID)
+	if ev, _ := CanonicalEvent([]byte(`{"id":1.20e1}`)); ev.ID.Key() != "n:12" {
+		t.Errorf("numeric ID 1.20e1 = %+v, want its canonical text 12", ev.ID)
+	}
+	if ev, _ := CanonicalEvent([]byte(`{"id":"12"}`)); ev.ID.Key() != "s:12" {
+		t.Errorf("string ID \"12\" = %+v, want s:12", ev.ID)
+	}
+	for _, in := range []string{`{"id":{"x":1}}`, `{"id":""}`, `{"id":null}`, `{"id":true}`, `{}`} {
+		if ev, _ := CanonicalEvent([]byte(in)); !ev.ID.IsZero() || ev.ID.Key() != "" {
+			t.Errorf("%s: ID = %+v, want none", in, ev.ID)
+		}
 	}
 	for _, in := range []string{`[]`, `"x"`, `1`, `null`} {
 		if _, err := CanonicalEvent([]byte(in)); !errors.Is(err, ErrNotObject) {
@@ -146,8 +155,8 @@ func TestLeafRoundTrip(t *testing.T) {
 		t.Errorf("ParseLeaf = %+v, want %+v", got, l)
 	}
 	direct, id, evLen, err := AppendEventLeaf([]byte("prefix"), []byte(` {"actor":"ci", "action":"deploy"}`), received, "ci-bot", "k\"1")
-	if err != nil || string(direct) != "prefix"+want || id != "" || evLen != len(ev.Canonical) {
-		t.Errorf("AppendEventLeaf = %s, %q, %d, %v; want prefix%s", direct, id, evLen, err, want)
+	if err != nil || string(direct) != "prefix"+want || !id.IsZero() || evLen != len(ev.Canonical) {
+		t.Errorf("AppendEventLeaf = %s, %+v, %d, %v; want prefix%s", direct, id, evLen, err, want)
 	}
 	if _, _, _, err := AppendEventLeaf(nil, []byte(`[1]`), received, "s", ""); !errors.Is(err, ErrNotObject) {
 		t.Errorf("AppendEventLeaf of an array: %v", err)

@@ -52,10 +52,31 @@ type Leaf struct {
 // the fields the log itself needs.
 type Event struct {
 	Canonical []byte
-	// ID is the value of the event's "id" member when it is a string, or
-	// the canonical text of a number; empty otherwise. The log deduplicates
-	// on it.
-	ID string
+	// ID is the event's "id" member when it is a non-empty string or a
+	// number; zero otherwise. The log deduplicates retries on it.
+	ID EventID
+}
+
+// An EventID is the "id" member of an event: a string, or a number held as
+// its canonical text. {"id":1} and {"id":"1"} are different ids.
+type EventID struct {
+	Value  string
+	Number bool
+}
+
+// IsZero reports whether the event has no id.
+func (id EventID) IsZero() bool { return id.Value == "" }
+
+// Key returns a text that names the id and its type: "s:" or "n:" followed
+// by the value, "" for no id.
+func (id EventID) Key() string {
+	switch {
+	case id.Value == "":
+		return ""
+	case id.Number:
+		return "n:" + id.Value
+	}
+	return "s:" + id.Value
 }
 
 // CanonicalEvent checks that in is an I-JSON object (see Canonicalize) and
@@ -68,28 +89,28 @@ func CanonicalEvent(in []byte) (Event, error) {
 	return Event{Canonical: out, ID: id}, nil
 }
 
-func appendCanonicalEvent(dst, in []byte) ([]byte, string, error) {
+func appendCanonicalEvent(dst, in []byte) ([]byte, EventID, error) {
 	if t := bytes.TrimLeft(in, " \t\r\n"); len(t) > 0 && t[0] != '{' {
 		if _, err := Canonicalize(in); err != nil {
-			return dst, "", err
+			return dst, EventID{}, err
 		}
-		return dst, "", ErrNotObject
+		return dst, EventID{}, ErrNotObject
 	}
 	p := getParser(in)
 	defer putParser(p)
 	members, err := canonicalObject(p)
 	if err != nil {
-		return dst, "", err
+		return dst, EventID{}, err
 	}
-	id := ""
+	var id EventID
 	for _, m := range members {
 		if string(m.name) != "id" {
 			continue
 		}
 		if c := m.value[0]; c == '-' || (c >= '0' && c <= '9') {
-			id = string(m.value)
+			id = EventID{Value: string(m.value), Number: true}
 		} else if s, err := stringValue(m.value); err == nil {
-			id = s
+			id = EventID{Value: s}
 		}
 	}
 	return appendMembers(dst, members), id, nil
@@ -98,13 +119,13 @@ func appendCanonicalEvent(dst, in []byte) ([]byte, string, error) {
 // AppendEventLeaf checks and canonicalizes an event as CanonicalEvent does,
 // straight into the leaf that wraps it, appended to dst. It returns the leaf,
 // the event's id (see Event.ID) and the length of the canonical event.
-func AppendEventLeaf(dst, event []byte, received time.Time, source, idempotencyKey string) (leaf []byte, id string, eventLen int, err error) {
+func AppendEventLeaf(dst, event []byte, received time.Time, source, idempotencyKey string) (leaf []byte, id EventID, eventLen int, err error) {
 	start := len(dst)
 	dst = append(dst, `{"event":`...)
 	evStart := len(dst)
 	dst, id, err = appendCanonicalEvent(dst, event)
 	if err != nil {
-		return dst[:start], "", 0, err
+		return dst[:start], EventID{}, 0, err
 	}
 	eventLen = len(dst) - evStart
 	dst = appendLeafTail(dst, Leaf{Received: received, Source: source, IdempotencyKey: idempotencyKey})

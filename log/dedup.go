@@ -23,11 +23,24 @@ import (
 // the first answer back instead of a second entry.
 //
 // A key is the Idempotency-Key header ("k:" prefix; in a batch the header
-// key with "/<line>" appended) or, when there is none, the event's "id"
-// member ("i:" prefix). It is held as keyHash(source, key).
+// key with "/<line>" appended; the k8s and OTLP keys travel the same way)
+// or, when there is none, the event's "id" member ("i:" prefix, then "s:"
+// for a string id and "n:" for a number, so that {"id":1} and {"id":"1"}
+// differ). It is held as keyHash(source, key).
 //
-// Lookups are answered from memory: the whole index is a hash map, about 50
-// bytes per keyed entry (a million keyed events take about 50 MB). The
+// A key answers a retry only when the event is the same: the index keeps,
+// with each key, eventHash of the canonical event the key was first logged
+// with. A different event under a used key is not a retry. When the sender
+// chose the key (an Idempotency-Key header) that is its mistake, and the
+// request is refused (422). Every other key (an "id" member, a k8s auditID,
+// an OTLP log.record.uid) may be chosen by someone other than the sender —
+// the kube-apiserver takes auditID from the client's Audit-ID header — so
+// the event is logged as a new entry under variantHash(source, key, event),
+// which answers that event's own retries. An audit event is never dropped
+// because somebody reused its ID.
+//
+// Lookups are answered from memory: the whole index is a hash map, about 70
+// bytes per keyed entry (a million keyed events take about 70 MB). The
 // SQLite file beside the log keeps the same rows, appended in log order so
 // that writing them is sequential, and is read back into memory on start.
 //
@@ -52,7 +65,7 @@ type Dedup struct {
 	writeMu sync.Mutex // serializes writing transactions
 
 	mu      sync.Mutex // guards index and pending
-	index   map[[16]byte]uint64
+	index   map[[16]byte]indexEntry
 	pending map[[16]byte]*claim
 
 	epochs epochs
@@ -62,22 +75,31 @@ type Dedup struct {
 	frozen atomic.Bool
 }
 
+// An indexEntry is what the index holds for a key: the log index of the
+// first entry written with it, and the eventHash of that entry's event.
+type indexEntry struct {
+	idx uint64
+	ev  [16]byte
+}
+
 // A claim is an in-flight request's hold on a key: later requests with the
-// same key wait for it rather than appending again.
+// same key and the same event wait for it rather than appending again.
 type claim struct {
+	ev   [16]byte // the event being appended under the key
 	done chan struct{}
 	idx  uint64
 	err  error
 }
 
+// dedupSchemaVersion is the layout of the index file. An index of another
+// version is dropped and rebuilt from the log, which is its record.
+const dedupSchemaVersion = 2
+
 const dedupSchema = `
 CREATE TABLE IF NOT EXISTS idempotency_keys (
 	idx INTEGER PRIMARY KEY, -- log index of the first entry with the key
-	h   BLOB NOT NULL        -- keyHash(source, key)
-);
-CREATE TABLE IF NOT EXISTS meta (
-	name  TEXT PRIMARY KEY,
-	value INTEGER NOT NULL
+	h   BLOB NOT NULL,       -- keyHash(source, key), or variantHash for a reused key
+	ev  BLOB NOT NULL        -- eventHash of the entry's event
 );
 INSERT OR IGNORE INTO meta (name, value) VALUES ('indexed_to', 0);
 `
@@ -91,11 +113,11 @@ func OpenDedup(path string, logger *slog.Logger) (*Dedup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("couldn't open idempotency index: %w", err)
 	}
-	if _, err := db.Exec(dedupSchema); err != nil {
+	if err := migrateDedup(db, logger); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("couldn't create idempotency index in %s: %w", path, err)
 	}
-	d := &Dedup{db: db, log: logger, index: map[[16]byte]uint64{}, pending: map[[16]byte]*claim{},
+	d := &Dedup{db: db, log: logger, index: map[[16]byte]indexEntry{}, pending: map[[16]byte]*claim{},
 		writes: make(chan writeReq, 1024), writerDone: make(chan struct{})}
 	if err := d.load(); err != nil {
 		db.Close()
@@ -106,25 +128,67 @@ func OpenDedup(path string, logger *slog.Logger) (*Dedup, error) {
 	return d, nil
 }
 
+// migrateDedup creates the index's tables, or drops an index of an older
+// layout (whose rows cannot be converted: they hold hashes) and sets its
+// watermark to 0, so that Rebuild makes it again from the whole log.
+func migrateDedup(db *sql.DB, logger *slog.Logger) error {
+	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)`); err != nil {
+		return err
+	}
+	var version int64
+	err := db.QueryRow(`SELECT value FROM meta WHERE name = 'schema'`).Scan(&version)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if version != dedupSchemaVersion {
+		var n int
+		if err := tx.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'idempotency_keys'`).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			logger.Warn("the idempotency index is of an older layout: dropping it; it is rebuilt from the log's leaves at this start", "layout", version, "now", dedupSchemaVersion)
+		}
+		for _, q := range []string{
+			`DROP TABLE IF EXISTS idempotency_keys`,
+			`DELETE FROM meta WHERE name = 'indexed_to'`,
+			`INSERT OR REPLACE INTO meta (name, value) VALUES ('schema', ` + fmt.Sprint(dedupSchemaVersion) + `)`,
+		} {
+			if _, err := tx.Exec(q); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := tx.Exec(dedupSchema); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
 // load reads every row into memory.
 func (d *Dedup) load() error {
-	rows, err := d.db.Query(`SELECT idx, h FROM idempotency_keys ORDER BY idx`)
+	rows, err := d.db.Query(`SELECT idx, h, ev FROM idempotency_keys ORDER BY idx`)
 	if err != nil {
 		return fmt.Errorf("couldn't read idempotency index: %w", err)
 	}
 	defer rows.Close()
-	var h []byte
+	var h, ev []byte
 	var idx int64
 	for rows.Next() {
-		if err := rows.Scan(&idx, &h); err != nil {
+		if err := rows.Scan(&idx, &h, &ev); err != nil {
 			return fmt.Errorf("couldn't read idempotency index: %w", err)
 		}
 		var k [16]byte
-		if copy(k[:], h) != len(k) {
-			return fmt.Errorf("idempotency index: row %d has a %d-byte key hash", idx, len(h))
+		e := indexEntry{idx: uint64(idx)}
+		if copy(k[:], h) != len(k) || copy(e.ev[:], ev) != len(e.ev) {
+			return fmt.Errorf("idempotency index: row %d has a %d-byte key hash and a %d-byte event hash", idx, len(h), len(ev))
 		}
 		if _, ok := d.index[k]; !ok {
-			d.index[k] = uint64(idx)
+			d.index[k] = e
 		}
 	}
 	return rows.Err()
@@ -183,38 +247,47 @@ func (d *Dedup) Rebuild(ctx context.Context, size uint64, readBundle func(ctx co
 				continue
 			}
 			scanned++
-			if source, key, ok := leafKey(e); ok {
-				h := keyHash(source, key)
-				// The first entry with a key wins, as it did when written.
-				if _, ok := d.index[h]; !ok {
-					d.index[h] = idx
-					rows = append(rows, dedupRow{h, idx})
-				}
+			source, key, ev, ok := leafKey(e)
+			if !ok {
+				continue
+			}
+			// The first entry with a key wins, as it did when written; a
+			// later entry with another event under the key was logged as a
+			// reused key, and answers its own retries.
+			h := keyHash(source, key)
+			if cur, ok := d.index[h]; ok && cur.ev != ev {
+				h = variantHash(source, key, ev)
+			}
+			if _, ok := d.index[h]; !ok {
+				d.index[h] = indexEntry{idx, ev}
+				rows = append(rows, dedupRow{h, idx, ev})
 			}
 		}
 	}
 	return scanned, d.insert(rows, size)
 }
 
-// leafKey returns the idempotency key of an event leaf, if it has one.
-func leafKey(leaf []byte) (source, key string, ok bool) {
+// leafKey returns the idempotency key of an event leaf, if it has one, and
+// the eventHash of its event.
+func leafKey(leaf []byte) (source, key string, ev [16]byte, ok bool) {
 	l, err := checkpoint.ParseLeaf(leaf)
 	if err != nil {
-		return "", "", false // a raw entry
+		return "", "", ev, false // a raw entry
 	}
 	if l.IdempotencyKey != "" {
-		return l.Source, "k:" + l.IdempotencyKey, true
+		return l.Source, "k:" + l.IdempotencyKey, eventHash(l.Event), true
 	}
-	ev, err := checkpoint.CanonicalEvent(l.Event)
-	if err != nil || ev.ID == "" {
-		return "", "", false
+	e, err := checkpoint.CanonicalEvent(l.Event)
+	if err != nil || e.ID.IsZero() {
+		return "", "", ev, false
 	}
-	return l.Source, "i:" + ev.ID, true
+	return l.Source, "i:" + e.ID.Key(), eventHash(l.Event), true
 }
 
 type dedupRow struct {
 	h   [16]byte
 	idx uint64
+	ev  [16]byte
 }
 
 // insert writes rows, and moves the watermark to mark when mark > 0.
@@ -230,12 +303,12 @@ func (d *Dedup) insert(rows []dedupRow, mark uint64) error {
 	// the driver, not SQLite's append, is what dominates one row at a time.
 	const perStmt = 128
 	var stmt *sql.Stmt
-	args := make([]any, 0, 2*perStmt)
+	args := make([]any, 0, 3*perStmt)
 	for len(rows) > 0 {
 		n := min(len(rows), perStmt)
 		args = args[:0]
 		for _, r := range rows[:n] {
-			args = append(args, int64(r.idx), r.h[:])
+			args = append(args, int64(r.idx), r.h[:], r.ev[:])
 		}
 		var err error
 		if n == perStmt {
@@ -267,7 +340,7 @@ func (d *Dedup) insert(rows []dedupRow, mark uint64) error {
 
 // insertRowsSQL is an INSERT of n rows.
 func insertRowsSQL(n int) string {
-	return "INSERT OR IGNORE INTO idempotency_keys (idx, h) VALUES (?, ?)" + strings.Repeat(", (?, ?)", n-1)
+	return "INSERT OR IGNORE INTO idempotency_keys (idx, h, ev) VALUES (?, ?, ?)" + strings.Repeat(", (?, ?, ?)", n-1)
 }
 
 // keyHash names a (source, key) pair: the first 16 bytes of SHA-256 over
@@ -286,74 +359,195 @@ func keyHash(source, key string) [16]byte {
 	return out
 }
 
+// variantHash names a key reused for another event: (source, key, event),
+// each length-prefixed, under a label of its own so that it never equals a
+// keyHash.
+func variantHash(source, key string, ev [16]byte) [16]byte {
+	h := sha256.New()
+	var n [8]byte
+	h.Write([]byte("tidemark reused key\x00"))
+	for _, part := range []string{source, key} {
+		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
+		h.Write(n[:])
+		h.Write([]byte(part))
+	}
+	h.Write(ev[:])
+	var sum [sha256.Size]byte
+	var out [16]byte
+	copy(out[:], h.Sum(sum[:0]))
+	return out
+}
+
+// eventHash names an event: the first 16 bytes of SHA-256 over its
+// canonical JSON. Two events under one key are the same event (a retry)
+// exactly when these are equal; 128 bits leave no room for a sender to
+// craft a second event that passes for the first.
+func eventHash(canonical []byte) [16]byte {
+	sum := sha256.Sum256(canonical)
+	var out [16]byte
+	copy(out[:], sum[:16])
+	return out
+}
+
+// A keyedEvent is one event of a request as the index sees it.
+type keyedEvent struct {
+	key string // "" for an event without a key
+	// explicit: the sender chose the key (an Idempotency-Key header), so a
+	// different event under it is refused rather than logged.
+	explicit bool
+	ev       [16]byte // eventHash of the canonical event
+}
+
 // A keyState says what a request must do about one keyed event.
 type keyState struct {
 	// owned: this request holds the claim and must append, then finish.
 	owned bool
-	// found: the key already has an index (idx).
+	// found: the key already has an index (idx), for this same event.
 	found bool
 	idx   uint64
-	// wait: another request holds the claim; wait on it.
+	// wait: another request holds the claim for this same event; wait on it.
 	wait *claim
-	// sameAs: the key appeared earlier in this request, at this position.
+	// sameAs: the same key and event appeared earlier in this request, at
+	// this position.
 	sameAs int
+	// reused: the key was used before for another event; this one is
+	// logged as a new entry under variantHash.
+	reused bool
 }
 
 // A batch is one request's keyed events, from begin to finish.
 type batch struct {
 	d      *Dedup
-	hashes [][16]byte // per event; zero for events without a key
+	hashes [][16]byte // per event, the hash it is indexed under; zero for events without a key
 	keyed  []bool
 	states []keyState
 	epoch  uint64
 	claims map[[16]byte]*claim // owned claims
 }
 
-// begin claims the keys of one request's events (one entry per event, ""
-// for no key) and says for each what to do. finish must be called once the
+// A keyConflict refuses a request: event pos carries an explicit key that
+// was used for another event (logged at idx, or in flight when pending).
+type keyConflict struct {
+	pos     int
+	idx     uint64
+	pending bool
+}
+
+func (e *keyConflict) Error() string {
+	return fmt.Sprintf("event %d: the idempotency key was used for a different event", e.pos)
+}
+
+// begin claims the keys of one request's events and says for each what to
+// do. It refuses the whole request, changing nothing, when an explicit key
+// was used for a different event. Otherwise finish must be called once the
 // request is done, whatever happened.
-func (d *Dedup) begin(source string, keys []string) *batch {
-	b := &batch{d: d, hashes: make([][16]byte, len(keys)), keyed: make([]bool, len(keys)),
-		states: make([]keyState, len(keys)), claims: map[[16]byte]*claim{}}
-	for i, k := range keys {
-		if k != "" {
-			b.hashes[i], b.keyed[i] = keyHash(source, k), true
-		}
-	}
-	b.epoch = d.epochs.begin()
-	first := map[[16]byte]int{}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for i, h := range b.hashes {
-		b.states[i].sameAs = -1
-		if !b.keyed[i] {
-			continue
-		}
+func (d *Dedup) begin(source string, evs []keyedEvent) (*batch, error) {
+	b := &batch{d: d, hashes: make([][16]byte, len(evs)), keyed: make([]bool, len(evs)),
+		states: make([]keyState, len(evs)), claims: map[[16]byte]*claim{}}
+	first := map[[16]byte]int{} // hash: the first event of this request under it
+	// lookup resolves event i under hash h: a retry of an event already
+	// seen (in this request, in the index, or in flight), a new claim, or a
+	// conflict with another event under h.
+	lookup := func(i int, h [16]byte) (conflict bool) {
+		st, ev := &b.states[i], evs[i].ev
 		if j, ok := first[h]; ok {
-			b.states[i].sameAs = j
-			continue
+			if evs[j].ev != ev {
+				return true
+			}
+			st.sameAs = j
+			return false
+		}
+		if e, ok := d.index[h]; ok {
+			if e.ev != ev {
+				return true
+			}
+			st.found, st.idx = true, e.idx
+		} else if c, ok := d.pending[h]; ok {
+			if c.ev != ev {
+				return true
+			}
+			st.wait = c
+		} else {
+			b.claims[h] = &claim{ev: ev, done: make(chan struct{})}
+			st.owned = true
 		}
 		first[h] = i
-		if idx, ok := d.index[h]; ok {
-			b.states[i].found, b.states[i].idx = true, idx
-			continue
-		}
-		if c, ok := d.pending[h]; ok {
-			b.states[i].wait = c
-			continue
-		}
-		c := &claim{done: make(chan struct{})}
-		d.pending[h] = c
-		b.claims[h] = c
-		b.states[i].owned = true
+		return false
 	}
-	return b
+	hashes := make([][16]byte, len(evs))
+	for i, e := range evs {
+		if e.key != "" {
+			hashes[i] = keyHash(source, e.key)
+		}
+	}
+	d.mu.Lock()
+	for i, e := range evs {
+		b.states[i].sameAs = -1
+		if e.key == "" {
+			continue
+		}
+		h := hashes[i]
+		if lookup(i, h) {
+			if e.explicit {
+				conflict := &keyConflict{pos: i}
+				if cur, ok := d.index[h]; ok {
+					conflict.idx = cur.idx
+				} else if j, ok := first[h]; ok && b.states[j].found {
+					conflict.idx = b.states[j].idx
+				} else {
+					conflict.pending = true
+				}
+				d.mu.Unlock()
+				return nil, conflict
+			}
+			b.states[i].reused = true
+			h = variantHash(source, e.key, e.ev)
+			if lookup(i, h) {
+				// Two events with one variantHash: as likely as a forged
+				// hash. Log the event without a key rather than drop it.
+				b.states[i].reused = false
+				continue
+			}
+		}
+		b.hashes[i], b.keyed[i] = h, true
+	}
+	for h, c := range b.claims {
+		d.pending[h] = c
+	}
+	// The epoch begins before the claims can be appended under, and ends
+	// in finish once their rows are handed to the writer.
+	b.epoch = d.epochs.begin()
+	d.mu.Unlock()
+	return b, nil
+}
+
+// reusedCount returns how many events are logged as new entries under a
+// key used before for another event.
+func (b *batch) reusedCount() int {
+	n := 0
+	for _, st := range b.states {
+		if st.reused && st.owned {
+			n++
+		}
+	}
+	return n
+}
+
+// firstReusedKey names, for the log, the first key counted by reusedCount.
+func (b *batch) firstReusedKey(evs []keyedEvent) string {
+	for i, st := range b.states {
+		if st.reused && st.owned {
+			return evs[i].key
+		}
+	}
+	return ""
 }
 
 // finish records the indexes the request's owned keys were appended at
 // (written[i] for event i; absent where the append failed) and releases its
 // claims: appended keys go into the index at once, and their rows to the
-// writer. err, if not nil, fails every claim still held.
+// writer, also when the request failed partway (err), so that its retry
+// finds what was written. Keys that were not written fail their claims.
 func (b *batch) finish(written map[int]uint64, err error) {
 	defer b.d.epochs.end(b.epoch)
 	var w writeReq
@@ -365,9 +559,9 @@ func (b *batch) finish(written map[int]uint64, err error) {
 		}
 		delete(b.claims, h)
 		delete(b.d.pending, h)
-		if idx, ok := written[i]; ok && err == nil {
-			b.d.index[h] = idx
-			w.rows = append(w.rows, dedupRow{h, idx})
+		if idx, ok := written[i]; ok {
+			b.d.index[h] = indexEntry{idx, c.ev}
+			w.rows = append(w.rows, dedupRow{h, idx, c.ev})
 			c.idx = idx
 		} else if err != nil {
 			c.err = err
@@ -391,10 +585,19 @@ type writeReq struct {
 	done chan error // for watermarks: the commit's outcome
 }
 
+// maxRetryRows bounds the rows the writer keeps to write again after a
+// failed transaction (a full disk); past it they are dropped and the
+// watermark stays until the next start rebuilds them from the log.
+const maxRetryRows = 1 << 20
+
 // writer commits the rows of many requests in one transaction. It is the
-// only goroutine that writes to the database once the server runs.
+// only goroutine that writes to the database once the server runs. Rows of
+// a transaction that failed (a full or read-only disk) are written again
+// with the next one, so the index file catches up by itself once the disk
+// does; the watermark is committed with them, never before them.
 func (d *Dedup) writer() {
 	defer close(d.writerDone)
+	var retry []dedupRow
 	for w := range d.writes {
 		group := []writeReq{w}
 		n := len(w.rows)
@@ -411,7 +614,7 @@ func (d *Dedup) writer() {
 				break gather
 			}
 		}
-		var rows []dedupRow
+		rows := retry
 		var mark uint64
 		for _, w := range group {
 			rows = append(rows, w.rows...)
@@ -421,12 +624,24 @@ func (d *Dedup) writer() {
 			mark = 0
 		}
 		err := d.insert(rows, mark)
-		if err != nil {
+		switch {
+		case err == nil:
+			if len(retry) > 0 {
+				d.log.Info("the idempotency index is written again", "rows_caught_up", len(retry))
+			}
+			retry = nil
+		case len(rows) > maxRetryRows:
 			// The entries are in the log; only the file missed them. Keep
 			// the watermark below them so that the next start rebuilds the
 			// rows; the in-memory index answers their retries until then.
 			d.frozen.Store(true)
+			retry = nil
 			d.log.Error("couldn't write the idempotency index; the next start rebuilds it from the log", "err", err)
+		default:
+			if retry == nil {
+				d.log.Error("couldn't write the idempotency index; retrying with the next rows (the in-memory index answers meanwhile)", "err", err)
+			}
+			retry = rows
 		}
 		for _, w := range group {
 			if w.done != nil {

@@ -32,6 +32,9 @@ type eventResult struct {
 	// leaf is the entry this request appended, when it did: a receipt
 	// needs it, and need not read it back from its bundle.
 	leaf []byte
+	// event, for a duplicate, is the canonical event the request sent: the
+	// receipt, made from the entry already in the log, must hold it.
+	event []byte
 	// Truncated: the event was too large for a leaf and the log holds a
 	// marked stand-in for it (see truncatedEvent).
 	Truncated bool `json:"truncated,omitempty"`
@@ -45,6 +48,10 @@ type ingestEvent struct {
 	// key is the idempotency key the leaf carries; "" for none, and then
 	// the event's "id" member, if any, is its key.
 	key string
+	// explicit: the sender chose key (an Idempotency-Key header). A
+	// different event under a used explicit key is refused (422); under any
+	// other key it is logged as a new entry.
+	explicit bool
 	// where names the event in errors: "the event", "line 3", "item 2".
 	where string
 }
@@ -55,7 +62,7 @@ type ingestEvent struct {
 func requestEvents(idemKey string, isBatch bool, unit string, raws [][]byte) []ingestEvent {
 	evs := make([]ingestEvent, len(raws))
 	for i, raw := range raws {
-		evs[i] = ingestEvent{raw: raw, key: idemKey, where: "the event"}
+		evs[i] = ingestEvent{raw: raw, key: idemKey, explicit: idemKey != "", where: "the event"}
 		if isBatch {
 			evs[i].where = unit + " " + strconv.Itoa(i+1)
 			if idemKey != "" {
@@ -153,7 +160,8 @@ func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEve
 	n := len(evs)
 	leaves := make([][]byte, n)
 	results := make([]eventResult, n)
-	keys := make([]string, n)
+	keyed := make([]keyedEvent, n)
+	events := make([][]byte, n) // the canonical event in each leaf
 	anyKey := false
 	// Admission: bound what is in flight before any work on the events.
 	if err := s.inflight.acquire(n); err != nil {
@@ -171,7 +179,7 @@ func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEve
 	arena := make([]byte, 0, size)
 	for i, ev := range evs {
 		start := len(arena)
-		var id string
+		var id checkpoint.EventID
 		var evLen int
 		var err error
 		arena, id, evLen, err = checkpoint.AppendEventLeaf(arena, ev.raw, received[i], source, ev.key)
@@ -207,18 +215,34 @@ func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEve
 			results[i] = eventResult{err: err}
 			continue
 		}
+		leaves[i] = leaf
+		events[i] = leaf[len(`{"event":`) : len(`{"event":`)+evLen]
 		switch {
 		case ev.key != "":
-			keys[i] = "k:" + ev.key
-		case id != "":
-			keys[i] = "i:" + id
+			keyed[i] = keyedEvent{key: "k:" + ev.key, explicit: ev.explicit}
+		case !id.IsZero():
+			keyed[i] = keyedEvent{key: "i:" + id.Key()}
+		default:
+			continue
 		}
-		anyKey = anyKey || keys[i] != ""
-		leaves[i] = leaf
+		keyed[i].ev = eventHash(events[i])
+		anyKey = true
 	}
 	var b *batch
 	if anyKey {
-		b = s.dedup.begin(source, keys)
+		var err error
+		if b, err = s.dedup.begin(source, keyed); err != nil {
+			var kc *keyConflict
+			if errors.As(err, &kc) {
+				return nil, keyConflictError(evs[kc.pos], kc)
+			}
+			return nil, err
+		}
+		if reused := b.reusedCount(); reused > 0 {
+			endpoint := cmp.Or(opts.endpoint, "events")
+			s.metrics.reusedIDs.WithLabelValues(endpoint).Add(float64(reused))
+			s.log.Warn("events reuse the id of a different event: each is logged as a new entry", "endpoint", endpoint, "source", source, "events", reused, "first_key", b.firstReusedKey(keyed))
+		}
 	}
 	// Append every event that is not already answered by the index.
 	var toAppend []*tessera.Entry
@@ -281,7 +305,7 @@ func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEve
 	for i, st := range b.states {
 		switch {
 		case st.found:
-			results[i] = eventResult{Index: st.idx, Duplicate: true}
+			results[i] = eventResult{Index: st.idx, Duplicate: true, event: events[i]}
 		case st.wait != nil:
 			select {
 			case <-st.wait.done:
@@ -293,15 +317,25 @@ func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEve
 				e.retryAfter = 1
 				return nil, e
 			}
-			results[i] = eventResult{Index: st.wait.idx, Duplicate: true}
+			results[i] = eventResult{Index: st.wait.idx, Duplicate: true, event: events[i]}
 		}
 	}
 	for i, st := range b.states {
 		if st.sameAs >= 0 {
-			results[i] = eventResult{Index: results[st.sameAs].Index, Duplicate: true}
+			results[i] = eventResult{Index: results[st.sameAs].Index, Duplicate: true, event: events[i]}
 		}
 	}
 	return results, nil
+}
+
+// keyConflictError is the 422 of an explicit key used for another event.
+func keyConflictError(ev ingestEvent, kc *keyConflict) error {
+	if kc.pending {
+		return errorf(http.StatusUnprocessableEntity, "key_reused",
+			"%s: idempotency key %q is in use by a request in flight with a different event: a retry must send the same event; use a new Idempotency-Key for a new event", ev.where, ev.key)
+	}
+	return errorf(http.StatusUnprocessableEntity, "key_reused",
+		"%s: idempotency key %q was already used for a different event (index %d): a retry must send the same event; use a new Idempotency-Key for a new event", ev.where, ev.key, kc.idx)
 }
 
 // eventsContentType reports whether the body is NDJSON, or refuses the type.

@@ -19,6 +19,7 @@ type metrics struct {
 	reg         *prometheus.Registry
 	appended    *prometheus.CounterVec
 	rejected    *prometheus.CounterVec
+	reusedIDs   *prometheus.CounterVec
 	integration prometheus.Histogram
 }
 
@@ -33,13 +34,20 @@ func newMetrics(s *Server, reg *prometheus.Registry) (*metrics, error) {
 			Name: "tidemark_log_rejected_total",
 			Help: "Requests refused, by cause (bad_json, too_large, content_type, overloaded, unauthenticated, ...).",
 		}, []string{"cause"}),
+		reusedIDs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_log_reused_ids_total",
+			Help: "Events logged as new entries because their id (an \"id\" member, a k8s auditID, an OTLP log.record.uid) was used before for a different event, by endpoint. Someone may be reusing ids to hide events.",
+		}, []string{"endpoint"}),
 		integration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "tidemark_log_integration_seconds",
 			Help:    "Time from handing a request's entries to Tessera to all of them being sequenced and integrated.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
 	}
-	if err := registerAll(reg, m.appended, m.rejected, m.integration,
+	for _, e := range []string{"events", "k8s", "otlp"} {
+		m.reusedIDs.WithLabelValues(e) // so that rates start from zero
+	}
+	if err := registerAll(reg, m.appended, m.rejected, m.reusedIDs, m.integration,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tidemark_log_inflight_events",
 			Help: "Events read and not yet answered.",

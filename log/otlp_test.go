@@ -115,7 +115,10 @@ func TestOTLPProtobuf(t *testing.T) {
 		t.Errorf("observed time not used for time: %s", l.Event)
 	}
 	// A retried export: the record with log.record.uid is not logged twice.
-	retry := otlpRequest(t, &logsv1.LogRecord{Body: str("deploy started again"), Attributes: []*commonv1.KeyValue{kv("log.record.uid", str("uid-1"))}})
+	retry := otlpRequest(t, &logsv1.LogRecord{TimeUnixNano: 1795645861504122741, SeverityNumber: logsv1.SeverityNumber_SEVERITY_NUMBER_INFO,
+		Body:       str("deploy started"),
+		Attributes: []*commonv1.KeyValue{kv("enduser.id", str("alice")), kv("log.record.uid", str("uid-1"))},
+		TraceId:    bytes.Repeat([]byte{0xab}, 16), SpanId: bytes.Repeat([]byte{0xcd}, 8)})
 	r = tl.post("/v1/logs", "application/x-protobuf", retry, auth...)
 	if r.status != 200 || len(r.body) != 0 {
 		t.Errorf("retry: %d %x, want 200 and an empty response", r.status, r.body)

@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -54,7 +55,7 @@ func (s *Server) answerWitnessed(w http.ResponseWriter, r *http.Request, ndjson 
 	}
 	out := make([]witnessedResult, len(results))
 	for i, res := range results {
-		rc, err := s.receipt(ctx, wc, res.Index, res.leaf)
+		rc, err := s.receipt(ctx, wc, res.Index, res.leaf, res.event)
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -142,7 +143,7 @@ func (s *Server) handleReceipt(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, e)
 		return
 	}
-	rc, err := s.receipt(r.Context(), wc, index, nil)
+	rc, err := s.receipt(r.Context(), wc, index, nil, nil)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -159,13 +160,19 @@ func (s *Server) handlePolicy(w http.ResponseWriter, r *http.Request) {
 
 // receipt builds the receipt of the entry at index against wc, which covers
 // it, and checks the inclusion proof before handing it out.
-// leaf, when the caller has it, saves reading the entry back.
-func (s *Server) receipt(ctx context.Context, wc *witnessed, index uint64, leaf []byte) (*checkpoint.Receipt, error) {
+// leaf, when the caller has it, saves reading the entry back. event, when
+// set (a duplicate: the entry was logged by an earlier request), is the
+// canonical event the requester sent: a receipt for an entry that does not
+// hold it is never handed out.
+func (s *Server) receipt(ctx context.Context, wc *witnessed, index uint64, leaf, event []byte) (*checkpoint.Receipt, error) {
 	if leaf == nil {
 		var err error
 		if leaf, err = s.readLeaf(ctx, index, wc.c.Size); err != nil {
 			return nil, err
 		}
+	}
+	if event != nil && !leafHoldsEvent(leaf, event) {
+		return nil, fmt.Errorf("entry %d, answered as a duplicate, does not hold the event sent: refusing to hand out its receipt", index)
 	}
 	hashes, err := wc.inclusionProof(ctx, index, s.readTile)
 	if err != nil {
@@ -176,6 +183,14 @@ func (s *Server) receipt(ctx context.Context, wc *witnessed, index uint64, leaf 
 	}
 	proof := checkpoint.FormatProof(checkpoint.Proof{Index: index, Hashes: hashes, Checkpoint: wc.signed})
 	return &checkpoint.Receipt{Index: index, Leaf: leaf, Proof: string(proof)}, nil
+}
+
+// leafHoldsEvent reports whether an event leaf's event is exactly event
+// (canonical JSON). The leaf starts with its event: {"event":<event>,...
+func leafHoldsEvent(leaf, event []byte) bool {
+	const prefix = `{"event":`
+	rest, ok := bytes.CutPrefix(leaf, []byte(prefix))
+	return ok && bytes.HasPrefix(rest, event) && len(rest) > len(event) && rest[len(event)] == ','
 }
 
 // readLeaf returns the entry at index from its bundle in a tree of size.

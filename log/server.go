@@ -57,6 +57,10 @@ type Config struct {
 
 	Logger   *slog.Logger
 	Registry *prometheus.Registry // metrics go here (default: a new registry)
+
+	// wrapAdd, when set by a test, wraps Tessera's Add: faults injected
+	// there are what a failing disk would do under the sequencer.
+	wrapAdd func(tessera.AddFn) tessera.AddFn
 }
 
 func (c *Config) setDefaults() {
@@ -183,7 +187,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.awaiter = newAwaiter(s.reader.ReadCheckpoint, s.policy, awaitPeriod, s.log)
 	go s.awaiter.run(s.ctx)
 
-	s.seq = newSequencer(s.appender.Add, cfg.Linger, 2*int(cfg.BatchSize))
+	add := s.appender.Add
+	if cfg.wrapAdd != nil {
+		add = cfg.wrapAdd(add)
+	}
+	s.seq = newSequencer(add, cfg.Linger, 2*int(cfg.BatchSize))
 	go s.seq.run(s.ctx)
 
 	if s.dedup, err = OpenDedup(filepath.Join(cfg.Dir, stateDir, "idempotency.db"), cfg.Logger); err != nil {

@@ -283,9 +283,9 @@ func TestBadRequestsAppendNothing(t *testing.T) {
 func TestIdempotency(t *testing.T) {
 	tl := newTestLog(t, nil)
 	a := tl.postEvent(`{"action":"x"}`, "Idempotency-Key", "key-1")
-	b := tl.postEvent(`{"action":"different body, same key"}`, "Idempotency-Key", "key-1")
+	b := tl.postEvent(` {"action": "x"}`, "Idempotency-Key", "key-1")
 	if b.Index != a.Index || !b.Duplicate {
-		t.Errorf("same Idempotency-Key: %+v then %+v, want the first index back", a, b)
+		t.Errorf("same Idempotency-Key, same event: %+v then %+v, want the first index back", a, b)
 	}
 	c := tl.postEvent(`{"id":"evt-9","action":"y"}`)
 	d := tl.postEvent(`{"id":"evt-9","action":"y"}`)

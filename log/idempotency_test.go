@@ -1,0 +1,298 @@
+package log
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/tidemark/tidemark/checkpoint"
+	"github.com/transparency-dev/tessera"
+	commonv1 "go.opentelemetry.io/proto/otlp/common/v1"
+	logsv1 "go.opentelemetry.io/proto/otlp/logs/v1"
+)
+
+// An idempotency key answers a retry only when the event is the same one.
+// The tests here are the attacks of issue 9 (holes 1, 2 and 4): a sender who
+// reuses an ID someone else chose must not make the log drop an event, nor
+// hand out the receipt of another event.
+
+// k8sEvent is an audit event of the kube-apiserver with the given auditID,
+// verb and secret name.
+func k8sEvent(auditID, verb, name string) string {
+	return fmt.Sprintf(`{"level":"Metadata","auditID":%q,"stage":"ResponseComplete","requestURI":"/api/v1/namespaces/prod/secrets/%s","verb":%q,`+
+		`"user":{"username":"mallory"},"objectRef":{"resource":"secrets","namespace":"prod","name":%q,"apiVersion":"v1"},"responseStatus":{"code":200}}`,
+		auditID, name, verb, name)
+}
+
+func eventList(items ...string) []byte {
+	return []byte(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[` + strings.Join(items, ",") + `]}`)
+}
+
+// eventOf returns the canonical event of the leaf at index.
+func (tl *testLog) eventOf(index uint64) string {
+	tl.t.Helper()
+	leaves := tl.leaves()
+	if index >= uint64(len(leaves)) {
+		tl.t.Fatalf("no leaf %d (size %d)", index, len(leaves))
+	}
+	l, err := checkpoint.ParseLeaf(leaves[index])
+	if err != nil {
+		tl.t.Fatalf("leaf %d: %v", index, err)
+	}
+	return string(l.Event)
+}
+
+func canonical(t *testing.T, event string) string {
+	t.Helper()
+	ev, err := checkpoint.CanonicalEvent([]byte(event))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(ev.Canonical)
+}
+
+func (tl *testLog) metric(name string) string {
+	tl.t.Helper()
+	m := tl.get("/metrics")
+	for _, line := range strings.Split(string(m.body), "\n") {
+		if strings.HasPrefix(line, name+" ") {
+			return strings.TrimPrefix(line, name+" ")
+		}
+	}
+	return ""
+}
+
+// Hole 1: the kube-apiserver takes auditID from the client's Audit-ID
+// header, so any API user can give a destructive request the auditID of an
+// earlier harmless one. Both must be logged.
+func TestReusedK8sAuditIDWithOtherContentIsLogged(t *testing.T) {
+	tl := newK8sTestLog(t)
+	get := k8sEvent("0f6e-reused", "get", "prod-db-password")
+	del := k8sEvent("0f6e-reused", "delete", "prod-db-password")
+	first := tl.postAudit(eventList(get))
+	second := tl.postAudit(eventList(del))
+	if len(second) != 1 || second[0].Duplicate || second[0].Index == first[0].Index {
+		t.Fatalf("delete under a reused auditID answered %+v (the get is %+v): it must be a new entry", second, first)
+	}
+	if got := tl.eventOf(second[0].Index); got != canonical(t, del) {
+		t.Errorf("entry %d holds %s, want the delete", second[0].Index, got)
+	}
+	if got := tl.metric(`tidemark_log_reused_ids_total{endpoint="k8s"}`); got != "1" {
+		t.Errorf("reused ids counted %q, want 1", got)
+	}
+	// The apiserver retries the delete's batch: that is a retry, one entry.
+	again := tl.postAudit(eventList(del, get))
+	if again[0].Index != second[0].Index || !again[0].Duplicate || again[1].Index != first[0].Index || !again[1].Duplicate {
+		t.Errorf("redelivery of both: %+v, want %d and %d as duplicates", again, second[0].Index, first[0].Index)
+	}
+	// ... also after a restart and after a crash that lost the index rows:
+	// the rows are rebuilt from the leaves, the reused one included.
+	tl.close()
+	tl.start()
+	if res := tl.postAudit(eventList(del)); res[0].Index != second[0].Index || !res[0].Duplicate {
+		t.Errorf("after a restart: %+v", res)
+	}
+	tl.kill()
+	tl.start()
+	if res := tl.postAudit(eventList(get, del)); res[0].Index != first[0].Index || res[1].Index != second[0].Index {
+		t.Errorf("after a crash: %+v", res)
+	}
+	if n := tl.size(); n != 2 {
+		t.Errorf("tree size %d, want 2", n)
+	}
+}
+
+func TestReusedEventIDWithOtherContentIsLogged(t *testing.T) {
+	tl := newTestLog(t, nil)
+	a := tl.postEvent(`{"id":"evt-1","action":"secret.read"}`)
+	b := tl.postEvent(`{"id":"evt-1","action":"secret.delete"}`)
+	if b.Duplicate || b.Index == a.Index {
+		t.Fatalf("a different event under a used id answered %+v: it must be logged", b)
+	}
+	// In one request too, and each is a retry of itself.
+	r := tl.post("/v1/events", "application/x-ndjson", []byte("{\"id\":\"evt-1\",\"action\":\"secret.list\"}\n{\"id\":\"evt-1\",\"action\":\"secret.read\"}\n{\"id\":\"evt-1\",\"action\":\"secret.list\"}\n"))
+	var got struct{ Results []eventResult }
+	if err := json.Unmarshal(r.body, &got); err != nil || len(got.Results) != 3 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	list := got.Results[0]
+	if list.Duplicate || list.Index == a.Index || list.Index == b.Index {
+		t.Errorf("third event under the id: %+v", list)
+	}
+	if got.Results[1].Index != a.Index || !got.Results[1].Duplicate || got.Results[2].Index != list.Index || !got.Results[2].Duplicate {
+		t.Errorf("retries in a batch: %s", r.body)
+	}
+	if n := tl.size(); n != 3 {
+		t.Errorf("tree size %d, want 3", n)
+	}
+	if got := tl.metric(`tidemark_log_reused_ids_total{endpoint="events"}`); got != "2" {
+		t.Errorf("reused ids counted %q, want 2", got)
+	}
+}
+
+func TestReusedOTLPRecordUIDWithOtherContentIsLogged(t *testing.T) {
+	tl := newK8sTestLog(t)
+	auth := []string{"Authorization", "Bearer " + k8sToken}
+	rec := func(body string) []byte {
+		return otlpRequest(t, &logsv1.LogRecord{Body: str(body), Attributes: []*commonv1.KeyValue{kv("log.record.uid", str("uid-1"))}})
+	}
+	for _, body := range [][]byte{rec("read secret"), rec("delete secret"), rec("delete secret")} {
+		if r := tl.post("/v1/logs", "application/x-protobuf", body, auth...); r.status != 200 || len(r.body) != 0 {
+			t.Fatalf("%d %x", r.status, r.body)
+		}
+	}
+	if n := tl.size(); n != 2 {
+		t.Errorf("tree size %d, want 2: both records once", n)
+	}
+}
+
+// With an explicit Idempotency-Key header the sender chose the key: a
+// different event under it is a mistake, answered 422 (as
+// draft-ietf-httpapi-idempotency-key-header says), and nothing is appended.
+func TestIdempotencyKeyReusedForOtherEventIs422(t *testing.T) {
+	tl := newTestLog(t, nil)
+	a := tl.postEvent(`{"action":"x"}`, "Idempotency-Key", "key-1")
+	r := tl.post("/v1/events", "application/json", []byte(`{"action":"y"}`), "Idempotency-Key", "key-1")
+	if r.status != http.StatusUnprocessableEntity || !strings.Contains(string(r.body), "different event") {
+		t.Errorf("other event under a used key: %d %s, want 422", r.status, r.body)
+	}
+	// A batch with one such event appends none of its events.
+	tl.post("/v1/events", "application/x-ndjson", []byte("{\"n\":0}\n{\"n\":1}\n"), "Idempotency-Key", "b")
+	r = tl.post("/v1/events", "application/x-ndjson", []byte("{\"n\":0}\n{\"n\":-1}\n{\"n\":2}\n"), "Idempotency-Key", "b")
+	if r.status != http.StatusUnprocessableEntity || !strings.Contains(string(r.body), "line 2") {
+		t.Errorf("batch with a changed event: %d %s, want 422 naming line 2", r.status, r.body)
+	}
+	if n := tl.size(); n != 3 {
+		t.Errorf("tree size %d, want 3", n)
+	}
+	if b := tl.postEvent(`{"action":"x"}`, "Idempotency-Key", "key-1"); b.Index != a.Index || !b.Duplicate {
+		t.Errorf("the real retry: %+v, want index %d", b, a.Index)
+	}
+}
+
+// Hole 2: {"id":1} and {"id":"1"} shared a key, so the second event was
+// dropped and its sender got the first event's receipt.
+func TestNumberAndStringIDsAreDifferentKeys(t *testing.T) {
+	tl := newTestLog(t, nil)
+	r := tl.post("/v1/events?wait=witnessed", "application/json", []byte(`{"id":1,"action":"login"}`))
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	r = tl.post("/v1/events?wait=witnessed", "application/json", []byte(`{"id":"1","action":"login"}`))
+	var a witnessedAnswer
+	if r.status != 200 || json.Unmarshal(r.body, &a) != nil || a.Receipt == nil {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	l, err := checkpoint.ParseLeaf(a.Receipt.Leaf)
+	if err != nil || string(l.Event) != `{"action":"login","id":"1"}` {
+		t.Errorf("the receipt of {\"id\":\"1\"} holds %s (%v): not the sender's event", a.Receipt.Leaf, err)
+	}
+	if n := tl.size(); n != 2 {
+		t.Errorf("tree size %d, want 2", n)
+	}
+	// A duplicate's receipt holds the sender's own event.
+	r = tl.post("/v1/events?wait=witnessed", "application/json", []byte(` {"action":"login", "id":1} `))
+	a = witnessedAnswer{}
+	if r.status != 200 || json.Unmarshal(r.body, &a) != nil || a.Receipt == nil {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if l, err := checkpoint.ParseLeaf(a.Receipt.Leaf); err != nil || string(l.Event) != `{"action":"login","id":1}` || a.Index != 0 {
+		t.Errorf("retry of {\"id\":1}: index %d, leaf %s (%v)", a.Index, a.Receipt.Leaf, err)
+	}
+}
+
+// appendFaults makes Tessera fail every entry once a budget of entries is
+// spent, as a disk that fills up in the middle of a request would.
+type appendFaults struct {
+	on     atomic.Bool
+	budget atomic.Int64
+}
+
+func (f *appendFaults) failAfter(n int64) { f.budget.Store(n); f.on.Store(true) }
+func (f *appendFaults) stop()             { f.on.Store(false) }
+
+func (f *appendFaults) wrap(add tessera.AddFn) tessera.AddFn {
+	return func(ctx context.Context, e *tessera.Entry) tessera.IndexFuture {
+		if f.on.Load() && f.budget.Add(-1) < 0 {
+			return func() (tessera.Index, error) {
+				return tessera.Index{}, errors.New("simulated: no space left on device")
+			}
+		}
+		return add(ctx, e)
+	}
+}
+
+// Hole 4: a request whose entries were partly written before the append
+// failed must index what was written, so that its retry does not append
+// those entries again.
+func TestPartialAppendFailureIndexesWhatWasWritten(t *testing.T) {
+	faults := &appendFaults{}
+	tl := newTestLog(t, func(c *Config) { c.wrapAdd = faults.wrap })
+	var body bytes.Buffer
+	for i := range 10 {
+		fmt.Fprintf(&body, "{\"n\":%d}\n", i)
+	}
+	faults.failAfter(4)
+	r := tl.post("/v1/events", "application/x-ndjson", body.Bytes(), "Idempotency-Key", "partial")
+	faults.stop()
+	if r.status < 500 {
+		t.Fatalf("failed append answered %d %s", r.status, r.body)
+	}
+	if n := tl.size(); n != 4 {
+		t.Fatalf("tree size %d after the failure, want the 4 entries written", n)
+	}
+	r = tl.post("/v1/events", "application/x-ndjson", body.Bytes(), "Idempotency-Key", "partial")
+	var got struct{ Results []eventResult }
+	if r.status != 200 || json.Unmarshal(r.body, &got) != nil || len(got.Results) != 10 {
+		t.Fatalf("retry: %d %s", r.status, r.body)
+	}
+	for i, res := range got.Results {
+		if dup := i < 4; res.Duplicate != dup || res.Index != uint64(i) {
+			t.Errorf("retry, event %d: %+v, want index %d duplicate=%v", i, res, i, dup)
+		}
+	}
+	if n := tl.size(); n != 10 {
+		t.Errorf("tree size %d, want 10: nothing twice", n)
+	}
+}
+
+// An index file of the first layout (no event hashes) is dropped at start
+// and rebuilt from the leaves, so that retries still find their entries.
+func TestOldIndexLayoutIsRebuiltFromTheLog(t *testing.T) {
+	tl := newTestLog(t, nil)
+	a := tl.postEvent(`{"id":"old-1"}`)
+	b := tl.postEvent(`{"action":"x"}`, "Idempotency-Key", "old-2")
+	tl.close()
+	db, err := sql.Open("sqlite", filepath.Join(tl.dir, stateDir, "idempotency.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`DROP TABLE idempotency_keys`,
+		`CREATE TABLE idempotency_keys (idx INTEGER PRIMARY KEY, h BLOB NOT NULL)`,
+		`DELETE FROM meta WHERE name = 'schema'`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	tl.start()
+	if got := tl.postEvent(`{"id":"old-1"}`); got.Index != a.Index || !got.Duplicate {
+		t.Errorf("retry by id after the migration: %+v, want index %d", got, a.Index)
+	}
+	if got := tl.postEvent(`{"action":"x"}`, "Idempotency-Key", "old-2"); got.Index != b.Index || !got.Duplicate {
+		t.Errorf("retry by key after the migration: %+v, want index %d", got, b.Index)
+	}
+	if n := tl.size(); n != 2 {
+		t.Errorf("tree size %d, want 2", n)
+	}
+}
