@@ -5,7 +5,9 @@
 // durable once returned. With Wait it returns when a checkpoint cosigned by
 // the policy's quorum of witnesses covers the event, with a receipt: the
 // event's leaf and a C2SP tlog-proof@v1 that Verify checks offline, with
-// nothing but the log's policy, forever.
+// nothing but the log's policy, forever. Submit checks that each receipt's
+// leaf holds the event it sent, under the key it sent (ErrNotOurEvent
+// otherwise): a receipt for another event proves nothing about this one.
 //
 // Delivery is at least once, without duplicates: Submit retries a 503 or 429
 // (after the server's Retry-After) and transport errors, with backoff, and
@@ -140,7 +142,7 @@ func (c *Client) Submit(ctx context.Context, event any, opts ...SubmitOption) (R
 		return Result{}, err
 	}
 	var res []Result
-	if err := c.submit(ctx, "application/json", body, false, opts, &res); err != nil {
+	if err := c.submit(ctx, "application/json", [][]byte{body}, body, false, opts, &res); err != nil {
 		return Result{}, err
 	}
 	return res[0], nil
@@ -153,11 +155,13 @@ func (c *Client) SubmitBatch(ctx context.Context, events []any, opts ...SubmitOp
 		return nil, errors.New("client: SubmitBatch needs at least one event")
 	}
 	var body bytes.Buffer
+	sent := make([][]byte, len(events))
 	for i, e := range events {
 		b, err := eventBytes(e)
 		if err != nil {
 			return nil, fmt.Errorf("client: event %d: %w", i, err)
 		}
+		sent[i] = b
 		if bytes.ContainsAny(b, "\n\r") {
 			// Compact it: NDJSON is one event per line.
 			var cb bytes.Buffer
@@ -170,11 +174,8 @@ func (c *Client) SubmitBatch(ctx context.Context, events []any, opts ...SubmitOp
 		body.WriteByte('\n')
 	}
 	var res []Result
-	if err := c.submit(ctx, "application/x-ndjson", body.Bytes(), true, opts, &res); err != nil {
+	if err := c.submit(ctx, "application/x-ndjson", sent, body.Bytes(), true, opts, &res); err != nil {
 		return nil, err
-	}
-	if len(res) != len(events) {
-		return nil, fmt.Errorf("client: the log answered %d results for %d events", len(res), len(events))
 	}
 	return res, nil
 }
@@ -193,8 +194,8 @@ func eventBytes(event any) ([]byte, error) {
 	return b, nil
 }
 
-// submit posts body, retrying, and decodes the results.
-func (c *Client) submit(ctx context.Context, contentType string, body []byte, batch bool, opts []SubmitOption, out *[]Result) error {
+// submit posts body (the events sent), retrying, and decodes the results.
+func (c *Client) submit(ctx context.Context, contentType string, sent [][]byte, body []byte, batch bool, opts []SubmitOption, out *[]Result) error {
 	var o submitOptions
 	for _, f := range opts {
 		f(&o)
@@ -219,17 +220,57 @@ func (c *Client) submit(ctx context.Context, contentType string, body []byte, ba
 	if !batch {
 		results = []Result{answer.Result}
 	}
-	if status != http.StatusOK {
+	if status == http.StatusGatewayTimeout && o.wait && len(results) == len(sent) {
+		// Logged, not yet witnessed: the indexes are real results.
 		return &Error{Status: status, Message: answer.Error, Results: results}
 	}
+	if status != http.StatusOK {
+		return &Error{Status: status, Message: answer.Error}
+	}
+	if len(results) != len(sent) {
+		return fmt.Errorf("client: the log answered %d results for %d events", len(results), len(sent))
+	}
 	if o.wait {
-		for _, r := range results {
+		for i, r := range results {
 			if r.Receipt == nil || r.Receipt.Index != r.Index {
 				return fmt.Errorf("client: the log answered index %d without its receipt", r.Index)
+			}
+			key := o.key
+			if batch {
+				key += "/" + strconv.Itoa(i)
+			}
+			if err := checkReceiptHolds(r.Receipt, sent[i], key); err != nil {
+				return fmt.Errorf("client: event %d: %w", i, err)
 			}
 		}
 	}
 	*out = results
+	return nil
+}
+
+// ErrNotOurEvent is wrapped when the log answers with a receipt whose leaf
+// does not hold the event that was sent: the log answered for another
+// event, and the receipt proves nothing about this one.
+var ErrNotOurEvent = errors.New("the receipt's leaf does not hold the event sent")
+
+// checkReceiptHolds checks that a receipt's leaf is an event leaf holding
+// the event sent (compared in canonical JSON) under the idempotency key
+// sent.
+func checkReceiptHolds(r *checkpoint.Receipt, event []byte, key string) error {
+	want, err := checkpoint.CanonicalEvent(event)
+	if err != nil {
+		return fmt.Errorf("%w: the event sent is not an I-JSON object: %v", ErrNotOurEvent, err)
+	}
+	l, err := checkpoint.ParseLeaf(r.Leaf)
+	if err != nil {
+		return fmt.Errorf("%w: the leaf of entry %d is not an event leaf: %v", ErrNotOurEvent, r.Index, err)
+	}
+	if !bytes.Equal(l.Event, want.Canonical) {
+		return fmt.Errorf("%w: entry %d holds %.200s", ErrNotOurEvent, r.Index, l.Event)
+	}
+	if l.IdempotencyKey != key {
+		return fmt.Errorf("%w: entry %d was logged under the idempotency key %q, not %q", ErrNotOurEvent, r.Index, l.IdempotencyKey, key)
+	}
 	return nil
 }
 
