@@ -3,6 +3,8 @@ package log
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidemark/tidemark/checkpoint"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // Tessera v1.0.4 reports a witness's failure only to klog and OpenTelemetry,
@@ -26,9 +29,21 @@ import (
 // every POST to a witness's add-checkpoint URL and its answer, counts them by
 // witness and outcome, logs failures with the reason, and follows each
 // checkpoint's round of requests to tell when the quorum was not met.
+//
+// It also stands between a witness's 200 and Tessera: Tessera v1.0.4 keeps
+// the first cosignature line that sumdb/note accepts and copies it verbatim
+// into the published checkpoint, and note accepts base64 with non-zero
+// padding bits, which Tidemark's own verifiers (and every strict verifier)
+// refuse. One such witness would make every published checkpoint one that
+// verifiers refuse: no receipt for anyone, even with the quorum honest. So a
+// 200 reaches Tessera only as the one cosignature line that
+// checkpoint.Cosignatures accepts for that witness's key over the
+// checkpoint sent, in canonical base64; anything else is turned into a
+// failure of that witness (outcome "invalid_cosignature").
 type witnessObserver struct {
 	next     http.RoundTripper
-	names    map[string]string // add-checkpoint URL: the witness's policy name
+	names    map[string]string        // add-checkpoint URL: the witness's policy name
+	keys     map[string]note.Verifier // witness policy name: its cosignature/v1 key
 	policy   *checkpoint.Policy
 	failOpen bool
 	log      *slog.Logger
@@ -54,20 +69,25 @@ type witnessRound struct {
 // Outcomes of a witness request, the "outcome" label of
 // tidemark_log_witness_requests_total.
 const (
-	outcomeCosigned     = "cosigned"      // 200 with a cosignature
-	outcomeSizeMismatch = "size_mismatch" // 409 text/x.tlog.size: Tessera retries with the witness's size
-	outcomeCanceled     = "canceled"      // the quorum was met without it, or the log is stopping
-	outcomeTimeout      = "timeout"       // no answer within the witness timeout
-	outcomeError        = "error"         // no HTTP answer (refused, reset, DNS, TLS)
+	outcomeCosigned     = "cosigned"            // 200 with a cosignature
+	outcomeSizeMismatch = "size_mismatch"       // 409 text/x.tlog.size: Tessera retries with the witness's size
+	outcomeCanceled     = "canceled"            // the quorum was met without it, or the log is stopping
+	outcomeTimeout      = "timeout"             // no answer within the witness timeout
+	outcomeError        = "error"               // no HTTP answer (refused, reset, DNS, TLS)
+	outcomeInvalid      = "invalid_cosignature" // 200 without a cosignature line that verifies
 	// otherwise "http_<status>"
 )
 
 func newWitnessObserver(next http.RoundTripper, names map[string]string, p *checkpoint.Policy, failOpen bool, logger *slog.Logger, reg *prometheus.Registry) (*witnessObserver, error) {
+	keys := make(map[string]note.Verifier, len(p.Witnesses))
+	for _, w := range p.Witnesses {
+		keys[w.Name] = w.Verifier
+	}
 	o := &witnessObserver{
-		next: next, names: names, policy: p, failOpen: failOpen, log: logger,
+		next: next, names: names, keys: keys, policy: p, failOpen: failOpen, log: logger,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tidemark_log_witness_requests_total",
-			Help: "add-checkpoint requests to each witness of the policy, by outcome (cosigned, size_mismatch, canceled, timeout, error, http_<status>).",
+			Help: "add-checkpoint requests to each witness of the policy, by outcome (cosigned, size_mismatch, canceled, timeout, error, invalid_cosignature, http_<status>).",
 		}, []string{"witness", "outcome"}),
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tidemark_log_witness_request_seconds",
@@ -80,7 +100,7 @@ func newWitnessObserver(next http.RoundTripper, names map[string]string, p *chec
 		}),
 	}
 	for _, name := range names {
-		for _, oc := range []string{outcomeCosigned, outcomeError, outcomeTimeout} {
+		for _, oc := range []string{outcomeCosigned, outcomeError, outcomeTimeout, outcomeInvalid} {
 			o.requests.WithLabelValues(name, oc) // so that rates start from zero
 		}
 	}
@@ -123,6 +143,9 @@ func (o *witnessObserver) RoundTrip(req *http.Request) (*http.Response, error) {
 		outcome, reason = outcomeError, err.Error()
 	case resp.StatusCode == http.StatusOK:
 		outcome = outcomeCosigned
+		if reason = o.checkCosignature(resp, name, signed); reason != "" {
+			outcome = outcomeInvalid
+		}
 	case resp.StatusCode == http.StatusConflict && resp.Header.Get("Content-Type") == "text/x.tlog.size":
 		outcome = outcomeSizeMismatch
 	default:
@@ -147,6 +170,75 @@ func (o *witnessObserver) RoundTrip(req *http.Request) (*http.Response, error) {
 		o.finish(r, name, outcome, reason)
 	}
 	return resp, err
+}
+
+// maxCosignatureAnswer bounds the body of a witness's 200 that is read: a
+// few cosignature lines.
+const maxCosignatureAnswer = 16 << 10
+
+// checkCosignature replaces the body of a witness's 200 with the one
+// cosignature line by that witness's key that verifies over signed (the
+// checkpoint sent), re-encoded in canonical base64. When there is none it
+// makes the answer a 502, which Tessera counts as that witness failing, and
+// returns why.
+func (o *witnessObserver) checkCosignature(resp *http.Response, name string, signed []byte) (reason string) {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxCosignatureAnswer+1))
+	resp.Body.Close()
+	line, why := canonicalCosignature(b, signed, o.keys[name])
+	switch {
+	case err != nil:
+		why = fmt.Sprintf("couldn't read the answer: %v", err)
+	case len(b) > maxCosignatureAnswer:
+		why = fmt.Sprintf("the answer is over %d bytes", maxCosignatureAnswer)
+	}
+	if why != "" {
+		line = nil
+		resp.StatusCode, resp.Status = http.StatusBadGateway, "502 Bad Gateway"
+		b = []byte("tidemark: the witness answered 200 without a valid cosignature: " + why + "\n")
+	} else {
+		b = line
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	resp.ContentLength = int64(len(b))
+	resp.Header.Del("Content-Length")
+	return why
+}
+
+// canonicalCosignature finds, among the lines of a witness's answer, the
+// cosignature line by key over signed, and returns it in canonical form:
+// "— <name> <canonical base64>\n". A line is taken only if the log's own
+// strict parser (checkpoint.Cosignatures) accepts signed with it added.
+func canonicalCosignature(answer, signed []byte, key note.Verifier) (line []byte, why string) {
+	if key == nil {
+		return nil, "the witness is not in the policy"
+	}
+	why = "no cosignature line by the witness's key " + checkpoint.KeyID(key)
+	for _, l := range strings.Split(string(answer), "\n") {
+		rest, ok := strings.CutPrefix(l, "— ")
+		if !ok {
+			continue
+		}
+		n, b64, ok := strings.Cut(rest, " ")
+		if !ok || n != key.Name() {
+			continue
+		}
+		// Decoded leniently, as note does: non-zero padding bits are the
+		// defect this repairs; the signature bytes are what is checked.
+		sig, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil || len(sig) < 4 || binary.BigEndian.Uint32(sig) != key.KeyHash() {
+			continue
+		}
+		canon := []byte("— " + n + " " + base64.StdEncoding.EncodeToString(sig) + "\n")
+		cos, err := checkpoint.Cosignatures(append(bytes.Clone(signed), canon...), key)
+		if err != nil {
+			why = fmt.Sprintf("the cosignature line by %s does not verify: %v", checkpoint.KeyID(key), err)
+			continue
+		}
+		if _, ok := cos[checkpoint.KeyID(key)]; ok {
+			return canon, ""
+		}
+	}
+	return nil, why
 }
 
 // roundFor returns the round of the checkpoint being sent, starting a new
