@@ -295,6 +295,30 @@ func (p *Policy) Satisfied(cosigned map[string]bool) bool {
 	return q.satisfied(set)
 }
 
+// QuorumCosignedBy returns the time by which a quorum of witnesses had
+// cosigned: the earliest t such that the witnesses whose cosignatures (as
+// Verify returns them: policy name, timestamp) are dated at or before t meet
+// the quorum. A checkpoint, and every entry it covers, existed by then. One
+// witness whose clock is wrong cannot move it earlier, unless that witness
+// alone is a quorum. ok is false when the cosignatures do not meet the
+// quorum, and for "quorum none", which vouches for no time.
+func (p *Policy) QuorumCosignedBy(cosigners map[string]time.Time) (t time.Time, ok bool) {
+	if p.Quorum == "none" {
+		return time.Time{}, false
+	}
+	names := slices.SortedFunc(maps.Keys(cosigners), func(a, b string) int {
+		return cosigners[a].Compare(cosigners[b])
+	})
+	set := make(map[string]bool, len(names))
+	for _, n := range names {
+		set[n] = true
+		if p.Satisfied(set) {
+			return cosigners[n], true
+		}
+	}
+	return time.Time{}, false
+}
+
 // Verify checks a signed checkpoint against the policy: it must be signed by
 // one of the log's keys (Open), and cosigned by a quorum of witnesses
 // (Cosignatures, Satisfied). It returns the body and, for each witness that

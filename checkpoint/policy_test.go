@@ -437,3 +437,30 @@ func FuzzParsePolicy(f *testing.F) {
 		_ = p.DisjointQuorums()
 	})
 }
+
+// Issue 9, hole 6: "existed by" is when a quorum had cosigned, so that one
+// witness with a wrong clock cannot set it.
+func TestQuorumCosignedBy(t *testing.T) {
+	p := testPolicy(t, 3, "group g 2 w1 w2 w3\nquorum g\n")
+	at := func(s int) time.Time { return time.Unix(1_800_000_000+int64(s), 0).UTC() }
+	for _, tc := range []struct {
+		name string
+		cos  map[string]time.Time
+		want time.Time
+		ok   bool
+	}{
+		{"one witness with a clock a year slow does not set it", map[string]time.Time{"w1": at(-365 * 86400), "w2": at(10), "w3": at(12)}, at(10), true},
+		{"the second cosignature in time", map[string]time.Time{"w1": at(5), "w2": at(3)}, at(5), true},
+		{"below the quorum", map[string]time.Time{"w1": at(5)}, time.Time{}, false},
+		{"strangers count for nothing", map[string]time.Time{"w1": at(1), "x": at(0)}, time.Time{}, false},
+	} {
+		got, ok := p.QuorumCosignedBy(tc.cos)
+		if ok != tc.ok || !got.Equal(tc.want) {
+			t.Errorf("%s: %v %v, want %v %v", tc.name, got, ok, tc.want, tc.ok)
+		}
+	}
+	none := testPolicy(t, 0, "quorum none\n")
+	if _, ok := none.QuorumCosignedBy(map[string]time.Time{"w1": at(0)}); ok {
+		t.Errorf("quorum none vouches for a time")
+	}
+}

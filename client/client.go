@@ -317,11 +317,15 @@ func (c *Client) Policy(ctx context.Context) ([]byte, error) {
 
 // Verified is what Verify proved: the entry's leaf is at Index in the log
 // whose checkpoint is Checkpoint, which Cosigners (policy name: cosignature
-// time) vouched for. The entry existed before the earliest of those times.
+// time) vouched for.
 type Verified struct {
 	Index      uint64
 	Checkpoint checkpoint.Checkpoint
 	Cosigners  map[string]time.Time
+	// ExistedBy is the time by which a quorum of the witnesses had cosigned
+	// (Policy.QuorumCosignedBy): the entry existed by then, on the word of
+	// a quorum, whatever one witness's clock says. Zero for "quorum none".
+	ExistedBy time.Time
 	// Leaf is the parsed event leaf; nil for an entry that is not one (raw
 	// bytes written with POST /add).
 	Leaf *checkpoint.Leaf
@@ -342,6 +346,7 @@ func Verify(policy *checkpoint.Policy, r *checkpoint.Receipt) (*Verified, error)
 		return nil, err
 	}
 	v := &Verified{Index: r.Index, Checkpoint: c, Cosigners: cos}
+	v.ExistedBy, _ = policy.QuorumCosignedBy(cos)
 	if l, err := checkpoint.ParseLeaf(r.Leaf); err == nil {
 		v.Leaf = &l
 	}

@@ -107,15 +107,14 @@ func describeVerified(v *client.Verified) string {
 	if len(names) == 0 {
 		b.WriteString("  cosigned by: no witness (the policy's quorum is none)\n")
 	} else {
-		var earliest time.Time
-		for i, n := range names {
-			t := v.Cosigners[n]
-			if i == 0 || t.Before(earliest) {
-				earliest = t
-			}
-			fmt.Fprintf(&b, "  cosigned by: %s at %s\n", n, t.Format(time.RFC3339))
+		for _, n := range names {
+			fmt.Fprintf(&b, "  cosigned by: %s at %s\n", n, v.Cosigners[n].Format(time.RFC3339))
 		}
-		fmt.Fprintf(&b, "  so the entry existed by %s\n", earliest.Format(time.RFC3339))
+		// Not the earliest cosignature: one witness with a slow clock
+		// would set it. The time by which a quorum had cosigned.
+		if !v.ExistedBy.IsZero() {
+			fmt.Fprintf(&b, "  so the entry existed by %s (when a quorum of the witnesses had cosigned)\n", v.ExistedBy.Format(time.RFC3339))
+		}
 	}
 	if v.Leaf != nil {
 		fmt.Fprintf(&b, "  received %s from %q: %s\n", v.Leaf.Received.Format(time.RFC3339Nano), v.Leaf.Source, v.Leaf.Event)
