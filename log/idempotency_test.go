@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/tidemark/tidemark/checkpoint"
@@ -214,6 +216,7 @@ func TestNumberAndStringIDsAreDifferentKeys(t *testing.T) {
 type appendFaults struct {
 	on     atomic.Bool
 	budget atomic.Int64
+	err    error // what a failed entry returns (default: a full disk)
 }
 
 func (f *appendFaults) failAfter(n int64) { f.budget.Store(n); f.on.Store(true) }
@@ -222,9 +225,11 @@ func (f *appendFaults) stop()             { f.on.Store(false) }
 func (f *appendFaults) wrap(add tessera.AddFn) tessera.AddFn {
 	return func(ctx context.Context, e *tessera.Entry) tessera.IndexFuture {
 		if f.on.Load() && f.budget.Add(-1) < 0 {
-			return func() (tessera.Index, error) {
-				return tessera.Index{}, errors.New("simulated: no space left on device")
+			err := f.err
+			if err == nil {
+				err = fmt.Errorf("simulated: %w", syscall.ENOSPC)
 			}
+			return func() (tessera.Index, error) { return tessera.Index{}, err }
 		}
 		return add(ctx, e)
 	}
@@ -294,5 +299,33 @@ func TestOldIndexLayoutIsRebuiltFromTheLog(t *testing.T) {
 	}
 	if n := tl.size(); n != 2 {
 		t.Errorf("tree size %d, want 2", n)
+	}
+}
+
+// Issue 9, hole 7: a 500 answered the internal error text (file paths) to
+// the client. It answers a generic message with a request id, and the log's
+// own logs have the details under that id.
+func TestInternalErrorsAnswerARequestIDNotDetails(t *testing.T) {
+	faults := &appendFaults{err: errors.New("couldn't write /srv/secret-layout/tile/entries/x001/042: input/output error")}
+	var logs bytes.Buffer
+	tl := newTestLog(t, func(c *Config) {
+		c.wrapAdd = faults.wrap
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	faults.failAfter(0)
+	for _, r := range []response{
+		tl.post("/v1/events", "application/json", []byte(`{"a":1}`)),
+		tl.post("/add", "", []byte("raw")),
+	} {
+		id := r.header.Get("X-Request-Id")
+		if r.status != http.StatusInternalServerError || strings.Contains(string(r.body), "secret-layout") {
+			t.Errorf("%d %s: the internal error reached the client", r.status, r.body)
+		}
+		if len(id) != 16 || !strings.Contains(string(r.body), id) {
+			t.Errorf("answer %s does not name its request id %q", r.body, id)
+		}
+		if !strings.Contains(logs.String(), "request_id="+id) || !strings.Contains(logs.String(), "secret-layout") {
+			t.Errorf("the log's own logs lack the details of request %s:\n%s", id, logs.String())
+		}
 	}
 }

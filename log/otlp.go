@@ -427,10 +427,9 @@ func writeOTLPResponse(w http.ResponseWriter, isProto bool, rejected int, msg st
 // request's encoding, with the HTTP status of writeError (and Retry-After
 // on 503, which OTLP exporters honour).
 func (s *Server) failOTLP(w http.ResponseWriter, r *http.Request, isProto bool, err error) {
-	var he *httpError
-	if !errors.As(err, &he) {
-		he = &httpError{status: http.StatusInternalServerError, cause: "internal", msg: "internal error: " + err.Error()}
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", he.status, "err", err)
+	he := publicError(w, err)
+	if he.status == http.StatusInternalServerError {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", he.status, "request_id", w.Header().Get(requestIDHeader), "err", err)
 	}
 	s.metrics.rejected.WithLabelValues(he.cause).Inc()
 	if he.retryAfter > 0 {

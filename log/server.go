@@ -264,7 +264,7 @@ func (s *Server) Handler(withAdmin bool) http.Handler {
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusMethodNotAllowed, "method", "%s is not allowed on %s", r.Method, r.URL.Path))
 	})
-	return r
+	return withRequestID(r)
 }
 
 // AdminHandler returns /metrics, /healthz, /readyz and /debug/pprof/, for
@@ -305,7 +305,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, cause := writeError(w, err)
 	s.metrics.rejected.WithLabelValues(cause).Inc()
 	if status >= 500 && status != http.StatusServiceUnavailable {
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "request_id", w.Header().Get(requestIDHeader), "err", err)
 	}
 }
 
