@@ -4,7 +4,7 @@ BIN := $(CURDIR)/.bin
 TESSERA := github.com/transparency-dev/tessera
 TESSERA_VERSION := v1.0.4
 
-.PHONY: run test tools build fmt vet
+.PHONY: run test tools build fmt vet fuzz
 
 # Run the log on the embedded default (POSIX storage in ./tidemark-data).
 run:
@@ -22,3 +22,7 @@ test: tools
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	go vet ./...
 	TIDEMARK_TOOLS=$(BIN) go test -count=1 -timeout 20m ./...
+
+# Every fuzz target for FUZZTIME each (bench/fuzz.sh; CI runs 3s each).
+fuzz:
+	FUZZTIME=$${FUZZTIME:-60s} bench/fuzz.sh
