@@ -446,33 +446,35 @@ func (d *Dedup) begin(source string, evs []keyedEvent) (*batch, error) {
 		states: make([]keyState, len(evs)), claims: map[[16]byte]*claim{}}
 	first := map[[16]byte]int{} // hash: the first event of this request under it
 	// lookup resolves event i under hash h: a retry of an event already
-	// seen (in this request, in the index, or in flight), a new claim, or a
-	// conflict with another event under h.
-	lookup := func(i int, h [16]byte) (conflict bool) {
+	// seen (in this request, in the index, or in flight), a new claim (when
+	// mayClaim), or a conflict with another event under h.
+	lookup := func(i int, h [16]byte, mayClaim bool) (resolved, conflict bool) {
 		st, ev := &b.states[i], evs[i].ev
 		if j, ok := first[h]; ok {
 			if evs[j].ev != ev {
-				return true
+				return false, true
 			}
 			st.sameAs = j
-			return false
+			return true, false
 		}
 		if e, ok := d.index[h]; ok {
 			if e.ev != ev {
-				return true
+				return false, true
 			}
 			st.found, st.idx = true, e.idx
 		} else if c, ok := d.pending[h]; ok {
 			if c.ev != ev {
-				return true
+				return false, true
 			}
 			st.wait = c
-		} else {
+		} else if mayClaim {
 			b.claims[h] = &claim{ev: ev, done: make(chan struct{})}
 			st.owned = true
+		} else {
+			return false, false
 		}
 		first[h] = i
-		return false
+		return true, false
 	}
 	hashes := make([][16]byte, len(evs))
 	for i, e := range evs {
@@ -487,26 +489,36 @@ func (d *Dedup) begin(source string, evs []keyedEvent) (*batch, error) {
 			continue
 		}
 		h := hashes[i]
-		if lookup(i, h) {
+		if _, conflict := lookup(i, h, true); conflict {
+			hv := variantHash(source, e.key, e.ev)
 			if e.explicit {
-				conflict := &keyConflict{pos: i}
-				if cur, ok := d.index[h]; ok {
-					conflict.idx = cur.idx
-				} else if j, ok := first[h]; ok && b.states[j].found {
-					conflict.idx = b.states[j].idx
-				} else {
-					conflict.pending = true
+				// This very event may be logged under the key as a variant
+				// (an implicit key equal to this explicit one, indexed
+				// first after a rebuild): that is a retry. Otherwise the
+				// sender reused its key for another event.
+				if resolved, _ := lookup(i, hv, false); !resolved {
+					conflict := &keyConflict{pos: i}
+					if cur, ok := d.index[h]; ok {
+						conflict.idx = cur.idx
+					} else if j, ok := first[h]; ok && b.states[j].found {
+						conflict.idx = b.states[j].idx
+					} else {
+						conflict.pending = true
+					}
+					d.mu.Unlock()
+					return nil, conflict
 				}
-				d.mu.Unlock()
-				return nil, conflict
-			}
-			b.states[i].reused = true
-			h = variantHash(source, e.key, e.ev)
-			if lookup(i, h) {
-				// Two events with one variantHash: as likely as a forged
-				// hash. Log the event without a key rather than drop it.
-				b.states[i].reused = false
-				continue
+				h = hv
+			} else {
+				b.states[i].reused = true
+				h = hv
+				if _, conflict := lookup(i, h, true); conflict {
+					// Two events with one variantHash: as likely as a
+					// forged hash. Log the event without a key rather
+					// than drop it.
+					b.states[i].reused = false
+					continue
+				}
 			}
 		}
 		b.hashes[i], b.keyed[i] = h, true

@@ -329,3 +329,29 @@ func TestInternalErrorsAnswerARequestIDNotDetails(t *testing.T) {
 		}
 	}
 }
+
+// After a rebuild the first entry under a key is the first in log order,
+// which may be another event than the one first claimed live (two requests
+// in flight together). An explicit retry of an event logged as the
+// variant is still a retry, not a 422.
+func TestExplicitRetryFindsItsEventUnderTheVariant(t *testing.T) {
+	d, err := OpenDedup(filepath.Join(t.TempDir(), "idempotency.db"), slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	a, b := eventHash([]byte(`{"a":1}`)), eventHash([]byte(`{"b":1}`))
+	d.index[keyHash("src", "k:K")] = indexEntry{idx: 4, ev: b}
+	d.index[variantHash("src", "k:K", a)] = indexEntry{idx: 5, ev: a}
+	bt, err := d.begin("src", []keyedEvent{{key: "k:K", explicit: true, ev: a}})
+	if err != nil {
+		t.Fatalf("explicit retry of the variant's event refused: %v", err)
+	}
+	defer bt.finish(nil, nil)
+	if st := bt.states[0]; !st.found || st.idx != 5 {
+		t.Errorf("state %+v, want found at 5", st)
+	}
+	if _, err := d.begin("src", []keyedEvent{{key: "k:K", explicit: true, ev: eventHash([]byte(`{"c":1}`))}}); err == nil {
+		t.Errorf("a third event under the explicit key was not refused")
+	}
+}
