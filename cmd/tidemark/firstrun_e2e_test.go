@@ -347,7 +347,7 @@ func TestEnvVarsArePerSubcommand(t *testing.T) {
 	}
 	// Exported for a log, TIDEMARK_DATA does not steer a witness.
 	logData := filepath.Join(dir, "log-data")
-	r = runCLI(t, []string{"TIDEMARK_DATA=" + logData}, "", "witness", "--follow", follow)
+	r = runCLI(t, []string{"TIDEMARK_DATA=" + logData}, "", "witness", "--follow", follow, "--listen", freeAddr(t))
 	if r.code != 2 || !strings.Contains(r.stderr, "--data DIR is required") || !strings.Contains(r.stderr, "use TIDEMARK_WITNESS_DATA") {
 		t.Errorf("witness with TIDEMARK_DATA set: want --data required and a warning naming TIDEMARK_WITNESS_DATA, got %s", r)
 	}
