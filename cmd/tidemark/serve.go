@@ -17,9 +17,9 @@ import (
 // server's own Close.
 const shutdownTimeout = 30 * time.Second
 
-// openListeners opens a listener on each address, all or none. Servers open their
-// listeners before they create anything (keys, state), so that a start that
-// fails because an address is taken leaves nothing behind.
+// openListeners opens a listener on each address, all or none. Servers open
+// their listeners before they create anything (keys, state), so that a start
+// that fails because an address is taken leaves nothing behind.
 func openListeners(addrs ...string) ([]net.Listener, error) {
 	var lns []net.Listener
 	for _, a := range addrs {
@@ -40,7 +40,7 @@ func closeListeners(lns []net.Listener) {
 }
 
 // An endpoint is an HTTP server and the listener it serves on, opened
-// earlier by listen.
+// earlier by openListeners.
 type endpoint struct {
 	hs *http.Server
 	ln net.Listener
