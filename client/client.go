@@ -13,6 +13,8 @@
 // (after the server's Retry-After) and transport errors, with backoff, and
 // every attempt of one Submit carries the same Idempotency-Key, so the log
 // answers a retry with the first index instead of logging the event twice.
+// Any other refusal (400, 401, 403, 413, ...) is returned at once, as an
+// *Error: sending the same request again would be refused the same way.
 //
 // A Client is safe for concurrent use. The package imports only checkpoint
 // of this module, and does not log: it returns errors.
@@ -208,9 +210,11 @@ func (c *Client) submit(ctx context.Context, contentType string, sent [][]byte, 
 		u.RawQuery = "wait=witnessed"
 	}
 	var answer struct {
-		Result
-		Results []Result `json:"results"`
-		Error   string   `json:"error"`
+		Index     *uint64             `json:"index"` // nil: the answer has no index
+		Duplicate bool                `json:"duplicate"`
+		Receipt   *checkpoint.Receipt `json:"receipt"`
+		Results   []Result            `json:"results"`
+		Error     string              `json:"error"`
 	}
 	status, err := c.do(ctx, http.MethodPost, u.String(), contentType, body, map[string]string{"Idempotency-Key": o.key}, &answer)
 	if err != nil {
@@ -218,14 +222,22 @@ func (c *Client) submit(ctx context.Context, contentType string, sent [][]byte, 
 	}
 	results := answer.Results
 	if !batch {
-		results = []Result{answer.Result}
-	}
-	if status == http.StatusGatewayTimeout && o.wait && len(results) == len(sent) {
-		// Logged, not yet witnessed: the indexes are real results.
-		return &Error{Status: status, Message: answer.Error, Results: results}
+		results = nil
+		if answer.Index != nil {
+			results = []Result{{Index: *answer.Index, Duplicate: answer.Duplicate, Receipt: answer.Receipt}}
+		}
 	}
 	if status != http.StatusOK {
-		return &Error{Status: status, Message: answer.Error}
+		e := &Error{Status: status, Message: answer.Error}
+		// Only a 504 after Wait means logged: a refusal has no index, and
+		// its results, if any, are not the caller's.
+		if status == http.StatusGatewayTimeout && o.wait && len(results) == len(sent) {
+			e.Results = results
+		}
+		return e
+	}
+	if len(results) == 0 {
+		return fmt.Errorf("client: the log answered %d without an index: is %s a Tidemark log?", status, c.base)
 	}
 	if len(results) != len(sent) {
 		return fmt.Errorf("client: the log answered %d results for %d events", len(results), len(sent))

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -96,5 +97,84 @@ func TestNewRefusesBadURLs(t *testing.T) {
 		if _, err := New(u, nil); err == nil {
 			t.Errorf("New(%q) accepted", u)
 		}
+	}
+}
+
+// TestRefusalIsNotRetriedAndCarriesNoResults: a 4xx other than 429 is
+// answered at once (the same request would be refused again), and the
+// *Error of a refusal holds no Results, whatever its body says: only a 504
+// after Wait means the events were logged.
+func TestRefusalIsNotRetriedAndCarriesNoResults(t *testing.T) {
+	for _, status := range []int{400, 401, 403, 404, 405, 409, 413, 415, 422} {
+		var attempts atomic.Int32
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			attempts.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			// A body with an index, as a confused proxy might send: a
+			// refusal must not turn it into a result.
+			w.Write([]byte(`{"error":"refused","index":3,"results":[{"index":3}]}`))
+		}))
+		c, _ := New(hs.URL, &Options{MinBackoff: time.Millisecond})
+		for _, batch := range []bool{false, true} {
+			attempts.Store(0)
+			var err error
+			if batch {
+				_, err = c.SubmitBatch(context.Background(), []any{map[string]int{"a": 1}, map[string]int{"b": 2}}, Wait())
+			} else {
+				_, err = c.Submit(context.Background(), []byte(`{}`), Wait())
+			}
+			var e *Error
+			if !errors.As(err, &e) || e.Status != status {
+				t.Errorf("%d (batch %t): %v, want an *Error with that status", status, batch, err)
+				continue
+			}
+			if n := attempts.Load(); n != 1 {
+				t.Errorf("%d (batch %t): %d attempts, want 1", status, batch, n)
+			}
+			if len(e.Results) != 0 {
+				t.Errorf("%d (batch %t): the refusal carries results %+v", status, batch, e.Results)
+			}
+		}
+		hs.Close()
+	}
+}
+
+// TestNotWitnessedCarriesTheIndexes: a 504 after Wait is logged, not
+// refused: its *Error holds the indexes, for one event and for a batch.
+func TestNotWitnessedCarriesTheIndexes(t *testing.T) {
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusGatewayTimeout)
+		if r.Header.Get("Content-Type") == "application/x-ndjson" {
+			w.Write([]byte(`{"error":"logged, not witnessed","results":[{"index":0},{"index":1}]}`))
+		} else {
+			w.Write([]byte(`{"error":"logged, not witnessed","index":0}`))
+		}
+	}))
+	defer hs.Close()
+	c, _ := New(hs.URL, nil)
+	_, err := c.Submit(context.Background(), []byte(`{}`), Wait())
+	var e *Error
+	if !errors.As(err, &e) || e.Status != 504 || len(e.Results) != 1 || e.Results[0].Index != 0 {
+		t.Errorf("Submit: %v (%+v), want a 504 with index 0", err, e)
+	}
+	_, err = c.SubmitBatch(context.Background(), []any{1, 2}, Wait())
+	if !errors.As(err, &e) || e.Status != 504 || len(e.Results) != 2 || e.Results[1].Index != 1 {
+		t.Errorf("SubmitBatch: %v (%+v), want a 504 with indexes 0 and 1", err, e)
+	}
+}
+
+// TestAnswerWithoutAnIndexIsAnError: a 200 that holds no index (not a
+// Tidemark log) is an error, not index 0.
+func TestAnswerWithoutAnIndexIsAnError(t *testing.T) {
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{}`))
+	}))
+	defer hs.Close()
+	c, _ := New(hs.URL, nil)
+	if r, err := c.Submit(context.Background(), []byte(`{}`)); err == nil {
+		t.Errorf("Submit = %+v, want an error", r)
 	}
 }

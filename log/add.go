@@ -13,8 +13,9 @@ import (
 
 // handleAdd serves POST /add: the raw body is one entry, and the answer is
 // its decimal index. This is the interface of Tessera's conformance servers,
-// so Tessera's hammer and other tools can write to a Tidemark log. A body
-// that looks like an event leaf is refused: only the server makes those.
+// so Tessera's hammer and other tools can write to a Tidemark log. An empty
+// body is refused (400), and so is a body that looks like an event leaf:
+// only the server makes those.
 func (s *Server) handleAdd(w http.ResponseWriter, r *http.Request) {
 	if _, err := authenticate(s.tokens, r); err != nil {
 		s.fail(w, r, err)
@@ -31,6 +32,12 @@ func (s *Server) handleAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(body) > checkpoint.MaxLeafSize {
 		s.fail(w, r, errorf(http.StatusRequestEntityTooLarge, "too_large", "an entry is at most %d bytes; this one is %d", checkpoint.MaxLeafSize, len(body)))
+		return
+	}
+	if len(body) == 0 {
+		// Tessera would append it: an entry of no bytes, which records
+		// nothing and is almost always a client that lost its body.
+		s.fail(w, r, errorf(http.StatusBadRequest, "empty", "the body is empty: POST /add appends the raw body as one entry, and an empty entry records nothing. Send the entry's bytes"))
 		return
 	}
 	if checkpoint.ClaimsEventLeaf(body) {

@@ -22,54 +22,123 @@ const KeyFile = "log.key"
 type Keys struct {
 	Signers []note.Signer
 	VKeys   []string
+
+	// fresh is the key OpenKeys made for a first start, not yet on disk:
+	// New writes it (Create) once every other check has passed.
+	fresh *freshKey
 }
 
-// LoadKeys reads signer keys from files (each holds one note signer key, as
-// `tidemark keygen` writes them). With no files it uses DIR/log.key,
-// creating it (mode 0600, with origin) on the first start; created reports
-// whether it did.
-func LoadKeys(dir string, files []string, origin string) (keys Keys, created bool, err error) {
+type freshKey struct{ dir, skey, vkey string }
+
+// DefaultOrigin is the origin of a key created when none is given: the host
+// name followed by "/tidemark".
+func DefaultOrigin() string {
+	h, _ := os.Hostname()
+	if h == "" {
+		h = "localhost"
+	}
+	return h + "/tidemark"
+}
+
+// OpenKeys reads a log's signer keys from files (each holds one note signer
+// key, as `tidemark keygen` writes them), or with no files from
+// DIR/log.key. It writes nothing. When there are no files and no
+// DIR/log.key, it makes a new key for origin (DefaultOrigin if "") in
+// memory: IsNew reports it, and New writes it to DIR/log.key (mode 0600)
+// and DIR/log.pub once every other check has passed, so that a start that
+// fails leaves no key behind. When the keys exist, a non-empty origin must be
+// theirs: an origin that contradicts the key is refused, not ignored.
+func OpenKeys(dir string, files []string, origin string) (Keys, error) {
+	var keys Keys
 	if len(files) == 0 {
 		path := filepath.Join(dir, KeyFile)
-		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		_, err := os.Stat(path)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
 			if origin == "" {
-				return Keys{}, false, errors.New("no key given and none in the data directory: pass --origin to create one, or --key FILE")
+				origin = DefaultOrigin()
 			}
 			skey, vkey, err := checkpoint.GenerateLogKey(origin)
 			if err != nil {
-				return Keys{}, false, err
+				return Keys{}, err
 			}
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return Keys{}, false, fmt.Errorf("couldn't create the data directory: %w", err)
+			s, err := checkpoint.NewLogSigner(skey)
+			if err != nil {
+				return Keys{}, err
 			}
-			if err := writeFileExcl(path, []byte(skey+"\n"), 0o600); err != nil {
-				return Keys{}, false, fmt.Errorf("couldn't write the new key: %w", err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, "log.pub"), []byte(vkey+"\n"), 0o644); err != nil {
-				return Keys{}, false, fmt.Errorf("couldn't write the verifier key: %w", err)
-			}
-			created = true
+			return Keys{Signers: []note.Signer{s}, VKeys: []string{vkey}, fresh: &freshKey{dir: dir, skey: skey, vkey: vkey}}, nil
+		case err != nil:
+			return Keys{}, fmt.Errorf("couldn't look for the log key: %w", err)
 		}
 		files = []string{path}
 	}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return Keys{}, false, fmt.Errorf("couldn't read key: %w", err)
+			return Keys{}, fmt.Errorf("couldn't read key: %w", err)
 		}
 		s, err := checkpoint.NewLogSigner(strings.TrimSpace(string(b)))
 		if err != nil {
-			return Keys{}, false, fmt.Errorf("key %s: %w", f, err)
+			return Keys{}, fmt.Errorf("key %s: %w", f, err)
 		}
 		vkey, err := VerifierKey(string(b))
 		if err != nil {
-			return Keys{}, false, fmt.Errorf("key %s: %w", f, err)
+			return Keys{}, fmt.Errorf("key %s: %w", f, err)
 		}
 		if len(keys.Signers) > 0 && s.Name() != keys.Signers[0].Name() {
-			return Keys{}, false, fmt.Errorf("key %s is for origin %q but %s is for %q: all keys of a log share its origin", f, s.Name(), files[0], keys.Signers[0].Name())
+			return Keys{}, fmt.Errorf("key %s is for origin %q but %s is for %q: all keys of a log share its origin", f, s.Name(), files[0], keys.Signers[0].Name())
 		}
 		keys.Signers = append(keys.Signers, s)
 		keys.VKeys = append(keys.VKeys, vkey)
+	}
+	if origin != "" && origin != keys.Signers[0].Name() {
+		return Keys{}, fmt.Errorf("origin %q was given, but the key %s is for origin %q: a log's origin is its key's, fixed when the key was made. "+
+			"Give the key's origin or none; a log with another origin needs its own key and data directory", origin, files[0], keys.Signers[0].Name())
+	}
+	return keys, nil
+}
+
+// IsNew reports whether OpenKeys made the key for a first start; it is on
+// disk once Create (or New) has written it.
+func (k Keys) IsNew() bool { return k.fresh != nil }
+
+// Create writes a key that OpenKeys made (IsNew) to its data directory,
+// creating the directory: DIR/log.key (mode 0600, synced) and DIR/log.pub.
+// It does nothing for keys read from files, or when DIR/log.key already
+// holds this key.
+func (k Keys) Create() error {
+	f := k.fresh
+	if f == nil {
+		return nil
+	}
+	path := filepath.Join(f.dir, KeyFile)
+	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == f.skey {
+		return nil
+	}
+	if err := os.MkdirAll(f.dir, 0o755); err != nil {
+		return fmt.Errorf("couldn't create the data directory: %w", err)
+	}
+	if err := writeFileExcl(path, []byte(f.skey+"\n"), 0o600); err != nil {
+		return fmt.Errorf("couldn't write the new key: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(f.dir, "log.pub"), []byte(f.vkey+"\n"), 0o644); err != nil {
+		return fmt.Errorf("couldn't write the verifier key: %w", err)
+	}
+	return nil
+}
+
+// LoadKeys is OpenKeys followed by Create: it reads the keys, or creates
+// DIR/log.key (with origin) on the first start; created reports whether it
+// did.
+func LoadKeys(dir string, files []string, origin string) (keys Keys, created bool, err error) {
+	if keys, err = OpenKeys(dir, files, origin); err != nil {
+		return Keys{}, false, err
+	}
+	if keys.IsNew() {
+		if err := keys.Create(); err != nil {
+			return Keys{}, false, err
+		}
+		keys.fresh, created = nil, true
 	}
 	return keys, created, nil
 }

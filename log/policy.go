@@ -20,6 +20,13 @@ import (
 // It returns the log's keys that the policy does not list (they sign, but
 // verifiers ignore their signatures).
 func checkPolicyKeys(p *checkpoint.Policy, keys Keys) (unlisted []string, err error) {
+	if f := keys.fresh; f != nil {
+		// Refused before the key is written: the vkey in this message would
+		// never be the log's.
+		return nil, fmt.Errorf("there is no log key in %s yet, and a key made now cannot be in the policy: make the key first "+
+			"(mkdir -p %[1]s && tidemark keygen %[2]s --out %[1]s/log), add the line \"log VKEY URL\" with the vkey it prints to the policy, then start the log",
+			f.dir, p.Origin())
+	}
 	origin := keys.Signers[0].Name()
 	if p.Origin() != origin {
 		return nil, fmt.Errorf("the policy is for origin %q but this log's keys are for %q: give the policy of this log", p.Origin(), origin)

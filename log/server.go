@@ -130,16 +130,16 @@ type Server struct {
 }
 
 // New opens the log in cfg.Dir: it checks that the keys verify the
-// checkpoint already there, starts Tessera's appender on the POSIX driver,
-// and rebuilds the idempotency index from the newest leaves before it
-// returns. The server takes writes once New returns.
+// checkpoint already there and that the policy names them, writes a key
+// made by OpenKeys, starts Tessera's appender on the POSIX driver, and
+// rebuilds the idempotency index from the newest leaves before it returns.
+// Every check comes before anything is written, so a configuration it
+// refuses leaves cfg.Dir as it was. The server takes writes once New
+// returns.
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	cfg.setDefaults()
 	if len(cfg.Keys.Signers) == 0 {
 		return nil, errors.New("a log needs at least one signing key")
-	}
-	if err := os.MkdirAll(filepath.Join(cfg.Dir, stateDir), 0o755); err != nil {
-		return nil, fmt.Errorf("couldn't create the data directory: %w", err)
 	}
 	if err := CheckExistingCheckpoint(cfg.Dir, cfg.Keys.VKeys); err != nil {
 		return nil, err
@@ -160,6 +160,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	witnesses, witnessClient, err := s.setupWitnessing()
 	if err != nil {
 		return nil, err
+	}
+	// Checked: now create.
+	if err := cfg.Keys.Create(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, stateDir), 0o755); err != nil {
+		return nil, fmt.Errorf("couldn't create the data directory: %w", err)
 	}
 	driver, err := posix.New(s.ctx, posix.Config{Path: cfg.Dir, HTTPClient: witnessClient})
 	if err != nil {

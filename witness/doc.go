@@ -82,7 +82,11 @@
 // directory and records its verifier key in the database. Later it refuses a
 // key without state (a witness that forgot what it cosigned could cosign a
 // fork) unless told Init, a state without its key, and a state made for
-// another key. A lock file keeps a second process off the same state.
+// another key. A zero-length witness.db with no non-empty WAL beside it (a
+// first start that died before its first commit) is no state. New checks
+// the log lists, the key and the state before it creates either, so a start
+// it refuses leaves the directory as it was. A lock file keeps a second
+// process off the same state.
 //
 // # Which logs
 //

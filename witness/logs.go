@@ -48,12 +48,14 @@ func ParseLogList(b []byte) ([]ListedLog, error) {
 		logs   []ListedLog
 		header bool
 		stage  int                // of the current log: 1 vkey, 2 origin, 3 qpd, 4 contact
+		start  int                // the line of the current log's vkey
 		vkeys  = map[string]int{} // vkey: its line
 	)
 	order := map[string]int{"vkey": 1, "origin": 2, "qpd": 3, "contact": 4}
-	finish := func(line int) error {
+	// finish checks the current log once its last line is read.
+	finish := func() error {
 		if len(logs) > 0 && stage < 3 {
-			return fmt.Errorf("witness: log list: the log starting before line %d has no qpd line", line)
+			return fmt.Errorf("witness: log list line %d: the log of this vkey has no qpd line (after the vkey and an optional origin line, \"qpd N\": the requests a day it may make)", start)
 		}
 		return nil
 	}
@@ -85,7 +87,7 @@ func ParseLogList(b []byte) ([]ListedLog, error) {
 			return nil, errorf("unknown keyword %q: want vkey, origin, qpd or contact", kw)
 		}
 		if st == 1 {
-			if err := finish(n); err != nil {
+			if err := finish(); err != nil {
 				return nil, err
 			}
 			v, err := checkpoint.NewLogVerifier(val)
@@ -97,7 +99,7 @@ func ParseLogList(b []byte) ([]ListedLog, error) {
 			}
 			vkeys[val] = n
 			logs = append(logs, ListedLog{VKey: val, Verifier: v, Origin: v.Name()})
-			stage = 1
+			stage, start = 1, n
 			continue
 		}
 		if len(logs) == 0 {
@@ -130,7 +132,7 @@ func ParseLogList(b []byte) ([]ListedLog, error) {
 	if !header {
 		return nil, errors.New("witness: log list has no \"logs/v0\" header")
 	}
-	if err := finish(len(text) + 1); err != nil {
+	if err := finish(); err != nil {
 		return nil, err
 	}
 	return logs, nil

@@ -99,3 +99,39 @@ func FuzzParseLogList(f *testing.F) {
 		}
 	})
 }
+
+// TestLogListErrorsNameTheLine: an error names the line it is about, never a
+// byte offset. A log without a qpd line at the end of the file was reported
+// "before line <the file's length in bytes + 1>".
+func TestLogListErrorsNameTheLine(t *testing.T) {
+	_, k1, _ := checkpoint.GenerateLogKey("example.com/a")
+	_, k2, _ := checkpoint.GenerateLogKey("example.com/b")
+	for _, tc := range []struct{ name, list, want string }{
+		{"no qpd at the end", "logs/v0\n\nvkey " + k1 + "\n", "line 3: the log of this vkey has no qpd line"},
+		{"no qpd, comment after", "# list\nlogs/v0\nvkey " + k1 + "\norigin o\n# end\n", "line 3: the log of this vkey has no qpd line"},
+		{"no qpd, then a log", "logs/v0\nvkey " + k1 + "\n\nvkey " + k2 + "\nqpd 1\n", "line 2: the log of this vkey has no qpd line"},
+		{"qpd 0", "logs/v0\nvkey " + k1 + "\n\nqpd 0\n", "line 4: qpd"},
+		{"duplicate vkey", "logs/v0\nvkey " + k1 + "\nqpd 1\nvkey " + k1 + "\nqpd 1\n", "line 4: vkey already listed on line 2"},
+	} {
+		_, err := ParseLogList([]byte(tc.list))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestFollowErrorsNameTheLine: the --follow parser counts lines too,
+// comments and blank lines included.
+func TestFollowErrorsNameTheLine(t *testing.T) {
+	_, k1, _ := checkpoint.GenerateLogKey("example.com/a")
+	for _, tc := range []struct{ name, list, want string }{
+		{"no URL", "# logs\n\nlog " + k1 + "\n", "line 3: want \"log VKEY URL\""},
+		{"same key", "log " + k1 + " https://x # a\n# b\nlog " + k1 + " https://x\n", "line 3: key already listed on line 1"},
+		{"bad URL", "\n\n\n\nlog " + k1 + " ftp://x\n", "line 5: URL"},
+	} {
+		_, err := ParseFollow([]byte(tc.list))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
+}

@@ -38,7 +38,9 @@ type Config struct {
 	// `tidemark keygen --witness` writes). Default: Dir/witness.key.
 	KeyFile string
 	// Name names the key created on the first start (default: the host
-	// name followed by "/witness").
+	// name followed by "/witness"). Once the key exists, a Name other than
+	// the key's is refused rather than ignored; leave it empty to take the
+	// key's.
 	Name string
 	// Init allows starting with a key but no state: a new witness with a
 	// key made elsewhere, or, knowingly, one whose state was lost (it will
@@ -61,14 +63,17 @@ type Config struct {
 	Now      func() time.Time     // the clock for rate limits and records (default time.Now)
 }
 
-func (c *Config) setDefaults() {
-	if c.Name == "" {
-		h, _ := os.Hostname()
-		if h == "" {
-			h = "localhost"
-		}
-		c.Name = h + "/witness"
+// DefaultName is the name of a key created when none is given: the host
+// name followed by "/witness".
+func DefaultName() string {
+	h, _ := os.Hostname()
+	if h == "" {
+		h = "localhost"
 	}
+	return h + "/witness"
+}
+
+func (c *Config) setDefaults() {
 	if c.GlobalQPS == 0 {
 		c.GlobalQPS = 5000
 	}
@@ -99,7 +104,8 @@ type Witness struct {
 	log     *slog.Logger
 	signer  note.Signer
 	vkey    string
-	created bool
+	created bool   // the key was made by New
+	newSKey string // the key New made, until it is written
 	now     func() time.Time
 
 	logs     atomic.Pointer[logTable]
@@ -118,21 +124,23 @@ type Witness struct {
 // New opens (or on the first start creates) the witness's key and state in
 // cfg.Dir, reads its log lists and starts the poller. A key and its state
 // are one identity: New refuses a key without state (unless cfg.Init), a
-// state without its key, and a state made for another key.
+// state without its key, and a state made for another key. Everything is
+// checked before anything is created, so a start that New refuses (a bad
+// log list, a Name that is not the key's, ...) leaves cfg.Dir as it was.
 func New(ctx context.Context, cfg Config) (*Witness, error) {
 	cfg.setDefaults()
 	if cfg.Dir == "" {
 		return nil, errors.New("a witness needs a data directory")
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("couldn't create the data directory: %w", err)
-	}
 	w := &Witness{cfg: cfg, log: cfg.Logger, now: cfg.Now, inflight: make(chan struct{}, 4096), pollDone: make(chan struct{})}
+	table, err := w.readLists()
+	if err != nil {
+		return nil, err
+	}
 	dbPath := filepath.Join(cfg.Dir, DBFile)
-	_, err := os.Stat(dbPath)
-	dbExists := err == nil
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("couldn't look for the witness state: %w", err)
+	dbExists, err := stateExists(cfg.Dir)
+	if err != nil {
+		return nil, err
 	}
 	if err := w.loadKey(dbExists); err != nil {
 		return nil, err
@@ -141,6 +149,14 @@ func New(ctx context.Context, cfg Config) (*Witness, error) {
 		return nil, fmt.Errorf("there is a witness key (%s) but no state (%s): a witness that lost its state could cosign a checkpoint inconsistent with one it cosigned before. "+
 			"Restore %s from a backup; if this key never cosigned anything (or you accept that risk), start once with --init", w.keyPath(), dbPath, DBFile)
 	}
+
+	// Checked: now create.
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("couldn't create the data directory: %w", err)
+	}
+	if err := w.writeNewKey(); err != nil {
+		return nil, err
+	}
 	if w.state, err = openState(cfg.Dir, w.vkey, !dbExists); err != nil {
 		return nil, err
 	}
@@ -148,11 +164,7 @@ func New(ctx context.Context, cfg Config) (*Witness, error) {
 		w.state.close()
 		return nil, err
 	}
-	w.logs.Store(buildTable(nil, nil))
-	if err := w.Reload(); err != nil {
-		w.state.close()
-		return nil, err
-	}
+	w.storeLists(table)
 	if w.metrics, err = newMetrics(w, cfg.Registry); err != nil {
 		w.state.close()
 		return nil, err
@@ -171,6 +183,28 @@ func New(ctx context.Context, cfg Config) (*Witness, error) {
 	return w, nil
 }
 
+// stateExists reports whether dir holds witness state. A zero-length
+// witness.db with no non-empty witness.db-wal is not state: it is what a
+// first start leaves when it dies between creating the file and its first
+// commit, and it holds nothing the witness could have cosigned. Counting it
+// as state would let a key that lost its real state start without --init,
+// or refuse a first start for want of a key.
+func stateExists(dir string) (bool, error) {
+	for _, name := range []string{DBFile, DBFile + "-wal"} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("couldn't look for the witness state: %w", err)
+		}
+		if fi.Size() > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 func (w *Witness) keyPath() string {
 	if w.cfg.KeyFile != "" {
 		return w.cfg.KeyFile
@@ -178,8 +212,8 @@ func (w *Witness) keyPath() string {
 	return filepath.Join(w.cfg.Dir, KeyFile)
 }
 
-// loadKey reads the witness key, creating Dir/witness.key when there is no
-// --key, no key file and no state yet.
+// loadKey reads the witness key, or makes one (in memory: writeNewKey
+// writes it) when there is no --key, no key file and no state yet.
 func (w *Witness) loadKey(dbExists bool) error {
 	path := w.keyPath()
 	b, err := os.ReadFile(path)
@@ -187,17 +221,15 @@ func (w *Witness) loadKey(dbExists bool) error {
 		if dbExists {
 			return fmt.Errorf("there is witness state (%s) but no key (%s): restore the key; a new key would be a new witness with someone else's memory", filepath.Join(w.cfg.Dir, DBFile), path)
 		}
-		skey, vkey, err := checkpoint.GenerateWitnessKey(w.cfg.Name)
+		name := w.cfg.Name
+		if name == "" {
+			name = DefaultName()
+		}
+		skey, _, err := checkpoint.GenerateWitnessKey(name)
 		if err != nil {
 			return err
 		}
-		if err := writeFileExcl(path, []byte(skey+"\n"), 0o600); err != nil {
-			return fmt.Errorf("couldn't write the new key: %w", err)
-		}
-		if err := os.WriteFile(filepath.Join(w.cfg.Dir, PubFile), []byte(vkey+"\n"), 0o644); err != nil {
-			return fmt.Errorf("couldn't write the verifier key: %w", err)
-		}
-		w.created = true
+		w.created, w.newSKey = true, skey
 		b = []byte(skey + "\n")
 	} else if err != nil {
 		return fmt.Errorf("couldn't read the witness key: %w", err)
@@ -209,6 +241,26 @@ func (w *Witness) loadKey(dbExists bool) error {
 	if w.vkey, err = witnessVKey(skey); err != nil {
 		return fmt.Errorf("witness key %s: %w", path, err)
 	}
+	if w.cfg.Name != "" && w.cfg.Name != w.signer.Name() {
+		return fmt.Errorf("name %q was given, but the witness key %s is named %q: a witness's name is its key's, fixed when the key was made. "+
+			"Give the key's name or none; a witness with another name needs its own key and data directory", w.cfg.Name, path, w.signer.Name())
+	}
+	return nil
+}
+
+// writeNewKey writes the key loadKey made, with its verifier key beside it.
+func (w *Witness) writeNewKey() error {
+	if w.newSKey == "" {
+		return nil
+	}
+	path := w.keyPath()
+	if err := writeFileExcl(path, []byte(w.newSKey+"\n"), 0o600); err != nil {
+		return fmt.Errorf("couldn't write the new key: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(w.cfg.Dir, PubFile), []byte(w.vkey+"\n"), 0o644); err != nil {
+		return fmt.Errorf("couldn't write the verifier key: %w", err)
+	}
+	w.newSKey = ""
 	return nil
 }
 
@@ -266,30 +318,49 @@ func (w *Witness) Created() bool { return w.created }
 func (w *Witness) Reload() error {
 	w.reloadMu.Lock()
 	defer w.reloadMu.Unlock()
+	t, err := w.readLists()
+	if err != nil {
+		return err
+	}
+	w.storeLists(t)
+	return nil
+}
+
+// listsRead is what readLists read: the table and how many keys each list
+// gave.
+type listsRead struct {
+	table            *logTable
+	listed, followed int
+}
+
+// readLists reads and parses LogsFile and FollowFile.
+func (w *Witness) readLists() (listsRead, error) {
 	var listed []ListedLog
 	var followed []FollowedLog
 	if w.cfg.LogsFile != "" {
 		b, err := readBounded(w.cfg.LogsFile)
 		if err != nil {
-			return err
+			return listsRead{}, err
 		}
 		if listed, err = ParseLogList(b); err != nil {
-			return fmt.Errorf("%s: %w", w.cfg.LogsFile, err)
+			return listsRead{}, fmt.Errorf("%s: %w", w.cfg.LogsFile, err)
 		}
 	}
 	if w.cfg.FollowFile != "" {
 		b, err := readBounded(w.cfg.FollowFile)
 		if err != nil {
-			return err
+			return listsRead{}, err
 		}
 		if followed, err = ParseFollow(b); err != nil {
-			return fmt.Errorf("%s: %w", w.cfg.FollowFile, err)
+			return listsRead{}, fmt.Errorf("%s: %w", w.cfg.FollowFile, err)
 		}
 	}
-	t := buildTable(listed, followed)
-	w.logs.Store(t)
-	w.log.Info("log lists loaded", "logs", len(t.byOrigin), "listed_keys", len(listed), "followed_keys", len(followed))
-	return nil
+	return listsRead{buildTable(listed, followed), len(listed), len(followed)}, nil
+}
+
+func (w *Witness) storeLists(r listsRead) {
+	w.logs.Store(r.table)
+	w.log.Info("log lists loaded", "logs", len(r.table.byOrigin), "listed_keys", r.listed, "followed_keys", r.followed)
 }
 
 func readBounded(path string) ([]byte, error) {

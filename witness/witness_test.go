@@ -491,6 +491,7 @@ func TestKeyAndStateAreOneIdentity(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "other.key"), []byte(other+"\n"), 0o600)
 	cfg = tw.cfg
 	cfg.KeyFile = filepath.Join(dir, "other.key")
+	cfg.Name = "" // the other key's name is not w1's, which alone is refused (TestNameMustBeTheKeys)
 	if _, err := New(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "belongs to key") {
 		t.Fatalf("started with another key: %v", err)
 	}

@@ -86,11 +86,9 @@ func runAudit(args []string) error {
 	}
 	var token string
 	if *readTokenFile != "" {
-		b, err := os.ReadFile(*readTokenFile)
-		if err != nil {
+		if token, err = readToken(*readTokenFile); err != nil {
 			return usageError{fmt.Sprintf("--read-token-file: %v", err)}
 		}
-		token = strings.TrimSpace(string(b))
 	}
 	if *compression == "auto" {
 		*compression = ""

@@ -89,8 +89,16 @@ func (d *demo) start() error {
 	if err := os.WriteFile(logs, []byte("logs/v0\nvkey "+keys.VKeys[0]+"\nqpd 1000000\ncontact tidemark demo\n"), 0o644); err != nil {
 		return err
 	}
+	// The log's address first: the policy names it, so that verifiers
+	// (tidemark audit) find the log from the policy alone.
+	logLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("couldn't listen: %w", err)
+	}
+	d.stops = append(d.stops, func() { logLn.Close() }) // in case the log never serves it
+	logURL := "http://" + logLn.Addr().String()
 	var policy strings.Builder
-	fmt.Fprintf(&policy, "# Tidemark demo: the log, its three witnesses, and the quorum: 2 of 3.\nlog %s\n", keys.VKeys[0])
+	fmt.Fprintf(&policy, "# Tidemark demo: the log, its three witnesses, and the quorum: 2 of 3.\nlog %s %s\n", keys.VKeys[0], logURL)
 	for i := 1; i <= 3; i++ {
 		name := fmt.Sprintf("w%d", i)
 		w, err := witness.New(context.Background(), witness.Config{
@@ -126,13 +134,9 @@ func (d *demo) start() error {
 	if err != nil {
 		return fmt.Errorf("log: %w", err)
 	}
-	u, stop, err := serve(s.Handler(true))
-	if err != nil {
-		s.Close(context.Background())
-		return err
-	}
+	stop := serveOn(logLn, s.Handler(true))
 	d.stops = append(d.stops, func() { stop(); s.Close(context.Background()) })
-	d.logURL = u
+	d.logURL = logURL
 	return nil
 }
 
@@ -188,8 +192,9 @@ Look around:
   %[1]s/v1/receipt/1         the receipt of entry 1
   %[1]s/metrics              metrics, with tidemark_log_witness_requests_total per witness
   %[2]s/logs               what witness w1 knows of the log
-Check the receipt yourself, or post more:
+Check the receipt yourself, audit the whole log with the policy alone, or post more:
   tidemark verify --policy %[3]s %[4]s
+  tidemark audit --policy %[3]s --full
   echo '{"actor":"you","action":"demo.try"}' | tidemark submit --log %[1]s --wait
 `, d.logURL, d.wURLs[0], filepath.Join(d.dir, "policy.txt"), filepath.Join(d.dir, "receipt.json"))
 	return nil
@@ -208,17 +213,23 @@ func serve(h http.Handler) (string, func(), error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("couldn't listen: %w", err)
 	}
+	return "http://" + ln.Addr().String(), serveOn(ln, h), nil
+}
+
+// serveOn serves h on ln and returns a stop function that waits for
+// requests in flight.
+func serveOn(ln net.Listener, h http.Handler) func() {
 	hs := newHTTPServer(ln.Addr().String(), h)
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			fmt.Fprintf(os.Stderr, "serving %s: %v\n", ln.Addr(), err)
 		}
 	}()
-	return "http://" + ln.Addr().String(), func() {
+	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = hs.Shutdown(ctx)
-	}, nil
+	}
 }
 
 func indent(s string) string {

@@ -70,8 +70,16 @@ func startLog(t *testing.T, dir string, extra ...string) *logProcess {
 // loopback address, kills it when the test ends, and waits for /healthz.
 func startServer(t *testing.T, subcommand string, args []string) *logProcess {
 	t.Helper()
+	return startServerEnv(t, nil, subcommand, args)
+}
+
+// startServerEnv is startServer with more environment variables
+// ("NAME=VALUE").
+func startServerEnv(t *testing.T, env []string, subcommand string, args []string) *logProcess {
+	t.Helper()
 	addr := freeAddr(t)
 	cmd := exec.Command(tidemarkBin, append(append([]string{subcommand}, args...), "--listen", addr)...)
+	cmd.Env = append(os.Environ(), env...)
 	out := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

@@ -27,8 +27,7 @@ func runLog(args []string) error {
 	adminListen := fs.String("admin-listen", "", "address of /metrics, /healthz and /readyz (default: on --listen)")
 	var keys stringList
 	fs.Var(&keys, "key", "signer key file (repeatable, same origin: the first signs as the current key, all sign during a rotation); default DATA/log.key, created on first start")
-	hostname, _ := os.Hostname()
-	origin := fs.String("origin", hostname+"/tidemark", "origin for the key created on first start (a schema-less URL prefix naming this log)")
+	origin := fs.String("origin", "", "origin for the key created on first start (a schema-less URL prefix naming this log; default HOSTNAME/tidemark); once the key exists, only its own origin is accepted")
 	tokensFile := fs.String("tokens", "", "tokens file for writers (lines NAME sha256:HEX; reloaded on SIGHUP); without it writes are open, on loopback only")
 	readTokensFile := fs.String("read-tokens", "", "tokens file protecting the entry bundles (checkpoint and hash tiles stay public)")
 	insecureOpen := fs.Bool("insecure-open-writes", false, "allow writes without tokens on a non-loopback address")
@@ -63,13 +62,8 @@ func runLog(args []string) error {
 	}
 	klog.SetSlogLogger(logger.With("component", "tessera"))
 
-	k, created, err := tlog.LoadKeys(*data, keys, *origin)
-	if err != nil {
-		return err
-	}
-	if created {
-		fmt.Printf("created a log key in %s for origin %q\nverifier key: %s\n", filepath.Join(*data, tlog.KeyFile), k.Signers[0].Name(), k.VKeys[0])
-	}
+	// Check everything, then open the listeners, and only then create the
+	// key and the state: a start that fails leaves nothing behind.
 	policy, policyText, err := loadPolicy(*policyFile)
 	if err != nil {
 		return err
@@ -79,21 +73,31 @@ func runLog(args []string) error {
 		if tokens, err = tlog.LoadTokens(*tokensFile); err != nil {
 			return err
 		}
-	} else {
-		if !isLoopback(*listen) && !*insecureOpen {
-			return usageError{fmt.Sprintf("--listen %s is not a loopback address and there is no --tokens file: anyone could write to this log. Give --tokens FILE (see `tidemark token`), or --insecure-open-writes if you mean it", *listen)}
-		}
-		logger.Warn("WRITES ARE OPEN: there is no --tokens file, so anyone who can reach this address can append (source \"anonymous\")", "listen", *listen)
+	} else if !isLoopback(*listen) && !*insecureOpen {
+		return usageError{fmt.Sprintf("--listen %s is not a loopback address and there is no --tokens file: anyone could write to this log. Give --tokens FILE (see `tidemark token`), or --insecure-open-writes if you mean it", *listen)}
 	}
 	if *readTokensFile != "" {
 		if readTokens, err = tlog.LoadTokens(*readTokensFile); err != nil {
 			return err
 		}
 	}
+	k, err := tlog.OpenKeys(*data, keys, *origin)
+	if err != nil {
+		return err
+	}
+	addrs := []string{*listen}
+	if *adminListen != "" {
+		addrs = append(addrs, *adminListen)
+	}
+	lns, err := openListeners(addrs...)
+	if err != nil {
+		return err
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := tlog.ExportOpenTelemetry(reg); err != nil {
+		closeListeners(lns)
 		return err
 	}
 	ctx := context.Background()
@@ -107,19 +111,24 @@ func runLog(args []string) error {
 		Logger: logger, Registry: reg,
 	})
 	if err != nil {
+		closeListeners(lns)
 		return err
 	}
-
-	public := srv.Handler(*adminListen == "")
-	var servers []*http.Server
-	if *adminListen != "" {
-		servers = append(servers, newHTTPServer(*adminListen, srv.AdminHandler()))
+	if k.IsNew() {
+		fmt.Printf("created a log key in %s for origin %q\nverifier key: %s\n", filepath.Join(*data, tlog.KeyFile), k.Signers[0].Name(), k.VKeys[0])
 	}
-	servers = append([]*http.Server{newHTTPServer(*listen, public)}, servers...)
+	if tokens == nil {
+		logger.Warn("WRITES ARE OPEN: there is no --tokens file, so anyone who can reach this address can append (source \"anonymous\")", "listen", lns[0].Addr().String())
+	}
+
+	endpoints := []endpoint{{newHTTPServer(*listen, srv.Handler(*adminListen == "")), lns[0]}}
+	if *adminListen != "" {
+		endpoints = append(endpoints, endpoint{newHTTPServer(*adminListen, srv.AdminHandler()), lns[1]})
+	}
 	// On SIGTERM: stop taking requests and wait for those in flight (their
 	// entries are integrated once answered), then let Tessera publish a
 	// checkpoint covering everything.
-	return serveUntilSignal(logger, servers, func() {
+	return serveUntilSignal(logger, endpoints, func() {
 		for _, t := range []*tlog.Tokens{tokens, readTokens} {
 			if t == nil {
 				continue
@@ -131,7 +140,11 @@ func runLog(args []string) error {
 			}
 		}
 	}, srv.Close, func() {
-		logger.Info("log running", "origin", k.Signers[0].Name(), "vkey", k.VKeys[0], "listen", *listen, "admin", *adminListen, "data", *data)
+		admin := ""
+		if len(lns) > 1 {
+			admin = lns[1].Addr().String()
+		}
+		logger.Info("log running", "origin", k.Signers[0].Name(), "vkey", k.VKeys[0], "listen", lns[0].Addr().String(), "admin", admin, "data", *data)
 	})
 }
 

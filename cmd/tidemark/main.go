@@ -1,9 +1,21 @@
 // Command tidemark runs a Tidemark log, witness or auditor, and holds the
 // client tools (keygen, token, submit, verify). Each subcommand is a thin
 // wrapper over a package of this module; run `tidemark help` for the list and
-// `tidemark SUBCOMMAND --help` for a subcommand's flags. Every flag can also
-// be set in the environment as TIDEMARK_<FLAG> (upper case, dashes as
-// underscores); the command line wins.
+// `tidemark SUBCOMMAND --help` for a subcommand's flags.
+//
+// Every flag can also be set in the environment as
+// TIDEMARK_<SUBCOMMAND>_<FLAG> (upper case, dashes as underscores), e.g.
+// TIDEMARK_LOG_DATA for `tidemark log --data` and TIDEMARK_WITNESS_FOLLOW for
+// `tidemark witness --follow`; the command line wins. Variables are per
+// subcommand because one flag name can mean different things in two
+// subcommands, and a variable exported for the log must not steer a witness
+// started from the same shell. An unscoped TIDEMARK_<FLAG> is never read: a
+// subcommand with that flag prints a line naming the variable to use.
+// TIDEMARK_TOKEN, the writer's token for submit, is not a flag and keeps its
+// name.
+//
+// Exit status: 0 success, 1 failure, 2 a mistake in the command line or its
+// environment variables. submit and audit say more (their --help).
 package main
 
 import (
@@ -58,9 +70,13 @@ func main() {
 					return
 				}
 				var ue usageError
+				var ee exitError
 				fmt.Fprintf(os.Stderr, "tidemark %s: %v\n", name, err)
-				if errors.As(err, &ue) {
+				switch {
+				case errors.As(err, &ue):
 					os.Exit(2)
+				case errors.As(err, &ee):
+					os.Exit(ee.code)
 				}
 				os.Exit(1)
 			}
@@ -76,3 +92,13 @@ func main() {
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
+
+// exitError is a failure with an exit status of its own, for subcommands
+// whose statuses say more than failure or usage (submit's 3).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }

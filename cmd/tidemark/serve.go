@@ -17,24 +17,46 @@ import (
 // server's own Close.
 const shutdownTimeout = 30 * time.Second
 
-// serveUntilSignal runs servers until SIGTERM or SIGINT (or one fails), calling reload
-// on SIGHUP. It then stops them gracefully, waiting for requests in flight,
-// and calls stop. If a listener cannot be opened, stop is called at once.
-// running is logged once every listener is open.
-func serveUntilSignal(logger *slog.Logger, servers []*http.Server, reload func(), stop func(context.Context) error, running func()) error {
+// openListeners opens a listener on each address, all or none. Servers open
+// their listeners before they create anything (keys, state), so that a start
+// that fails because an address is taken leaves nothing behind.
+func openListeners(addrs ...string) ([]net.Listener, error) {
+	var lns []net.Listener
+	for _, a := range addrs {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			closeListeners(lns)
+			return nil, fmt.Errorf("couldn't listen on %s (is another server using it? choose another address with --listen or --admin-listen): %w", a, err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+func closeListeners(lns []net.Listener) {
+	for _, ln := range lns {
+		ln.Close()
+	}
+}
+
+// An endpoint is an HTTP server and the listener it serves on, opened
+// earlier by openListeners.
+type endpoint struct {
+	hs *http.Server
+	ln net.Listener
+}
+
+// serveUntilSignal serves each endpoint until SIGTERM or SIGINT (or one
+// fails), calling reload on SIGHUP. It then stops them gracefully, waiting
+// for requests in flight, and calls stop. running is called once every
+// endpoint is being served.
+func serveUntilSignal(logger *slog.Logger, endpoints []endpoint, reload func(), stop func(context.Context) error, running func()) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	errc := make(chan error, len(servers))
-	for _, hs := range servers {
-		ln, err := net.Listen("tcp", hs.Addr)
-		if err != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-			defer cancel()
-			_ = stop(ctx)
-			return fmt.Errorf("couldn't listen: %w", err)
-		}
-		go func() { errc <- hs.Serve(ln) }()
+	errc := make(chan error, len(endpoints))
+	for _, e := range endpoints {
+		go func() { errc <- e.hs.Serve(e.ln) }()
 	}
 	running()
 
@@ -56,8 +78,8 @@ loop:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	for _, hs := range servers {
-		if err := hs.Shutdown(ctx); err != nil {
+	for _, e := range endpoints {
+		if err := e.hs.Shutdown(ctx); err != nil {
 			logger.Warn("HTTP shutdown", "err", err)
 		}
 	}

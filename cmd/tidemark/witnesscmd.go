@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -22,12 +21,8 @@ func runWitness(args []string) error {
 	data := fs.String("data", "", "data directory (witness.key, witness.db); created if missing")
 	listen := fs.String("listen", "127.0.0.1:8081", "address of the witness API")
 	adminListen := fs.String("admin-listen", "", "address of /metrics and /healthz (default: on --listen)")
-	keyFile := fs.String("key", "", "witness secret key file (`tidemark keygen --witness`); default DATA/witness.key, created on first start")
-	hostname, _ := os.Hostname()
-	if hostname == "" {
-		hostname = "localhost"
-	}
-	name := fs.String("name", hostname+"/witness", "name of the key created on first start (a schema-less URL naming this witness)")
+	keyFile := fs.String("key", "", "witness secret key file (made by \"tidemark keygen --witness\"); default DATA/witness.key, created on first start")
+	name := fs.String("name", "", "name of the key created on first start (a schema-less URL naming this witness; default HOSTNAME/witness); once the key exists, only its own name is accepted")
 	initState := fs.Bool("init", false, "start with a key but no state: only for a new witness whose key was made elsewhere, or knowingly after losing the state")
 	logsFile := fs.String("logs", "", "logs that may push checkpoints, in the witness-network logs/v0 format (reloaded on SIGHUP)")
 	followFile := fs.String("follow", "", "logs to poll, as \"log VKEY URL\" lines (reloaded on SIGHUP)")
@@ -51,6 +46,16 @@ func runWitness(args []string) error {
 	}
 	slog.SetDefault(logger)
 
+	// The listeners first: witness.New checks everything else before it
+	// creates the key and the state, so a start that fails leaves nothing.
+	addrs := []string{*listen}
+	if *adminListen != "" {
+		addrs = append(addrs, *adminListen)
+	}
+	lns, err := openListeners(addrs...)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	w, err := witness.New(context.Background(), witness.Config{
@@ -60,24 +65,29 @@ func runWitness(args []string) error {
 		Logger: logger, Registry: reg,
 	})
 	if err != nil {
+		closeListeners(lns)
 		return err
 	}
 	if w.Created() {
 		fmt.Printf("created a witness key in %s\nverifier key: %s\n", filepath.Join(*data, witness.KeyFile), w.VKey())
 	}
 
-	servers := []*http.Server{witnessHTTPServer(*listen, w.Handler(*adminListen == ""))}
+	endpoints := []endpoint{{witnessHTTPServer(*listen, w.Handler(*adminListen == "")), lns[0]}}
 	if *adminListen != "" {
-		servers = append(servers, witnessHTTPServer(*adminListen, w.AdminHandler()))
+		endpoints = append(endpoints, endpoint{witnessHTTPServer(*adminListen, w.AdminHandler()), lns[1]})
 	}
 	// On SIGTERM: stop taking requests and let those in flight finish: each
 	// is answered only after its write is durable, so none is lost either way.
-	return serveUntilSignal(logger, servers, func() {
+	return serveUntilSignal(logger, endpoints, func() {
 		if err := w.Reload(); err != nil {
 			logger.Error("log lists not reloaded; the previous ones stay in force", "err", err)
 		}
 	}, func(context.Context) error { return w.Close() }, func() {
-		logger.Info("witness running", "vkey", w.VKey(), "listen", *listen, "admin", *adminListen, "data", *data)
+		admin := ""
+		if len(lns) > 1 {
+			admin = lns[1].Addr().String()
+		}
+		logger.Info("witness running", "vkey", w.VKey(), "listen", lns[0].Addr().String(), "admin", admin, "data", *data)
 	})
 }
 
