@@ -16,7 +16,7 @@ import (
 // so Tessera's hammer and other tools can write to a Tidemark log. A body
 // that looks like an event leaf is refused: only the server makes those.
 func (s *Server) handleAdd(w http.ResponseWriter, r *http.Request) {
-	if _, err := authenticate(s.tokens, r); err != nil {
+	if _, err := s.authenticate(r); err != nil {
 		s.fail(w, r, err)
 		return
 	}
