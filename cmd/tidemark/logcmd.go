@@ -29,9 +29,11 @@ func runLog(args []string) error {
 	fs.Var(&keys, "key", "signer key file (repeatable, same origin: the first signs as the current key, all sign during a rotation); default DATA/log.key, created on first start")
 	hostname, _ := os.Hostname()
 	origin := fs.String("origin", hostname+"/tidemark", "origin for the key created on first start (a schema-less URL prefix naming this log)")
-	tokensFile := fs.String("tokens", "", "tokens file for writers (lines NAME sha256:HEX; reloaded on SIGHUP); without it writes are open, on loopback only")
+	tokensFile := fs.String("tokens", "", "tokens file for writers (lines NAME sha256:HEX; reloaded on SIGHUP); without it (and without --tls-client-ca) writes are open, on loopback only")
 	readTokensFile := fs.String("read-tokens", "", "tokens file protecting the entry bundles (checkpoint and hash tiles stay public)")
 	insecureOpen := fs.Bool("insecure-open-writes", false, "allow writes without tokens on a non-loopback address")
+	tlsFlags := addTLSServerFlags(fs, "PEM file of the CAs whose client certificates authenticate writers: the certificate's subject common name is the source stamped into leaves; reads need no certificate; needs --tls-cert; reloaded on SIGHUP")
+	tlsCA := addTLSCAFlag(fs, "witnesses")
 	maxBody := fs.Int64("max-body", 8<<20, "largest request body in bytes, after decompression")
 	maxInFlight := fs.Int("max-inflight", 100_000, "events in flight beyond which writes get 503 with Retry-After")
 	batchSize := fs.Uint("batch-size", 4096, "most entries Tessera sequences in one batch")
@@ -56,6 +58,15 @@ func runLog(args []string) error {
 		return usageError{err.Error()}
 	}
 	slog.SetDefault(logger)
+	serverTLS, err := tlsFlags.load(logger)
+	if err != nil {
+		return err
+	}
+	witnessCAs, err := loadTLSCA(*tlsCA)
+	if err != nil {
+		return err
+	}
+	clientCertWriters := serverTLS != nil && serverTLS.clientCAFile != ""
 	if os.Getenv("GOGC") == "" {
 		// The live heap is small and the allocation rate high (every
 		// event is parsed and re-encoded): collect less often.
@@ -79,9 +90,15 @@ func runLog(args []string) error {
 		if tokens, err = tlog.LoadTokens(*tokensFile); err != nil {
 			return err
 		}
-	} else {
+	}
+	if clientCertWriters {
+		logger.Info("writers authenticate with TLS client certificates from --tls-client-ca (the subject's common name is the source)", "tokens_too", tokens != nil)
+		if *insecureOpen {
+			logger.Warn("--insecure-open-writes has no effect with --tls-client-ca: a write needs a client certificate or a token")
+		}
+	} else if tokens == nil {
 		if !isLoopback(*listen) && !*insecureOpen {
-			return usageError{fmt.Sprintf("--listen %s is not a loopback address and there is no --tokens file: anyone could write to this log. Give --tokens FILE (see `tidemark token`), or --insecure-open-writes if you mean it", *listen)}
+			return usageError{fmt.Sprintf("--listen %s is not a loopback address and there is no --tokens file: anyone could write to this log. Give --tokens FILE (see `tidemark token`), or --tls-client-ca FILE (with --tls-cert and --tls-key) for writers with client certificates, or --insecure-open-writes if you mean it", *listen)}
 		}
 		logger.Warn("WRITES ARE OPEN: there is no --tokens file, so anyone who can reach this address can append (source \"anonymous\")", "listen", *listen)
 	}
@@ -99,6 +116,7 @@ func runLog(args []string) error {
 	ctx := context.Background()
 	srv, err := tlog.New(ctx, tlog.Config{
 		Dir: *data, Keys: k, Tokens: tokens, ReadTokens: readTokens,
+		ClientCertWriters: clientCertWriters, WitnessRootCAs: witnessCAs,
 		MaxBody: *maxBody, MaxInFlight: *maxInFlight,
 		BatchSize: *batchSize, BatchAge: *batchAge, Linger: *linger,
 		CheckpointInterval: *cpInterval, RepublishInterval: *republish,
@@ -116,6 +134,9 @@ func runLog(args []string) error {
 		servers = append(servers, newHTTPServer(*adminListen, srv.AdminHandler()))
 	}
 	servers = append([]*http.Server{newHTTPServer(*listen, public)}, servers...)
+	for _, hs := range servers {
+		hs.TLSConfig = serverTLS.config()
+	}
 	// On SIGTERM: stop taking requests and wait for those in flight (their
 	// entries are integrated once answered), then let Tessera publish a
 	// checkpoint covering everything.
@@ -130,6 +151,7 @@ func runLog(args []string) error {
 				logger.Info("tokens reloaded")
 			}
 		}
+		serverTLS.reload()
 	}, srv.Close, func() {
 		logger.Info("log running", "origin", k.Signers[0].Name(), "vkey", k.VKeys[0], "listen", *listen, "admin", *adminListen, "data", *data)
 	})

@@ -34,7 +34,13 @@ func serveUntilSignal(logger *slog.Logger, servers []*http.Server, reload func()
 			_ = stop(ctx)
 			return fmt.Errorf("couldn't listen: %w", err)
 		}
-		go func() { errc <- hs.Serve(ln) }()
+		go func() {
+			if hs.TLSConfig != nil {
+				errc <- hs.ServeTLS(ln, "", "")
+			} else {
+				errc <- hs.Serve(ln)
+			}
+		}()
 	}
 	running()
 

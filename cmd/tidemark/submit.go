@@ -20,11 +20,15 @@ func runSubmit(args []string) error {
 			"or stdin. Prints one JSON line per event: {\"index\":N}, or with --wait its receipt\n"+
 			"({\"index\":N,\"leaf\":...,\"proof\":...}, which `tidemark verify` reads). Retries 503/429 and network errors\n"+
 			"with one Idempotency-Key, so a retry is never a second entry. The token comes from --token-file or\n"+
-			"TIDEMARK_TOKEN, never from the command line.")
+			"TIDEMARK_TOKEN, never from the command line. Over HTTPS, --tls-ca trusts a private CA, and --tls-cert and\n"+
+			"--tls-key present a client certificate, which names the source to a log started with --tls-client-ca.")
 	logURL := fs.String("log", "", "the log's URL (required), e.g. http://127.0.0.1:8080")
 	tokenFile := fs.String("token-file", "", "file holding the writer's bearer token (default: $TIDEMARK_TOKEN, or none)")
 	wait := fs.Bool("wait", false, "wait for a checkpoint cosigned by the witness quorum and print receipts")
 	key := fs.String("idempotency-key", "", "idempotency key (default: random per run); the same key makes a rerun safe")
+	tlsCA := addTLSCAFlag(fs, "logs")
+	certFile := fs.String("tls-cert", "", "PEM client certificate to present to the log (with --tls-key): a log with --tls-client-ca takes its subject's common name as the source")
+	keyFile := fs.String("tls-key", "", "the PEM private key of --tls-cert")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -39,6 +43,10 @@ func runSubmit(args []string) error {
 	in := "-"
 	if len(pos) == 1 {
 		in = pos[0]
+	}
+	rootCAs, clientCert, err := loadClientTLS(*tlsCA, *certFile, *keyFile)
+	if err != nil {
+		return err
 	}
 	token := os.Getenv("TIDEMARK_TOKEN")
 	if *tokenFile != "" {
@@ -56,7 +64,7 @@ func runSubmit(args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := client.New(*logURL, &client.Options{Token: token})
+	c, err := client.New(*logURL, &client.Options{Token: token, RootCAs: rootCAs, Certificate: clientCert})
 	if err != nil {
 		return usageError{err.Error()}
 	}
@@ -85,7 +93,7 @@ func runSubmit(args []string) error {
 	if errors.As(err, &ce) && len(ce.Results) > 0 {
 		results = ce.Results // logged, not yet witnessed: print the indexes
 	} else if err != nil {
-		return err
+		return tlsHint(err)
 	}
 	enc := json.NewEncoder(os.Stdout)
 	for _, r := range results {
