@@ -3,6 +3,8 @@ package auditor
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -60,12 +62,21 @@ type AlerterConfig struct {
 	MaxBackoff time.Duration // default 1 min
 	Attempts   int           // default 10
 	Metrics    *Metrics
+
+	// RootCAs are the CAs trusted for an HTTPS URL when HTTPClient is nil
+	// (default: the system's roots).
+	RootCAs *x509.CertPool
 }
 
 // NewAlerter starts an Alerter. Close it to deliver what is queued.
 func NewAlerter(cfg AlerterConfig) *Alerter {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+		if cfg.RootCAs != nil {
+			t := http.DefaultTransport.(*http.Transport).Clone()
+			t.TLSClientConfig = &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
+			cfg.HTTPClient.Transport = t
+		}
 	}
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 1000

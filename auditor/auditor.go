@@ -2,6 +2,8 @@ package auditor
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -36,6 +38,9 @@ type Config struct {
 	// HTTPClient fetches from the log and the witnesses (default: a client
 	// with its own connection pool sized for Workers).
 	HTTPClient *http.Client
+	// RootCAs are the CAs trusted for an HTTPS log and witnesses when
+	// HTTPClient is nil (default: the system's roots).
+	RootCAs *x509.CertPool
 	// ReadToken, if set, is sent as a bearer token for entry bundles.
 	ReadToken string
 	// Compression of entry bundles: "gzip", "identity", or "" for gzip
@@ -119,6 +124,9 @@ func New(cfg Config) (*Auditor, error) {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = cfg.Workers + 4
 		t.DisableCompression = true // we ask for gzip ourselves, for bundles only
+		if cfg.RootCAs != nil {
+			t.TLSClientConfig = &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}
+		}
 		cfg.HTTPClient = &http.Client{Transport: t, Timeout: 2 * time.Minute}
 	}
 	gz := cfg.Compression == "gzip" || cfg.Compression == "" && !isLoopback(u.Hostname())
@@ -282,6 +290,11 @@ func (a *Auditor) addf(r *Report, k Kind, key string, details map[string]any, fo
 
 // unavailable records that something could not be read.
 func (a *Auditor) unavailable(r *Report, what string, err error) {
+	var unknown x509.UnknownAuthorityError
+	if errors.As(err, &unknown) {
+		a.addf(r, KindUnavailable, "unavailable:"+what, nil, "couldn't %s: %v (the server's certificate is from a CA this auditor does not trust: add the CA with Config.RootCAs, `tidemark audit --tls-ca FILE`)", what, err)
+		return
+	}
 	a.addf(r, KindUnavailable, "unavailable:"+what, nil, "couldn't %s: %v", what, err)
 }
 

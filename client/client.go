@@ -16,6 +16,12 @@
 // Any other refusal (400, 401, 403, 413, ...) is returned at once, as an
 // *Error: sending the same request again would be refused the same way.
 //
+// Over HTTPS, a log whose certificate a private CA issued is trusted with
+// Options.RootCAs (CertPool reads the CA's PEM file), and a log that
+// authenticates writers by TLS client certificate (`tidemark log
+// --tls-client-ca`) is given one with Options.Certificate: its subject's
+// common name is then the source the log records, and no token is needed.
+//
 // A Client is safe for concurrent use. The package imports only checkpoint
 // of this module, and does not log: it returns errors.
 package client
@@ -24,14 +30,19 @@ import (
 	"bytes"
 	"context"
 	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +55,16 @@ type Options struct {
 	// HTTPClient sends the requests (default: a client with no timeout of
 	// its own; bound calls with their context).
 	HTTPClient *http.Client
+	// RootCAs are the certificate authorities an https log's certificate
+	// must chain to (default: the system's roots). CertPool returns the
+	// system's roots plus a private CA's.
+	RootCAs *x509.CertPool
+	// Certificate, if set, is presented to the log as a TLS client
+	// certificate. A log that trusts its CA for writers records the
+	// certificate's subject common name as the source of what this client
+	// writes. RootCAs and Certificate configure the client New makes; with
+	// HTTPClient set, put them in its transport instead (New refuses both).
+	Certificate *tls.Certificate
 	// Token is the bearer token of the writer (`tidemark token`); empty for
 	// a log with open writes.
 	Token string
@@ -74,7 +95,17 @@ func New(logURL string, opts *Options) (*Client, error) {
 	if opts != nil {
 		c.opts = *opts
 	}
-	if c.opts.HTTPClient == nil {
+	switch {
+	case c.opts.HTTPClient != nil && (c.opts.RootCAs != nil || c.opts.Certificate != nil):
+		return nil, errors.New("client: Options.RootCAs and Options.Certificate configure the HTTP client New makes: with your own HTTPClient, set them in its transport's TLSClientConfig instead")
+	case c.opts.HTTPClient == nil && (c.opts.RootCAs != nil || c.opts.Certificate != nil):
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{RootCAs: c.opts.RootCAs, MinVersion: tls.VersionTLS12}
+		if c.opts.Certificate != nil {
+			t.TLSClientConfig.Certificates = []tls.Certificate{*c.opts.Certificate}
+		}
+		c.opts.HTTPClient = &http.Client{Transport: t}
+	case c.opts.HTTPClient == nil:
 		c.opts.HTTPClient = &http.Client{}
 	}
 	if c.opts.MaxAttempts <= 0 {
@@ -390,6 +421,9 @@ func (c *Client) do(ctx context.Context, method, u, contentType string, body []b
 			if ctx.Err() != nil {
 				return 0, fmt.Errorf("client: %s %s: %w", method, u, ctx.Err())
 			}
+			if isTLSRefusal(err) {
+				return 0, fmt.Errorf("client: %s %s: %w", method, u, err) // the same again would fail the same way
+			}
 			lastErr = fmt.Errorf("client: %s %s: %w", method, u, err)
 		} else {
 			b, rerr := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -425,6 +459,70 @@ func (c *Client) do(ctx context.Context, method, u, contentType string, body []b
 		case <-t.C:
 		}
 	}
+}
+
+// CertPool returns the system's trusted roots plus the CA certificates of
+// a PEM file: what Options.RootCAs needs to trust a log whose certificate a
+// private CA issued. Every PEM block of the file must be a certificate.
+func CertPool(pemFile string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(pemFile)
+	if err != nil {
+		return nil, fmt.Errorf("client: couldn't read the CA certificates: %w", err)
+	}
+	certs, err := ParseCertificates(b)
+	if err != nil {
+		return nil, fmt.Errorf("client: %s: %w", pemFile, err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool() // no system roots here: the file's alone
+	}
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, nil
+}
+
+// ParseCertificates parses PEM certificates strictly: at least one, every
+// block a CERTIFICATE that parses, nothing else but whitespace around them.
+// (x509.CertPool.AppendCertsFromPEM skips what it cannot parse, so a
+// truncated file would go unnoticed until a handshake failed.)
+func ParseCertificates(b []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	for n := 1; ; n++ {
+		block, rest := pem.Decode(b)
+		if block == nil {
+			if len(bytes.TrimSpace(b)) > 0 {
+				return nil, fmt.Errorf("certificate %d: not PEM (want -----BEGIN CERTIFICATE-----)", n)
+			}
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("PEM block %d is a %q, want only CERTIFICATE blocks", n, block.Type)
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d: %w", n, err)
+		}
+		certs = append(certs, c)
+		b = rest
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("no PEM certificate in it")
+	}
+	return certs, nil
+}
+
+// isTLSRefusal reports whether err is a TLS failure that retrying cannot
+// fix: the server's certificate did not verify, or the server refused the
+// handshake with an alert (such as for the client's certificate).
+func isTLSRefusal(err error) bool {
+	var verr *tls.CertificateVerificationError
+	if errors.As(err, &verr) {
+		return true
+	}
+	var oerr *net.OpError
+	return errors.As(err, &oerr) && oerr.Op == "remote error" && strings.HasPrefix(oerr.Err.Error(), "tls: ")
 }
 
 func errorMessage(b []byte) string {

@@ -17,7 +17,7 @@ import (
 // body is refused (400), and so is a body that looks like an event leaf:
 // only the server makes those.
 func (s *Server) handleAdd(w http.ResponseWriter, r *http.Request) {
-	if _, err := authenticate(s.tokens, r); err != nil {
+	if _, err := s.authenticate(r); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
+	"encoding/asn1"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -137,21 +139,58 @@ func bearer(r *http.Request) (string, bool) {
 	return strings.TrimSpace(h[len(prefix):]), true
 }
 
-// authenticate returns the source name of a request: the token's name, or
-// OpenSource when writes are open (no tokens file).
-func authenticate(tokens *Tokens, r *http.Request) (string, error) {
-	if tokens == nil {
+// authenticate returns the source name of a write. With
+// Config.ClientCertWriters, a verified TLS client certificate names it (see
+// certSource) and wins over any bearer token sent with it. Otherwise the
+// bearer token's name, or OpenSource when writes are open (no tokens and no
+// client certificates).
+func (s *Server) authenticate(r *http.Request) (string, error) {
+	clientCerts := s.cfg.ClientCertWriters
+	if clientCerts && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		return certSource(r.TLS.VerifiedChains[0][0])
+	}
+	if s.tokens == nil {
+		if clientCerts {
+			return "", errorf(http.StatusUnauthorized, "unauthenticated", "this log needs a TLS client certificate to write: connect over HTTPS with a certificate issued by a CA the log trusts for writers (the certificate's subject common name names the source)")
+		}
 		return OpenSource, nil
 	}
 	tok, ok := bearer(r)
 	if !ok {
+		if clientCerts {
+			return "", errorf(http.StatusUnauthorized, "unauthenticated", "this log needs a TLS client certificate or a bearer token to write: present a certificate issued by a CA the log trusts for writers, or send \"Authorization: Bearer <token>\"")
+		}
 		return "", errorf(http.StatusUnauthorized, "unauthenticated", "this log needs a bearer token: send \"Authorization: Bearer <token>\"")
 	}
-	name, ok := tokens.Lookup(tok)
+	name, ok := s.tokens.Lookup(tok)
 	if !ok {
 		return "", errorf(http.StatusForbidden, "forbidden", "the bearer token is not one this log knows")
 	}
 	return name, nil
+}
+
+// oidCommonName is the X.509 attribute type of a subject's common name.
+var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
+
+// certSource returns the source named by a verified client certificate: its
+// subject's common name, which must be a valid source name (as a token's
+// name is) and the only common name of the subject, so that what the leaf
+// records is exactly what the CA certified.
+func certSource(cert *x509.Certificate) (string, error) {
+	n := 0
+	for _, a := range cert.Subject.Names {
+		if a.Type.Equal(oidCommonName) {
+			n++
+		}
+	}
+	if n != 1 {
+		return "", errorf(http.StatusForbidden, "forbidden", "the client certificate's subject has %d common names; it needs exactly one, naming the writer (e.g. CN=kube-apiserver)", n)
+	}
+	cn := cert.Subject.CommonName
+	if !validSourceName(cn) {
+		return "", errorf(http.StatusForbidden, "forbidden", "the client certificate's subject common name %q cannot be a source: use 1 to 128 letters, digits and -_.@/: only (issue the writer a certificate whose CN names it, e.g. CN=kube-apiserver)", cn)
+	}
+	return cn, nil
 }
 
 // OpenSource is the source stamped into leaves when writes are open.

@@ -19,6 +19,14 @@
 //     the checkpoint interval (a second by default), and republishes an
 //     unchanged one every few seconds so that its freshness can be observed.
 //
+// # Writers
+//
+// Every write is authenticated, and the name it was authenticated under is
+// stamped into its leaves as their source: the name of its bearer token (see
+// Tokens) or, with Config.ClientCertWriters, the subject common name of the
+// verified TLS client certificate of its connection, which wins over a
+// token. With neither, writes are open and the source is OpenSource.
+//
 // # Reads
 //
 // GET /checkpoint and /tile/... are served from the data directory exactly as

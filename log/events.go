@@ -101,7 +101,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	source, err := authenticate(s.tokens, r)
+	source, err := s.authenticate(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return

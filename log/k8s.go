@@ -58,7 +58,7 @@ func (s *Server) handleK8sAudit(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusUnsupportedMediaType, "content_type", "send an audit.k8s.io/v1 EventList as Content-Type: application/json"))
 		return
 	}
-	source, err := authenticate(s.tokens, r)
+	source, err := s.authenticate(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -69,7 +69,7 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 		s.failOTLP(w, r, false, errorf(http.StatusUnsupportedMediaType, "content_type", "send OTLP logs as application/x-protobuf or application/json"))
 		return
 	}
-	source, err := authenticate(s.tokens, r)
+	source, err := s.authenticate(r)
 	if err != nil {
 		s.failOTLP(w, r, isProto, err)
 		return

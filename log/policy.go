@@ -1,6 +1,7 @@
 package log
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"maps"
@@ -180,7 +181,11 @@ func (s *Server) setupWitnessing() (*tessera.WitnessGroup, *http.Client, error) 
 	if len(names) == 0 {
 		return nil, nil, nil
 	}
-	obs, err := newWitnessObserver(http.DefaultTransport.(*http.Transport).Clone(), names, s.policy, cfg.FailOpen, s.log, cfg.Registry)
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	if cfg.WitnessRootCAs != nil {
+		transport.TLSClientConfig = &tls.Config{RootCAs: cfg.WitnessRootCAs, MinVersion: tls.VersionTLS12}
+	}
+	obs, err := newWitnessObserver(transport, names, s.policy, cfg.FailOpen, s.log, cfg.Registry)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -3,6 +3,7 @@ package log
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,8 +30,20 @@ type Config struct {
 	// current key, the others are kept during a rotation.
 	Keys Keys
 	// Tokens authenticate writers; nil means open writes (source
-	// "anonymous"), which the command allows on loopback only.
+	// "anonymous"), which the command allows on loopback only, unless
+	// ClientCertWriters is set.
 	Tokens *Tokens
+	// ClientCertWriters makes a verified TLS client certificate
+	// authenticate a write: the certificate's subject common name is the
+	// source stamped into the leaves (a name a tokens file could hold:
+	// letters, digits and -_.@/:, else 403), and a bearer token sent with
+	// it is ignored. A write without one falls back to Tokens, and with no
+	// Tokens is refused (401): writes are never open. The log reads only
+	// http.Request.TLS.VerifiedChains, so the TLS server in front of
+	// Handler must verify client certificates against the writers' CAs
+	// (tls.Config.ClientAuth tls.VerifyClientCertIfGiven and ClientCAs);
+	// reads stay open to clients without a certificate.
+	ClientCertWriters bool
 	// ReadTokens, if not nil, protect the entry bundles.
 	ReadTokens *Tokens
 
@@ -54,6 +67,9 @@ type Config struct {
 	FailOpen           bool
 	WitnessTimeout     time.Duration // how long a checkpoint waits for the quorum (default 5 s)
 	WitnessWaitTimeout time.Duration // how long ?wait=witnessed waits (default 10 s)
+	// WitnessRootCAs are the CAs trusted for HTTPS witnesses (default:
+	// the system's roots).
+	WitnessRootCAs *x509.CertPool
 
 	Logger   *slog.Logger
 	Registry *prometheus.Registry // metrics go here (default: a new registry)

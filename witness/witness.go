@@ -3,6 +3,8 @@ package witness
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -57,6 +59,9 @@ type Config struct {
 	PollInterval time.Duration // how often followed logs are polled (default 5 s)
 	MaxEvidence  int           // items of evidence kept per log (default 16)
 	HTTPClient   *http.Client  // for polling (default: 10 s timeout)
+	// RootCAs are the CAs trusted for HTTPS followed logs when HTTPClient
+	// is nil (default: the system's roots).
+	RootCAs *x509.CertPool
 
 	Logger   *slog.Logger
 	Registry *prometheus.Registry // metrics go here (default: a new registry)
@@ -85,6 +90,11 @@ func (c *Config) setDefaults() {
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+		if c.RootCAs != nil {
+			t := http.DefaultTransport.(*http.Transport).Clone()
+			t.TLSClientConfig = &tls.Config{RootCAs: c.RootCAs, MinVersion: tls.VersionTLS12}
+			c.HTTPClient.Transport = t
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -37,6 +37,7 @@ func runAudit(args []string) error {
 	interval := fs.Duration("interval", 2*time.Second, "how often --follow checks")
 	rulesFile := fs.String("rules", "", "alert rules over event content, one a line: NAME: field == \"value\" && field ^= \"prefix\"")
 	webhook := fs.String("alert-webhook", "", "POST each finding as JSON to this URL (queued, retried with backoff)")
+	tlsCA := addTLSCAFlag(fs, "logs, witnesses and the alert webhook")
 	readTokenFile := fs.String("read-token-file", "", "file holding a read token for logs that protect their entry bundles")
 	metricsListen := fs.String("metrics-listen", "", "serve Prometheus /metrics on this address")
 	checkEvidence := fs.String("check-evidence", "", "re-check an evidence file with the policy: exit 1 if it proves misbehaviour, 0 if not, 2 if it cannot tell")
@@ -90,6 +91,10 @@ func runAudit(args []string) error {
 			return usageError{fmt.Sprintf("--read-token-file: %v", err)}
 		}
 	}
+	rootCAs, err := loadTLSCA(*tlsCA)
+	if err != nil {
+		return err
+	}
 	if *compression == "auto" {
 		*compression = ""
 	}
@@ -110,7 +115,7 @@ func runAudit(args []string) error {
 	}
 	var alerter *auditor.Alerter
 	if *webhook != "" {
-		alerter = auditor.NewAlerter(auditor.AlerterConfig{URL: *webhook, Metrics: metrics})
+		alerter = auditor.NewAlerter(auditor.AlerterConfig{URL: *webhook, Metrics: metrics, RootCAs: rootCAs})
 	}
 	onFinding := func(f auditor.Finding) {
 		level := slog.LevelInfo
@@ -131,7 +136,7 @@ func runAudit(args []string) error {
 	}
 	cfg := auditor.Config{
 		Policy: policy, LogURL: *logURL, StateDir: *stateDir, EvidenceDir: *evidenceDir,
-		ReadToken: token, Compression: *compression, Rules: rules,
+		ReadToken: token, Compression: *compression, Rules: rules, RootCAs: rootCAs,
 		MaxAge: *maxAge, ClockSkew: *clockSkew, Workers: *workers,
 		OnFinding: onFinding, Metrics: metrics,
 	}
@@ -194,7 +199,7 @@ func runAudit(args []string) error {
 	}
 	_ = a.Close()
 	if runErr != nil {
-		fmt.Fprintf(os.Stderr, "tidemark audit: %v\n", runErr)
+		fmt.Fprintf(os.Stderr, "tidemark audit: %v\n", tlsHint(runErr))
 		if code == auditor.ExitVerified {
 			code = auditor.ExitUnchecked
 		}

@@ -28,9 +28,11 @@ func runLog(args []string) error {
 	var keys stringList
 	fs.Var(&keys, "key", "signer key file (repeatable, same origin: the first signs as the current key, all sign during a rotation); default DATA/log.key, created on first start")
 	origin := fs.String("origin", "", "origin for the key created on first start (a schema-less URL prefix naming this log; default HOSTNAME/tidemark); once the key exists, only its own origin is accepted")
-	tokensFile := fs.String("tokens", "", "tokens file for writers (lines NAME sha256:HEX; reloaded on SIGHUP); without it writes are open, on loopback only")
+	tokensFile := fs.String("tokens", "", "tokens file for writers (lines NAME sha256:HEX; reloaded on SIGHUP); without it (and without --tls-client-ca) writes are open, on loopback only")
 	readTokensFile := fs.String("read-tokens", "", "tokens file protecting the entry bundles (checkpoint and hash tiles stay public)")
 	insecureOpen := fs.Bool("insecure-open-writes", false, "allow writes without tokens on a non-loopback address")
+	tlsFlags := addTLSServerFlags(fs, "PEM file of the CAs whose client certificates authenticate writers: the certificate's subject common name is the source stamped into leaves; reads need no certificate; needs --tls-cert; reloaded on SIGHUP")
+	tlsCA := addTLSCAFlag(fs, "witnesses")
 	maxBody := fs.Int64("max-body", 8<<20, "largest request body in bytes, after decompression")
 	maxInFlight := fs.Int("max-inflight", 100_000, "events in flight beyond which writes get 503 with Retry-After")
 	batchSize := fs.Uint("batch-size", 4096, "most entries Tessera sequences in one batch")
@@ -55,6 +57,15 @@ func runLog(args []string) error {
 		return usageError{err.Error()}
 	}
 	slog.SetDefault(logger)
+	serverTLS, err := tlsFlags.load(logger)
+	if err != nil {
+		return err
+	}
+	witnessCAs, err := loadTLSCA(*tlsCA)
+	if err != nil {
+		return err
+	}
+	clientCertWriters := serverTLS != nil && serverTLS.clientCAFile != ""
 	if os.Getenv("GOGC") == "" {
 		// The live heap is small and the allocation rate high (every
 		// event is parsed and re-encoded): collect less often.
@@ -73,8 +84,14 @@ func runLog(args []string) error {
 		if tokens, err = tlog.LoadTokens(*tokensFile); err != nil {
 			return err
 		}
-	} else if !isLoopback(*listen) && !*insecureOpen {
-		return usageError{fmt.Sprintf("--listen %s is not a loopback address and there is no --tokens file: anyone could write to this log. Give --tokens FILE (see `tidemark token`), or --insecure-open-writes if you mean it", *listen)}
+	}
+	if clientCertWriters {
+		logger.Info("writers authenticate with TLS client certificates from --tls-client-ca (the subject's common name is the source)", "tokens_too", tokens != nil)
+		if *insecureOpen {
+			logger.Warn("--insecure-open-writes has no effect with --tls-client-ca: a write needs a client certificate or a token")
+		}
+	} else if tokens == nil && !isLoopback(*listen) && !*insecureOpen {
+		return usageError{fmt.Sprintf("--listen %s is not a loopback address and there is no --tokens file: anyone could write to this log. Give --tokens FILE (see `tidemark token`), or --tls-client-ca FILE (with --tls-cert and --tls-key) for writers with client certificates, or --insecure-open-writes if you mean it", *listen)}
 	}
 	if *readTokensFile != "" {
 		if readTokens, err = tlog.LoadTokens(*readTokensFile); err != nil {
@@ -103,6 +120,7 @@ func runLog(args []string) error {
 	ctx := context.Background()
 	srv, err := tlog.New(ctx, tlog.Config{
 		Dir: *data, Keys: k, Tokens: tokens, ReadTokens: readTokens,
+		ClientCertWriters: clientCertWriters, WitnessRootCAs: witnessCAs,
 		MaxBody: *maxBody, MaxInFlight: *maxInFlight,
 		BatchSize: *batchSize, BatchAge: *batchAge, Linger: *linger,
 		CheckpointInterval: *cpInterval, RepublishInterval: *republish,
@@ -117,13 +135,16 @@ func runLog(args []string) error {
 	if k.IsNew() {
 		fmt.Printf("created a log key in %s for origin %q\nverifier key: %s\n", filepath.Join(*data, tlog.KeyFile), k.Signers[0].Name(), k.VKeys[0])
 	}
-	if tokens == nil {
+	if tokens == nil && !clientCertWriters {
 		logger.Warn("WRITES ARE OPEN: there is no --tokens file, so anyone who can reach this address can append (source \"anonymous\")", "listen", lns[0].Addr().String())
 	}
 
 	endpoints := []endpoint{{newHTTPServer(*listen, srv.Handler(*adminListen == "")), lns[0]}}
 	if *adminListen != "" {
 		endpoints = append(endpoints, endpoint{newHTTPServer(*adminListen, srv.AdminHandler()), lns[1]})
+	}
+	for _, e := range endpoints {
+		e.hs.TLSConfig = serverTLS.config()
 	}
 	// On SIGTERM: stop taking requests and wait for those in flight (their
 	// entries are integrated once answered), then let Tessera publish a
@@ -139,6 +160,7 @@ func runLog(args []string) error {
 				logger.Info("tokens reloaded")
 			}
 		}
+		serverTLS.reload()
 	}, srv.Close, func() {
 		admin := ""
 		if len(lns) > 1 {

@@ -56,7 +56,13 @@ func serveUntilSignal(logger *slog.Logger, endpoints []endpoint, reload func(), 
 	defer signal.Stop(sigs)
 	errc := make(chan error, len(endpoints))
 	for _, e := range endpoints {
-		go func() { errc <- e.hs.Serve(e.ln) }()
+		go func() {
+			if e.hs.TLSConfig != nil {
+				errc <- e.hs.ServeTLS(e.ln, "", "")
+			} else {
+				errc <- e.hs.Serve(e.ln)
+			}
+		}()
 	}
 	running()
 

@@ -25,7 +25,9 @@ func runSubmit(args []string) error {
 			"({\"index\":N,\"leaf\":...,\"proof\":...}, which `tidemark verify` reads). Retries 503/429 and network errors\n"+
 			"with one Idempotency-Key, so a retry is never a second entry; any other refusal (4xx) is not retried. The token\n"+
 			"comes from --token-file (its first line: the token `tidemark token` printed first) or TIDEMARK_TOKEN,\n"+
-			"never from the command line. Stdout holds only results: nothing is printed for events not logged.\n\n"+
+			"never from the command line. Over HTTPS, --tls-ca trusts a private CA, and --tls-cert and --tls-key\n"+
+			"present a client certificate, which names the source to a log started with --tls-client-ca.\n"+
+			"Stdout holds only results: nothing is printed for events not logged.\n\n"+
 			"Exit status:\n"+
 			"  0  every event is logged (with --wait: witnessed, and its receipt printed)\n"+
 			"  1  nothing printed: the log refused the events (the message says why; sending them again would\n"+
@@ -38,6 +40,9 @@ func runSubmit(args []string) error {
 	tokenFile := fs.String("token-file", "", "file holding the writer's bearer token on its first line (default: $TIDEMARK_TOKEN, or none)")
 	wait := fs.Bool("wait", false, "wait for a checkpoint cosigned by the witness quorum and print receipts")
 	key := fs.String("idempotency-key", "", "idempotency key (default: random per run); the same key makes a rerun safe")
+	tlsCA := addTLSCAFlag(fs, "logs")
+	certFile := fs.String("tls-cert", "", "PEM client certificate to present to the log (with --tls-key): a log with --tls-client-ca takes its subject's common name as the source")
+	keyFile := fs.String("tls-key", "", "the PEM private key of --tls-cert")
 	timeout := fs.Duration("timeout", time.Minute, "give up after this long")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -53,6 +58,10 @@ func runSubmit(args []string) error {
 	if len(pos) == 1 {
 		in = pos[0]
 	}
+	rootCAs, clientCert, err := loadClientTLS(*tlsCA, *certFile, *keyFile)
+	if err != nil {
+		return err
+	}
 	token, err := writerToken(*tokenFile)
 	if err != nil {
 		return err
@@ -65,7 +74,7 @@ func runSubmit(args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := client.New(*logURL, &client.Options{Token: token})
+	c, err := client.New(*logURL, &client.Options{Token: token, RootCAs: rootCAs, Certificate: clientCert})
 	if err != nil {
 		return usageError{err.Error()}
 	}
@@ -98,6 +107,9 @@ func runSubmit(args []string) error {
 	var ce *client.Error
 	notWitnessed := errors.As(err, &ce) && ce.Status == http.StatusGatewayTimeout && len(ce.Results) > 0
 	if err != nil && !notWitnessed {
+		if hinted := tlsHint(err); hinted != err {
+			return hinted // the TLS handshake failed: nothing was sent
+		}
 		if !errors.As(err, &ce) || ce.Status >= 500 {
 			// Not delivered, or not answered: the events may be logged.
 			return fmt.Errorf("%w\nThe events may or may not be logged: send them again with --idempotency-key %s, so that the log answers with the first indexes instead of logging them twice", err, *key)

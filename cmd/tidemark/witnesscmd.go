@@ -17,7 +17,7 @@ func runWitness(args []string) error {
 	fs := newFlags("witness", "--data DIR [flags]",
 		"Runs a Tidemark witness: C2SP tlog-witness v1.0.0 on POST /add-checkpoint. It cosigns a log's checkpoint\n"+
 			"only if it extends the last one it cosigned for that log, kept durably in DIR/witness.db, and it polls\n"+
-			"the logs in --follow itself. SIGHUP reloads --logs and --follow.")
+			"the logs in --follow itself. SIGHUP reloads --logs, --follow and the TLS certificate.")
 	data := fs.String("data", "", "data directory (witness.key, witness.db); created if missing")
 	listen := fs.String("listen", "127.0.0.1:8081", "address of the witness API")
 	adminListen := fs.String("admin-listen", "", "address of /metrics and /healthz (default: on --listen)")
@@ -26,6 +26,8 @@ func runWitness(args []string) error {
 	initState := fs.Bool("init", false, "start with a key but no state: only for a new witness whose key was made elsewhere, or knowingly after losing the state")
 	logsFile := fs.String("logs", "", "logs that may push checkpoints, in the witness-network logs/v0 format (reloaded on SIGHUP)")
 	followFile := fs.String("follow", "", "logs to poll, as \"log VKEY URL\" lines (reloaded on SIGHUP)")
+	tlsFlags := addTLSServerFlags(fs, "")
+	tlsCA := addTLSCAFlag(fs, "logs it follows (--follow)")
 	pollInterval := fs.Duration("poll-interval", 5*time.Second, "how often followed logs are polled")
 	globalQPS := fs.Float64("max-qps", 5000, "add-checkpoint requests a second that advance state, all logs together (past it: 429); negative for no limit")
 	maxEvidence := fs.Int("max-evidence", witness.DefaultMaxEvidence, "items of evidence kept per log")
@@ -45,6 +47,14 @@ func runWitness(args []string) error {
 		return usageError{err.Error()}
 	}
 	slog.SetDefault(logger)
+	serverTLS, err := tlsFlags.load(logger)
+	if err != nil {
+		return err
+	}
+	followCAs, err := loadTLSCA(*tlsCA)
+	if err != nil {
+		return err
+	}
 
 	// The listeners first: witness.New checks everything else before it
 	// creates the key and the state, so a start that fails leaves nothing.
@@ -61,7 +71,7 @@ func runWitness(args []string) error {
 	w, err := witness.New(context.Background(), witness.Config{
 		Dir: *data, KeyFile: *keyFile, Name: *name, Init: *initState,
 		LogsFile: *logsFile, FollowFile: *followFile,
-		GlobalQPS: *globalQPS, PollInterval: *pollInterval, MaxEvidence: *maxEvidence,
+		GlobalQPS: *globalQPS, PollInterval: *pollInterval, MaxEvidence: *maxEvidence, RootCAs: followCAs,
 		Logger: logger, Registry: reg,
 	})
 	if err != nil {
@@ -76,12 +86,16 @@ func runWitness(args []string) error {
 	if *adminListen != "" {
 		endpoints = append(endpoints, endpoint{witnessHTTPServer(*adminListen, w.AdminHandler()), lns[1]})
 	}
+	for _, e := range endpoints {
+		e.hs.TLSConfig = serverTLS.config()
+	}
 	// On SIGTERM: stop taking requests and let those in flight finish: each
 	// is answered only after its write is durable, so none is lost either way.
 	return serveUntilSignal(logger, endpoints, func() {
 		if err := w.Reload(); err != nil {
 			logger.Error("log lists not reloaded; the previous ones stay in force", "err", err)
 		}
+		serverTLS.reload()
 	}, func(context.Context) error { return w.Close() }, func() {
 		admin := ""
 		if len(lns) > 1 {
