@@ -2,7 +2,6 @@ package log
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -53,7 +52,7 @@ func (s *Server) handleAdd(w http.ResponseWriter, r *http.Request) {
 	indexes, errs := s.seq.append(context.WithoutCancel(r.Context()), []*tessera.Entry{tessera.NewEntry(body)})
 	idx, err := indexes[0], errs[0]
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("couldn't append to the log: %w", err))
+		s.fail(w, r, s.appendError(err, nil, nil))
 		return
 	}
 	s.metrics.integration.Observe(time.Since(started).Seconds())

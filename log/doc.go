@@ -39,4 +39,12 @@
 // Tessera's POSIX driver never pushes back: an overloaded appender just
 // queues. The server bounds the events it has in flight and answers 503 with
 // Retry-After beyond that bound, before reading anything into the log.
+//
+// # Disk faults
+//
+// On a full or read-only disk an append fails and is answered 503 with
+// Retry-After, saying what of the request was logged; every index already
+// answered stays in the log, and the log takes writes again by itself when
+// the disk does (storage.go). Tessera v1.0.4 leaves a temporary file behind
+// after each failed write; the server removes those (strays.go).
 package log

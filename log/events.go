@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -296,7 +295,7 @@ func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEve
 		b.finish(written, appendErr)
 	}
 	if appendErr != nil {
-		return nil, fmt.Errorf("couldn't append to the log: %w", appendErr)
+		return nil, s.appendError(appendErr, evs, written)
 	}
 	if b == nil {
 		return results, nil

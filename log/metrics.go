@@ -21,6 +21,9 @@ type metrics struct {
 	rejected    *prometheus.CounterVec
 	reusedIDs   *prometheus.CounterVec
 	integration prometheus.Histogram
+
+	storageErrors *prometheus.CounterVec
+	strayRemoved  prometheus.Counter
 }
 
 func newMetrics(s *Server, reg *prometheus.Registry) (*metrics, error) {
@@ -44,10 +47,34 @@ func newMetrics(s *Server, reg *prometheus.Registry) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
 	}
+	m.storageErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tidemark_log_storage_errors_total",
+		Help: "Requests whose append failed in storage, by kind: full, read_only and io_error (answered 503 with Retry-After), other (answered 500).",
+	}, []string{"kind"})
+	m.strayRemoved = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tidemark_log_stray_temp_files_removed_total",
+		Help: "Temporary files Tessera left behind after failed writes, removed by the log.",
+	})
+	diskFault := func(kind string) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "tidemark_log_disk_fault",
+			Help:        "1 while the data directory's file system is full or read-only (by kind), as probed when scraped.",
+			ConstLabels: prometheus.Labels{"kind": kind},
+		}, func() float64 {
+			if probeDisk(s.cfg.Dir) == kind {
+				return 1
+			}
+			return 0
+		})
+	}
+	for _, kind := range []string{faultFull, faultReadOnly, faultIO, faultOther} {
+		m.storageErrors.WithLabelValues(kind)
+	}
 	for _, e := range []string{"events", "k8s", "otlp"} {
 		m.reusedIDs.WithLabelValues(e) // so that rates start from zero
 	}
-	if err := registerAll(reg, m.appended, m.rejected, m.reusedIDs, m.integration,
+	if err := registerAll(reg, m.appended, m.rejected, m.reusedIDs, m.integration, m.storageErrors, m.strayRemoved,
+		diskFault(faultFull), diskFault(faultReadOnly),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tidemark_log_inflight_events",
 			Help: "Events read and not yet answered.",

@@ -54,6 +54,9 @@ type Config struct {
 	Linger             time.Duration // how long a group of requests waits for more before going to Tessera (default 0)
 	CheckpointInterval time.Duration // default 1 s
 	RepublishInterval  time.Duration // default 3 s
+	// StrayTempAge is how old a stray temporary file of Tessera's must be
+	// before it is removed (default 10 s; see strays.go).
+	StrayTempAge time.Duration
 
 	// Policy is the trust policy (checkpoint.ParsePolicy) and PolicyText
 	// its text, served at /v1/policy. The log asks the policy's witnesses
@@ -98,6 +101,9 @@ func (c *Config) setDefaults() {
 	if c.RepublishInterval == 0 {
 		c.RepublishInterval = 3 * time.Second
 	}
+	if c.StrayTempAge == 0 {
+		c.StrayTempAge = defaultStrayTempAge
+	}
 	if c.WitnessTimeout == 0 {
 		c.WitnessTimeout = 5 * time.Second
 	}
@@ -134,6 +140,9 @@ type Server struct {
 	closing  atomic.Bool
 	done     chan struct{} // closed when the watermark loop has stopped
 
+	strays     *strayFiles
+	storageLog storageLogger
+
 	policy         *checkpoint.Policy
 	policyText     []byte
 	awaiter        *awaiter
@@ -158,6 +167,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, errors.New("a log needs at least one signing key")
 	}
 	if err := CheckExistingCheckpoint(cfg.Dir, cfg.Keys.VKeys); err != nil {
+		return nil, err
+	}
+	// Tessera would panic on a read-only data directory (its lock file).
+	if err := checkDirWritable(cfg.Dir); err != nil {
 		return nil, err
 	}
 	s := &Server{
@@ -214,8 +227,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.wrapAdd != nil {
 		add = cfg.wrapAdd(add)
 	}
-	s.seq = newSequencer(add, cfg.Linger, 2*int(cfg.BatchSize))
+	s.seq = newSequencer(add, func() error { return checkWritable(cfg.Dir) }, cfg.Linger, 2*int(cfg.BatchSize))
 	go s.seq.run(s.ctx)
+
+	// Stray temporary files of Tessera's from earlier failed writes: swept
+	// now, and again after failed appends.
+	s.strays = newStrayFiles(cfg.Dir, cfg.StrayTempAge, uint64(cfg.BatchSize), s.integratedSize, s.log, s.metrics.strayRemoved)
+	go s.strays.run(s.ctx, s.strays.sweep(time.Now()))
 
 	if s.dedup, err = OpenDedup(filepath.Join(cfg.Dir, stateDir, "idempotency.db"), cfg.Logger); err != nil {
 		s.cancel()
@@ -319,6 +337,15 @@ func (s *Server) adminRoutes(r *mux.Router, withPprof bool) {
 			http.Error(w, "no checkpoint published yet", http.StatusServiceUnavailable)
 			return
 		}
+		// A full or read-only disk leaves the log ready: it still serves
+		// every read, and writers get a 503 with Retry-After that says why.
+		// Taking it out of a load balancer would add an outage of reads
+		// (witnesses, auditors, receipts) to the one of writes, and a POSIX
+		// log has no peer to send the writes to.
+		if status := s.diskStatus(); status != "" {
+			_, _ = w.Write([]byte("ok: serving reads; not taking writes: " + status + "\n"))
+			return
+		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
 }
@@ -366,7 +393,12 @@ func (s *Server) waitPublished(ctx context.Context) error {
 func (s *Server) Close(ctx context.Context) error {
 	s.closing.Store(true)
 	var errs []error
-	if err := s.shutdown(ctx); err != nil {
+	if probeDisk(s.cfg.Dir) == faultReadOnly {
+		// Nothing can be published: waiting for it would only run out the
+		// deadline. Every answered entry is integrated already; the next
+		// start on a writable disk publishes a checkpoint over them.
+		errs = append(errs, errors.New("the log's disk is read-only: stopped without publishing a checkpoint over the newest entries (the next start does)"))
+	} else if err := s.shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("couldn't shut Tessera down cleanly: %w", err))
 	} else if err := s.waitPublished(ctx); err != nil {
 		errs = append(errs, err)

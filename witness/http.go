@@ -75,6 +75,7 @@ func (w *Witness) handleAdd(rw http.ResponseWriter, r *http.Request) {
 	}
 	var sizeErr *sizeConflictError
 	var rateErr *rateLimitedError
+	var diskErr *storageError
 	switch {
 	case err == nil:
 		w.answer(rw, http.StatusOK, "text/plain; charset=utf-8", string(cosig), 0)
@@ -92,6 +93,11 @@ func (w *Witness) handleAdd(rw http.ResponseWriter, r *http.Request) {
 		w.answer(rw, http.StatusUnprocessableEntity, "text/plain; charset=utf-8", err.Error()+"\n", 0)
 	case errors.As(err, &rateErr):
 		w.answer(rw, http.StatusTooManyRequests, "text/plain; charset=utf-8", err.Error()+"\n", rateErr.retryAfter)
+	case errors.As(err, &diskErr):
+		// No cosignature without durable state; nothing was stored.
+		w.log.Error("add-checkpoint refused: the state cannot be written", "kind", diskErr.kind, "err", err)
+		w.metrics.storageErrors.WithLabelValues(diskErr.kind).Inc()
+		w.answer(rw, http.StatusServiceUnavailable, "text/plain; charset=utf-8", diskErr.answer(), storageRetryAfter)
 	case errors.Is(err, errClosing), errors.Is(err, r.Context().Err()) && r.Context().Err() != nil:
 		w.answer(rw, http.StatusServiceUnavailable, "text/plain; charset=utf-8", "try again\n", 1)
 	default:

@@ -16,6 +16,7 @@ type metrics struct {
 	batchSize       prometheus.Histogram
 	commitSeconds   prometheus.Histogram
 	polls           *prometheus.CounterVec
+	storageErrors   *prometheus.CounterVec
 }
 
 func newMetrics(w *Witness, reg *prometheus.Registry) (*metrics, error) {
@@ -54,8 +55,12 @@ func newMetrics(w *Witness, reg *prometheus.Registry) (*metrics, error) {
 			Name: "tidemark_witness_polls_total",
 			Help: "Polls of followed logs, by result (cosigned, unchanged, error).",
 		}, []string{"result"}),
+		storageErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_witness_storage_errors_total",
+			Help: "add-checkpoint requests refused (503) because the state could not be written, by kind (full, read_only).",
+		}, []string{"kind"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.cosigned, m.repeats, m.evidence, m.evidenceDropped, m.batchSize, m.commitSeconds, m.polls,
+	for _, c := range []prometheus.Collector{m.requests, m.cosigned, m.repeats, m.evidence, m.evidenceDropped, m.batchSize, m.commitSeconds, m.polls, m.storageErrors,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tidemark_witness_logs",
 			Help: "Logs the witness accepts (from --logs and --follow).",

@@ -106,6 +106,7 @@ func (o *originState) set(r *record) {
 // waiting at the time into one transaction: group commit, one fsync for many
 // requests. A write is durable when commit returns nil, and not before.
 type state struct {
+	dir  string // the data directory, probed when a write fails
 	db   *sql.DB
 	lock *os.File
 	// insert and update are the compare-and-swap's statements, prepared once.
@@ -193,7 +194,7 @@ func openState(dir, vkey string, create bool) (*state, error) {
 	// One connection: the writer goroutine is the only user after startup.
 	db.SetMaxOpenConns(1)
 	s := &state{
-		db: db, lock: lf,
+		dir: dir, db: db, lock: lf,
 		origins: map[string]*originState{},
 		byHash:  map[string]string{},
 		writes:  make(chan *writeOp),
@@ -401,20 +402,24 @@ func (s *state) writer() {
 	}
 }
 
+// runBatch runs a batch in one transaction. A failure caused by the disk
+// (full, read-only) comes back as a *storageError.
 func (s *state) runBatch(batch []*writeOp) error {
 	tx, err := s.db.Begin()
 	if err != nil {
-		return fmt.Errorf("couldn't start a state transaction: %w", err)
+		return classifyStateError(s.dir, fmt.Errorf("couldn't start a state transaction: %w", err))
 	}
 	for _, op := range batch {
 		op.err = op.fn(tx)
 		if op.err != nil && !errors.Is(op.err, errCAS) {
 			_ = tx.Rollback()
-			return fmt.Errorf("couldn't write the witness state: %w", op.err)
+			return classifyStateError(s.dir, fmt.Errorf("couldn't write the witness state: %w", op.err))
 		}
 	}
+	// A failed COMMIT is rolled back (the driver makes sure of it), so the
+	// database is as before and so is memory, which changes only after.
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("couldn't commit the witness state: %w", err)
+		return classifyStateError(s.dir, fmt.Errorf("couldn't commit the witness state: %w", err))
 	}
 	if s.afterCommit != nil {
 		s.afterCommit(len(batch))

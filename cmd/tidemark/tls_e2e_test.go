@@ -128,16 +128,6 @@ func startHTTPSServer(t *testing.T, subcommand string, args []string, ca *testpk
 	return nil
 }
 
-// waitFor polls cond until it holds, failing the test after a deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // protoMajor returns the HTTP major version a client that offers HTTP/2
 // gets from url.
 func protoMajor(t *testing.T, ca *testpki.CA, url string) int {
@@ -209,7 +199,7 @@ func TestTLSServersRotateCertificateOnSIGHUP(t *testing.T) {
 			// A broken certificate: refused, the old one stays in force.
 			os.WriteFile(certFile, []byte("not a certificate\n"), 0o644)
 			p.cmd.Process.Signal(syscall.SIGHUP)
-			waitFor(t, "the failed reload to be logged", func() bool {
+			waitFor(t, 30*time.Second, "the failed reload to be logged", func() bool {
 				return strings.Contains(p.out.String(), "TLS certificate not reloaded; the previous one stays in force")
 			})
 			if code, err := getStatus(httpsClient(old.ca), urls[0]); err != nil || code != 200 {
@@ -222,7 +212,7 @@ func TestTLSServersRotateCertificateOnSIGHUP(t *testing.T) {
 			copyFile(t, next.keyFile, keyFile)
 			p.cmd.Process.Signal(syscall.SIGHUP)
 			for _, u := range urls {
-				waitFor(t, u+" to serve the new certificate", func() bool {
+				waitFor(t, 30*time.Second, u+" to serve the new certificate", func() bool {
 					code, err := getStatus(httpsClient(next.ca), u)
 					return err == nil && code == 200
 				})
@@ -338,7 +328,7 @@ func TestTLSClientCertificateNamesTheSource(t *testing.T) {
 	os.WriteFile(writersFile, writers2.PEM(), 0o644)
 	lp.cmd.Process.Signal(syscall.SIGHUP)
 	ciCert, ciKey := testpki.WriteKeyPair(t, dir, "ci", writers2.Client(t, "ci"))
-	waitFor(t, "the new writers' CA to be loaded", func() bool {
+	waitFor(t, 30*time.Second, "the new writers' CA to be loaded", func() bool {
 		return strings.Count(lp.out.String(), "TLS certificate loaded") >= 2
 	})
 	out, code = submitCLI(t, `{"action":"deploy"}`, "--log", lp.url(), "--wait", "--tls-ca", server.caFile, "--tls-cert", ciCert, "--tls-key", ciKey)
@@ -408,7 +398,7 @@ func TestTLSWitnessedByHTTPSWitness(t *testing.T) {
 	}
 	exited := make(chan struct{})
 	go func() { noCA.Wait(); close(exited) }()
-	waitFor(t, "the log to report the witness's unknown CA", func() bool {
+	waitFor(t, 30*time.Second, "the log to report the witness's unknown CA", func() bool {
 		select {
 		case <-exited:
 			return true
@@ -467,11 +457,11 @@ func TestTLSWitnessFollowsHTTPSLog(t *testing.T) {
 	other := witness("other")
 	h := sha256.Sum256([]byte("e2e.test/log"))
 	cosigned := trusting.url() + "/" + hex.EncodeToString(h[:]) + "/checkpoint"
-	waitFor(t, "the witness with --tls-ca to cosign the HTTPS log", func() bool {
+	waitFor(t, 30*time.Second, "the witness with --tls-ca to cosign the HTTPS log", func() bool {
 		code, err := getStatus(http.DefaultClient, cosigned)
 		return err == nil && code == 200
 	})
-	waitFor(t, "the witness without --tls-ca to report the log's unknown CA", func() bool {
+	waitFor(t, 30*time.Second, "the witness without --tls-ca to report the log's unknown CA", func() bool {
 		return strings.Contains(other.out.String(), "couldn't poll a followed log") && strings.Contains(other.out.String(), "unknown authority")
 	})
 }

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Small file systems for fault tests: a tmpfs to fill up, and an ext4 image
+// on a loop device that the kernel can be made to turn read-only while files
+// are open (a tmpfs cannot be remounted read-only while a file is open for
+// writing). Mounting needs root; tests run as root here and in CI.
+
+// cannotMount skips the test, or fails it when CI=true (the CI script sets
+// it): in CI a fault test that did not run must not pass unseen.
+func cannotMount(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI=true, and this test cannot run: %s", why)
+	}
+	t.Skipf("cannot run: %s", why)
+}
+
+// requireMounting checks that the test can mount file systems and has the
+// given programs.
+func requireMounting(t *testing.T, programs ...string) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		cannotMount(t, "mounting test file systems needs Linux")
+	}
+	if os.Geteuid() != 0 {
+		cannotMount(t, "mounting test file systems needs root")
+	}
+	for _, p := range append([]string{"mount", "umount"}, programs...) {
+		if _, err := exec.LookPath(p); err != nil {
+			cannotMount(t, p+" is not installed")
+		}
+	}
+}
+
+func run1(name string, args ...string) error {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// unmountAtEnd unmounts dir when the test ends. Cleanups run last in,
+// first out, so processes the test starts after mounting are killed first.
+func unmountAtEnd(t *testing.T, dir string) {
+	t.Cleanup(func() {
+		if err := run1("umount", dir); err != nil {
+			t.Errorf("couldn't unmount the test file system: %v", err)
+			_ = run1("umount", "-l", dir) // leave no mount behind
+		}
+	})
+}
+
+// mountTmpfs mounts a tmpfs of sizeKB kibibytes on a new directory.
+func mountTmpfs(t *testing.T, sizeKB int) string {
+	t.Helper()
+	requireMounting(t)
+	dir := filepath.Join(t.TempDir(), "tmpfs")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := run1("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dk", sizeKB), "tidemark-test", dir); err != nil {
+		cannotMount(t, err.Error())
+	}
+	unmountAtEnd(t, dir)
+	return dir
+}
+
+// resizeTmpfs changes a mounted tmpfs's size, files open or not: space
+// returns (or goes) at once.
+func resizeTmpfs(t *testing.T, dir string, sizeKB int) {
+	t.Helper()
+	if err := run1("mount", "-o", fmt.Sprintf("remount,size=%dk", sizeKB), dir); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An ext4Disk is an ext4 image on a loop device, mounted with
+// errors=remount-ro.
+type ext4Disk struct {
+	image, dev, dir string
+}
+
+// mountExt4 makes an ext4 file system of sizeMB mebibytes in an image file,
+// attaches it to a loop device and mounts it with errors=remount-ro.
+func mountExt4(t *testing.T, sizeMB int) *ext4Disk {
+	t.Helper()
+	requireMounting(t, "mkfs.ext4", "losetup", "e2fsck")
+	base := t.TempDir()
+	d := &ext4Disk{image: filepath.Join(base, "ext4.img"), dir: filepath.Join(base, "ext4")}
+	if err := os.Mkdir(d.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(d.image)
+	if err == nil {
+		err = f.Truncate(int64(sizeMB) << 20)
+		f.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run1("mkfs.ext4", "-q", "-F", d.image); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("losetup", "--find", "--show", d.image).CombinedOutput()
+	if err != nil {
+		cannotMount(t, fmt.Sprintf("losetup: %v: %s", err, out))
+	}
+	d.dev = strings.TrimSpace(string(out))
+	t.Cleanup(func() {
+		if err := run1("losetup", "-d", d.dev); err != nil {
+			t.Errorf("couldn't detach the loop device: %v", err)
+		}
+	})
+	d.mount(t)
+	if _, err := os.Stat(d.triggerFile()); err != nil {
+		cannotMount(t, "this kernel has no ext4 trigger_fs_error to make a file system read-only: "+err.Error())
+	}
+	return d
+}
+
+func (d *ext4Disk) triggerFile() string {
+	return filepath.Join("/sys/fs/ext4", filepath.Base(d.dev), "trigger_fs_error")
+}
+
+func (d *ext4Disk) mount(t *testing.T) {
+	t.Helper()
+	if err := run1("mount", "-t", "ext4", "-o", "errors=remount-ro", d.dev, d.dir); err != nil {
+		cannotMount(t, err.Error())
+	}
+	unmountAtEnd(t, d.dir)
+}
+
+// takesWrites reports whether a new file can be made on the file system.
+func (d *ext4Disk) takesWrites() bool {
+	p := filepath.Join(d.dir, "write-test")
+	f, err := os.Create(p)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	os.Remove(p)
+	return true
+}
+
+// failAndGoReadOnly reports a file system error to ext4, as the kernel does
+// when it finds corruption: with errors=remount-ro it aborts the journal and
+// refuses writes from then on, files open or not. It returns once a write
+// is refused.
+func (d *ext4Disk) failAndGoReadOnly(t *testing.T) {
+	t.Helper()
+	if err := os.WriteFile(d.triggerFile(), []byte("1"), 0o200); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); d.takesWrites(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the file system still takes writes after trigger_fs_error")
+		}
+	}
+}
+
+// remountReadWrite tries to make the file system writable again in place,
+// and reports whether it takes writes afterwards. Current kernels refuse
+// this after an emergency read-only (the journal is aborted): the file
+// system must be unmounted and checked (repair).
+func (d *ext4Disk) remountReadWrite(t *testing.T) bool {
+	t.Helper()
+	// --options-mode ignore: mount(8) would pass back the "emergency_ro"
+	// that /proc/mounts shows, which ext4 does not take as an option.
+	err := run1("mount", "--options-mode", "ignore", "-o", "remount,rw", d.dir)
+	t.Logf("remount read-write: %v; takes writes: %v", err, d.takesWrites())
+	return d.takesWrites()
+}
+
+// repair unmounts the file system, checks it with e2fsck (which replays
+// the journal) and mounts it again. Nothing may have a file open on it.
+func (d *ext4Disk) repair(t *testing.T) {
+	t.Helper()
+	if err := run1("umount", d.dir); err != nil {
+		t.Fatal(err)
+	}
+	// e2fsck exits 1 when it corrected something, as it does after an
+	// aborted journal; 4 and above mean errors left uncorrected.
+	err := run1("e2fsck", "-f", "-y", d.dev) // the device, not the image: no stale block cache
+	var ee *exec.ExitError
+	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() < 4) {
+		t.Fatal(err)
+	}
+	if err := run1("mount", "-t", "ext4", "-o", "errors=remount-ro", d.dev, d.dir); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fill writes a file of zeros on dir's file system until it is full, and
+// returns its path: removing it is space returning.
+func fill(t *testing.T, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "filler")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			return p
+		}
+	}
+}

@@ -1,0 +1,156 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/transparency-dev/tessera"
+)
+
+// roomyDir is a data directory on a file system with room to spare, with
+// the write probe in place, as New leaves it.
+func roomyDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, stateDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkDirWritable(dir); err != nil {
+		t.Fatal(err)
+	}
+	if probeDisk(dir) != "" {
+		t.Skipf("the file system of %s is nearly full: the classification by probing would not be tested", dir)
+	}
+	return dir
+}
+
+func TestClassifyStorageError(t *testing.T) {
+	dir := roomyDir(t)
+	pathErr := func(errno syscall.Errno) error {
+		return &os.PathError{Op: "write", Path: filepath.Join(dir, "tile/entries/000.p/51714636915"), Err: errno}
+	}
+	for _, c := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"ENOSPC wrapped", fmt.Errorf("failed to write: %w", pathErr(syscall.ENOSPC)), faultFull},
+		{"EDQUOT wrapped", fmt.Errorf("failed to write: %w", pathErr(syscall.EDQUOT)), faultFull},
+		{"EROFS wrapped", fmt.Errorf("open: %w", pathErr(syscall.EROFS)), faultReadOnly},
+		{"not writable, from the sequencer", fmt.Errorf("%w: %w", errNotWritable, syscall.EROFS), faultReadOnly},
+		// Tessera v1.0.4's createEx and overwrite flatten with %v.
+		{"ENOSPC flattened", fmt.Errorf("failed to create temp file: %v", pathErr(syscall.ENOSPC)), faultFull},
+		{"EROFS flattened", fmt.Errorf("failed to create temp file: %v", pathErr(syscall.EROFS)), faultReadOnly},
+		{"EIO flattened", fmt.Errorf("failed to set tile: %v", pathErr(syscall.EIO)), faultIO},
+		{"EIO wrapped", fmt.Errorf("sync: %w", pathErr(syscall.EIO)), faultIO},
+		{"something else", errors.New("logic error: entriesInBundle(300) > max bundle size 256"), ""},
+		{"permission", fmt.Errorf("open: %w", pathErr(syscall.EACCES)), ""},
+	} {
+		if got := classifyStorageError(dir, c.err); got != c.want {
+			t.Errorf("%s: classified %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestStorageMessageSaysWhatWasLogged(t *testing.T) {
+	evs := requestEvents("batch-7", true, "line", [][]byte{[]byte(`{}`), []byte(`{}`), []byte(`{}`)})
+	for _, c := range []struct {
+		kind    string
+		written map[int]uint64
+		want    []string
+		notWant []string
+	}{
+		{faultFull, nil, []string{"the log's disk is full", "nothing of this request was logged", "Retry-After"}, []string{"line"}},
+		{faultReadOnly, map[int]uint64{}, []string{"the log's disk is read-only", "nothing of this request was logged"}, nil},
+		{faultFull, map[int]uint64{0: 10, 1: 11}, []string{"2 of the 3 events", "line 1 as index 10", "line 2 as index 11", "Idempotency-Key", "not logged again"},
+			[]string{"line 3", "nothing"}},
+		{faultIO, nil, []string{"I/O error", "may or may not have been logged"}, []string{"nothing"}},
+	} {
+		msg := storageMessage(c.kind, evs, c.written)
+		for _, w := range c.want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%s, %v: %q does not say %q", c.kind, c.written, msg, w)
+			}
+		}
+		for _, w := range c.notWant {
+			if strings.Contains(msg, w) {
+				t.Errorf("%s, %v: %q says %q", c.kind, c.written, msg, w)
+			}
+		}
+		if strings.Contains(msg, "/") && !strings.Contains(msg, "I/O") {
+			t.Errorf("%q looks like it holds a path", msg)
+		}
+	}
+	// Many logged events are named up to a bound.
+	many := requestEvents("", true, "line", make([][]byte, 40))
+	written := map[int]uint64{}
+	for i := 0; i < 30; i++ {
+		written[i] = uint64(100 + i)
+	}
+	msg := storageMessage(faultFull, many, written)
+	if !strings.Contains(msg, "line 10 as index 109") || strings.Contains(msg, "line 11 ") || !strings.Contains(msg, "and 20 more") {
+		t.Errorf("30 logged events: %q", msg)
+	}
+}
+
+// TestSequencerRefusesGroupWhenDiskNotWritable: a group the write check
+// fails never reaches Tessera, and each of its entries gets the check's
+// error; once the check passes, groups go through again.
+func TestSequencerRefusesGroupWhenDiskNotWritable(t *testing.T) {
+	var added int
+	add := func(ctx context.Context, e *tessera.Entry) tessera.IndexFuture {
+		added++
+		i := uint64(added - 1)
+		return func() (tessera.Index, error) { return tessera.Index{Index: i}, nil }
+	}
+	checkErr := fmt.Errorf("%w: %w", errNotWritable, syscall.EROFS)
+	q := newSequencer(add, func() error { return checkErr }, 0, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go q.run(ctx)
+
+	entries := []*tessera.Entry{tessera.NewEntry([]byte("a")), tessera.NewEntry([]byte("b"))}
+	_, errs := q.append(ctx, entries)
+	for i, err := range errs {
+		if !errors.Is(err, syscall.EROFS) || !errors.Is(err, errNotWritable) {
+			t.Errorf("entry %d: %v, want the check's error", i, err)
+		}
+	}
+	if added != 0 {
+		t.Errorf("%d entries reached Tessera past a failed check", added)
+	}
+	checkErr = nil
+	indexes, errs := q.append(ctx, entries)
+	for i := range entries {
+		if errs[i] != nil || indexes[i].Index != uint64(i) {
+			t.Errorf("after the check passes, entry %d: %v, %v", i, indexes[i], errs[i])
+		}
+	}
+}
+
+// TestCheckWritableOpensNoTesseraFile: the check and the probe touch only
+// the server's own probe file, never Tessera's lock files (closing any
+// descriptor of those drops the process's fcntl locks).
+func TestCheckWritableOpensNoTesseraFile(t *testing.T) {
+	dir := roomyDir(t)
+	if err := checkWritable(dir); err != nil {
+		t.Fatalf("a writable directory fails the check: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".state")); !os.IsNotExist(err) {
+		t.Errorf("the check created Tessera's .state: %v", err)
+	}
+	// A probe file that went missing is made again, not taken for a fault.
+	os.Remove(filepath.Join(dir, stateDir, writeProbeFile))
+	if err := checkWritable(dir); err != nil {
+		t.Errorf("without its probe file the check fails: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, stateDir, writeProbeFile)); err != nil {
+		t.Errorf("the probe file was not made again: %v", err)
+	}
+}
