@@ -263,14 +263,20 @@ func (s *Server) watermarkLoop() {
 	defer close(s.done)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	failing := false // logged once when saving starts failing, and once when it works again
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
-			if err := s.dedup.SaveWatermark(s.integratedSize); err != nil {
-				s.log.Warn("idempotency watermark not saved", "err", err)
+			err := s.dedup.SaveWatermark(s.integratedSize)
+			switch {
+			case err != nil && !failing:
+				s.log.Warn("idempotency watermark not saved; retrying every second (retries are still answered from memory)", "err", err)
+			case err == nil && failing:
+				s.log.Info("idempotency watermark saved again")
 			}
+			failing = err != nil
 		}
 	}
 }
