@@ -169,10 +169,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := CheckExistingCheckpoint(cfg.Dir, cfg.Keys.VKeys); err != nil {
 		return nil, err
 	}
-	// Tessera would panic on a read-only data directory (its lock file).
-	if err := checkDirWritable(cfg.Dir); err != nil {
-		return nil, err
-	}
 	s := &Server{
 		cfg:        cfg,
 		log:        cfg.Logger,
@@ -196,6 +192,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, stateDir), 0o755); err != nil {
 		return nil, fmt.Errorf("couldn't create the data directory: %w", err)
+	}
+	// Tessera would panic on a read-only data directory (its lock file).
+	if err := checkDirWritable(cfg.Dir); err != nil {
+		return nil, err
 	}
 	driver, err := posix.New(s.ctx, posix.Config{Path: cfg.Dir, HTTPClient: witnessClient})
 	if err != nil {
