@@ -31,7 +31,7 @@ func newMetrics(s *Server, reg *prometheus.Registry) (*metrics, error) {
 		}, []string{"endpoint"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tidemark_log_rejected_total",
-			Help: "Requests refused, by cause (bad_json, too_large, content_type, overloaded, unauthenticated, ...).",
+			Help: "Requests refused, by cause (bad_json, too_large, too_many_events, too_many_values, content_type, overloaded, overloaded_bytes, unauthenticated, ...).",
 		}, []string{"cause"}),
 		integration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "tidemark_log_integration_seconds",
@@ -40,6 +40,14 @@ func newMetrics(s *Server, reg *prometheus.Registry) (*metrics, error) {
 		}),
 	}
 	if err := registerAll(reg, m.appended, m.rejected, m.integration,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tidemark_log_inflight_body_bytes",
+			Help: "Bytes of request body buffers held by requests being read or answered.",
+		}, func() float64 { return float64(s.bodies.current()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tidemark_log_inflight_body_bytes_limit",
+			Help: "Bytes of request body buffers beyond which requests get 503 (--max-inflight-bytes).",
+		}, func() float64 { return float64(s.bodies.max) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tidemark_log_inflight_events",
 			Help: "Events read and not yet answered.",
