@@ -27,7 +27,9 @@
 // GET /checkpoint and /tile/... are served from the data directory exactly as
 // C2SP tlog-tiles v0.1.0 lays them out; only canonical paths are served, and
 // only files that tlog-tiles names. Entry bundles can be put behind read
-// tokens while the checkpoint and hash tiles stay public.
+// tokens while the checkpoint and hash tiles stay public. A full entry
+// bundle never changes, so its gzip is made once and kept beside the data
+// (bundleGzips).
 //
 // # Back-pressure
 //

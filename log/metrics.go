@@ -39,7 +39,7 @@ func newMetrics(s *Server, reg *prometheus.Registry) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
 	}
-	if err := registerAll(reg, m.appended, m.rejected, m.integration,
+	if err := registerAll(reg, m.appended, m.rejected, m.integration, s.gzips.served,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tidemark_log_inflight_body_bytes",
 			Help: "Bytes of request body buffers held by requests being read or answered.",

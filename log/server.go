@@ -137,6 +137,7 @@ type Server struct {
 	dedup    *Dedup
 	inflight inflight
 	bodies   bodyBudget
+	gzips    *bundleGzips
 	stamps   stamps
 	metrics  *metrics
 	closing  atomic.Bool
@@ -178,6 +179,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		readTokens: cfg.ReadTokens,
 		inflight:   inflight{max: cfg.MaxInFlight},
 		bodies:     bodyBudget{max: cfg.MaxInFlightBytes},
+		gzips:      newBundleGzips(cfg.Dir, cfg.Logger),
 		done:       make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
