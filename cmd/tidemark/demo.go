@@ -208,7 +208,8 @@ func serve(h http.Handler) (string, func(), error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("couldn't listen: %w", err)
 	}
-	hs := newHTTPServer(ln.Addr().String(), h)
+	// The demo's log waits for witnesses as long as the log's default.
+	hs := newHTTPServer(ln.Addr().String(), h, 10*time.Second)
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			fmt.Fprintf(os.Stderr, "serving %s: %v\n", ln.Addr(), err)
