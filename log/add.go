@@ -24,7 +24,8 @@ func (s *Server) handleAdd(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusRequestEntityTooLarge, "too_large", "an entry is at most %d bytes; this one is %d", checkpoint.MaxLeafSize, r.ContentLength))
 		return
 	}
-	body, err := s.readBody(w, r)
+	body, releaseBody, err := s.readBody(w, r)
+	defer releaseBody()
 	if err != nil {
 		s.fail(w, r, err)
 		return

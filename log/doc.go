@@ -6,9 +6,12 @@
 // # Life of an event
 //
 //  1. POST /v1/events with one JSON object, or many as NDJSON. The body is
-//     read within a size limit (after gzip, if any), every event is checked to
-//     be I-JSON and canonicalized, and every leaf is built and size-checked
-//     before anything is appended: a request is accepted whole or not at all.
+//     read within a size limit (after gzip, if any) into a buffer that grows
+//     as bytes arrive; its events are counted in its bytes and admitted
+//     (see Back-pressure) before anything is split or decoded; every event is
+//     checked to be I-JSON and canonicalized, and every leaf is built and
+//     size-checked before anything is appended: a request is accepted whole
+//     or not at all.
 //  2. Events that carry an Idempotency-Key header or an "id" member are
 //     looked up in the idempotency index (see Dedup): a sender's retry gets
 //     the first index back instead of a second entry.
@@ -32,13 +35,18 @@
 // GET /checkpoint and /tile/... are served from the data directory exactly as
 // C2SP tlog-tiles v0.1.0 lays them out; only canonical paths are served, and
 // only files that tlog-tiles names. Entry bundles can be put behind read
-// tokens while the checkpoint and hash tiles stay public.
+// tokens while the checkpoint and hash tiles stay public. A full entry
+// bundle never changes, so its gzip is made once and kept beside the data
+// (bundleGzips).
 //
 // # Back-pressure
 //
 // Tessera's POSIX driver never pushes back: an overloaded appender just
-// queues. The server bounds the events it has in flight and answers 503 with
-// Retry-After beyond that bound, before reading anything into the log.
+// queues. The server bounds what requests make it hold, each bound checked
+// before the memory is taken (limit.go): the body bytes of all requests
+// (503), the events of one request, counted in the body's bytes without
+// decoding it (413: split the batch), and the events of all requests in
+// flight (503 with Retry-After).
 //
 // # Disk faults
 //

@@ -110,11 +110,30 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusBadRequest, "bad_request", "Idempotency-Key must be at most %d printable ASCII characters", MaxIdempotencyKey))
 		return
 	}
-	body, err := s.readBody(w, r)
+	body, releaseBody, err := s.readBody(w, r)
+	defer releaseBody()
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	// Count the events in the bytes, admit them, and only then split.
+	isArray := !ndjson && isJSONArray(body)
+	n := 1
+	switch {
+	case ndjson:
+		n = countLines(body)
+	case isArray:
+		if n, err = shipperArrayLen(body); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	release, err := s.admit(n, n, "events")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer release()
 	var raws [][]byte
 	unit := "line"
 	switch {
@@ -124,7 +143,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, errorf(http.StatusBadRequest, "bad_request", "the NDJSON body has no events"))
 			return
 		}
-	case isJSONArray(body):
+	case isArray:
 		// A JSON array is a batch, as log shippers send one (shippers.go);
 		// it is answered like NDJSON.
 		if raws, err = shipperArray(body); err != nil {
@@ -140,6 +159,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	// The leaves have their own buffer: the body is not needed while the
+	// answer waits for witnesses.
+	releaseBody()
 	if waitWitnessed {
 		s.answerWitnessed(w, r, ndjson, results)
 		return
@@ -155,6 +177,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 // appends: unless opts.partial, a request is taken whole or not at all. It
 // returns once every new leaf is durably sequenced. Each event brings its
 // own idempotency key (requestEvents for /v1/events; k8sEvents, otlpEvents).
+// The caller has admitted the events (admit) before decoding them.
 func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEvent, opts appendOptions) ([]eventResult, error) {
 	n := len(evs)
 	leaves := make([][]byte, n)
@@ -162,11 +185,6 @@ func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEve
 	keyed := make([]keyedEvent, n)
 	events := make([][]byte, n) // the canonical event in each leaf
 	anyKey := false
-	// Admission: bound what is in flight before any work on the events.
-	if err := s.inflight.acquire(n); err != nil {
-		return nil, err
-	}
-	defer s.inflight.release(n)
 
 	// received: the time the request was read, strictly increasing per leaf.
 	received := s.stamps.next(n)
@@ -352,14 +370,35 @@ func eventsContentType(r *http.Request) (ndjson bool, err error) {
 	return false, errorf(http.StatusUnsupportedMediaType, "content_type", "Content-Type %s is not accepted: send application/json for one event or application/x-ndjson for many", mt)
 }
 
+// minBodyBuffer is where a body's buffer starts when its size is unknown or
+// larger: a declared Content-Length is a claim, not a byte that arrived.
+const minBodyBuffer = 4 << 10
+
 // readBody reads a request body within the configured limit, inflating gzip
-// if the client sent it, and refusing what inflates past the limit.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+// if the client sent it, and refusing what inflates past the limit. Its
+// buffer grows (doubling) as bytes arrive, each growth taken first from the
+// log's body budget (503 when spent), so a client that declares 8 MiB and
+// sends one byte a second holds a few KiB, not 8 MiB. release gives the
+// budget back: call it when the request is answered, whatever the error.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, release func(), err error) {
+	var held int64
+	release = func() { s.bodies.release(held); held = 0 } // a second call releases nothing
+	body, err = s.readBodyHeld(w, r, &held)
+	if err != nil {
+		release()
+		return nil, func() {}, err
+	}
+	return body, release, nil
+}
+
+// readBodyHeld is readBody; *held is what it took from the budget.
+func (s *Server) readBodyHeld(w http.ResponseWriter, r *http.Request, held *int64) ([]byte, error) {
 	limit := s.cfg.MaxBody
 	if r.ContentLength > limit {
 		return nil, errorf(http.StatusRequestEntityTooLarge, "too_large", "the body is %d bytes; this log takes at most %d per request: split it", r.ContentLength, limit)
 	}
 	var rd io.Reader = http.MaxBytesReader(w, r.Body, limit+1)
+	gzipped := false
 	switch enc := r.Header.Get("Content-Encoding"); enc {
 	case "", "identity":
 	case "gzip":
@@ -368,40 +407,107 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 			return nil, errorf(http.StatusBadRequest, "bad_gzip", "the body is not valid gzip: %v", err)
 		}
 		defer zr.Close()
-		rd = zr
+		rd, gzipped = zr, true
 	default:
 		return nil, errorf(http.StatusUnsupportedMediaType, "content_encoding", "Content-Encoding %q is not accepted: send gzip or nothing", enc)
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, min(max(r.ContentLength, 512), limit)+1))
-	_, err := io.Copy(buf, io.LimitReader(rd, limit+1))
+	// A small declared body starts at its size; the size of a gzipped
+	// body is only known once inflated.
+	initial := int64(minBodyBuffer)
+	if r.ContentLength >= 0 && !gzipped {
+		initial = min(initial, r.ContentLength)
+	}
+	initial = min(initial, limit)
+	if err := s.bodies.acquire(initial); err != nil {
+		return nil, err
+	}
+	*held = initial
+	buf := make([]byte, 0, initial)
+	for {
+		if len(buf) == cap(buf) {
+			// Full: is there more? Only then grow.
+			var one [1]byte
+			n, err := io.ReadFull(rd, one[:])
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return nil, bodyError(err, limit, gzipped)
+			}
+			if int64(len(buf)) >= limit {
+				return nil, bodyError(errBodyOverLimit, limit, gzipped)
+			}
+			grown := min(max(2*int64(cap(buf)), minBodyBuffer), limit)
+			if err := s.bodies.acquire(grown - *held); err != nil {
+				return nil, err
+			}
+			*held = grown
+			buf = append(make([]byte, 0, grown), buf...)
+			buf = append(buf, one[:n]...)
+			continue
+		}
+		n, err := rd.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, bodyError(err, limit, gzipped)
+		}
+	}
+	return buf, nil
+}
+
+// errBodyOverLimit is a body that has more bytes than the limit.
+var errBodyOverLimit = errors.New("over the limit")
+
+// bodyError is the answer to an error reading a body.
+func bodyError(err error, limit int64, gzipped bool) error {
 	var mbe *http.MaxBytesError
 	switch {
-	case errors.As(err, &mbe) || int64(buf.Len()) > limit:
-		return nil, errorf(http.StatusRequestEntityTooLarge, "too_large", "the body is over %d bytes (after decompression); this log takes at most that per request: split it", limit)
-	case errors.Is(err, gzip.ErrChecksum) || errors.Is(err, gzip.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF):
-		return nil, errorf(http.StatusBadRequest, "bad_gzip", "the body is not valid gzip: %v", err)
-	case err != nil:
-		return nil, errorf(http.StatusBadRequest, "bad_body", "couldn't read the body: %v", err)
+	case errors.As(err, &mbe) || errors.Is(err, errBodyOverLimit):
+		return errorf(http.StatusRequestEntityTooLarge, "too_large", "the body is over %d bytes (after decompression); this log takes at most that per request: split it", limit)
+	case gzipped && (errors.Is(err, gzip.ErrChecksum) || errors.Is(err, gzip.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF)):
+		return errorf(http.StatusBadRequest, "bad_gzip", "the body is not valid gzip: %v", err)
 	}
-	return buf.Bytes(), nil
+	return errorf(http.StatusBadRequest, "bad_body", "couldn't read the body: %v", err)
 }
 
 // splitLines splits an NDJSON body into its non-blank lines.
 func splitLines(b []byte) [][]byte {
-	var lines [][]byte
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\n')
-		var line []byte
-		if i < 0 {
-			line, b = b, nil
-		} else {
-			line, b = b[:i], b[i+1:]
-		}
-		if len(bytes.TrimSpace(line)) > 0 {
-			lines = append(lines, line)
-		}
+	lines := make([][]byte, 0, countLines(b))
+	for line := range ndjsonLines(b) {
+		lines = append(lines, line)
 	}
 	return lines
+}
+
+// countLines counts the non-blank lines of an NDJSON body, the events
+// splitLines would make, without allocating.
+func countLines(b []byte) int {
+	n := 0
+	for range ndjsonLines(b) {
+		n++
+	}
+	return n
+}
+
+// ndjsonLines yields the non-blank lines of an NDJSON body.
+func ndjsonLines(b []byte) func(yield func([]byte) bool) {
+	return func(yield func([]byte) bool) {
+		for len(b) > 0 {
+			i := bytes.IndexByte(b, '\n')
+			var line []byte
+			if i < 0 {
+				line, b = b, nil
+			} else {
+				line, b = b[:i], b[i+1:]
+			}
+			if len(bytes.TrimSpace(line)) > 0 && !yield(line) {
+				return
+			}
+		}
+	}
 }
 
 func printableASCII(s string) bool {

@@ -63,11 +63,23 @@ func (s *Server) handleK8sAudit(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	body, err := s.readBody(w, r)
+	body, releaseBody, err := s.readBody(w, r)
+	defer releaseBody()
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	n, err := k8sItemCount(body)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	release, err := s.admit(n, n, "events")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer release()
 	evs, err := k8sEvents(body)
 	if err != nil {
 		s.fail(w, r, err)
@@ -128,6 +140,26 @@ func k8sEvents(body []byte) ([]ingestEvent, error) {
 		evs[i] = ingestEvent{raw: item, key: k8sKey(auditID, stage), where: where + " (auditID " + strconv.Quote(auditID) + ", stage " + stage + ")"}
 	}
 	return evs, nil
+}
+
+// k8sItemCount counts the items of an EventList without splitting them or
+// allocating per item. When k8sEvents accepts a body, the count is the
+// number of its events; a body whose JSON structure is broken is refused
+// (400), as k8sEvents would refuse it.
+func k8sItemCount(body []byte) (int, error) {
+	n := 0
+	err := rawObjectMembers(body, maxNesting, func(name, value []byte) error {
+		if string(name) != "items" || string(value) == "null" {
+			return nil
+		}
+		c, err := countJSONArray(value)
+		n += c
+		return err
+	})
+	if err != nil {
+		return 0, errorf(http.StatusBadRequest, "bad_json", "the EventList: %v", err)
+	}
+	return n, nil
 }
 
 // errFound stops objectMembers early.

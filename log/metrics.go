@@ -35,7 +35,7 @@ func newMetrics(s *Server, reg *prometheus.Registry) (*metrics, error) {
 		}, []string{"endpoint"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tidemark_log_rejected_total",
-			Help: "Requests refused, by cause (bad_json, too_large, content_type, overloaded, unauthenticated, ...).",
+			Help: "Requests refused, by cause (bad_json, too_large, too_many_events, too_many_values, content_type, overloaded, overloaded_bytes, unauthenticated, ...).",
 		}, []string{"cause"}),
 		reusedIDs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tidemark_log_reused_ids_total",
@@ -73,8 +73,16 @@ func newMetrics(s *Server, reg *prometheus.Registry) (*metrics, error) {
 	for _, e := range []string{"events", "k8s", "otlp"} {
 		m.reusedIDs.WithLabelValues(e) // so that rates start from zero
 	}
-	if err := registerAll(reg, m.appended, m.rejected, m.reusedIDs, m.integration, m.storageErrors, m.strayRemoved,
+	if err := registerAll(reg, m.appended, m.rejected, m.reusedIDs, m.integration, m.storageErrors, m.strayRemoved, s.gzips.served,
 		diskFault(faultFull), diskFault(faultReadOnly),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tidemark_log_inflight_body_bytes",
+			Help: "Bytes of request body buffers held by requests being read or answered.",
+		}, func() float64 { return float64(s.bodies.current()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tidemark_log_inflight_body_bytes_limit",
+			Help: "Bytes of request body buffers beyond which requests get 503 (--max-inflight-bytes).",
+		}, func() float64 { return float64(s.bodies.max) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tidemark_log_inflight_events",
 			Help: "Events read and not yet answered.",

@@ -74,11 +74,37 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 		s.failOTLP(w, r, isProto, err)
 		return
 	}
-	body, err := s.readBody(w, r)
+	body, releaseBody, err := s.readBody(w, r)
+	defer releaseBody()
 	if err != nil {
 		s.failOTLP(w, r, isProto, err)
 		return
 	}
+	// Count the records and values in the bytes and admit them before
+	// decoding: the decoder allocates per record and per value, and an
+	// empty one is two bytes.
+	var c otlpCount
+	if isProto {
+		c, err = otlpProtoCount(body)
+	} else {
+		c, err = otlpJSONCount(body)
+	}
+	if err != nil {
+		s.failOTLP(w, r, isProto, errorf(http.StatusBadRequest, "bad_otlp", "the body is not an OTLP ExportLogsServiceRequest: %v", err))
+		return
+	}
+	if c.records <= s.cfg.MaxEventsPerRequest && c.weight() > s.cfg.MaxInFlight {
+		s.failOTLP(w, r, isProto, errorf(http.StatusRequestEntityTooLarge, "too_many_values",
+			"the request holds %d log records and %d values (attributes, bodies, array and map elements); every %d values weigh as one event, and together they weigh more than the %d events this log holds in flight: split the batch",
+			c.records, c.values, otlpValuesPerEvent, s.cfg.MaxInFlight))
+		return
+	}
+	release, err := s.admit(c.records, c.weight(), "log records")
+	if err != nil {
+		s.failOTLP(w, r, isProto, err)
+		return
+	}
+	defer release()
 	var data logsv1.LogsData
 	if isProto {
 		err = proto.Unmarshal(body, &data)
@@ -116,6 +142,218 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 		s.metrics.rejected.WithLabelValues("otlp_record").Add(float64(rejected))
 	}
 	writeOTLPResponse(w, isProto, rejected, msg)
+}
+
+// otlpCount is what an OTLP request holds, counted on its bytes before it is
+// decoded: its log records, and its values, every other message and list
+// element the decoder allocates (attributes, bodies, array and map elements,
+// resources, scopes, entity references and their keys). The decoder and the
+// conversion to events allocate per value as they do per record: an empty
+// AnyValue is two bytes of protobuf and about 140 bytes of memory.
+type otlpCount struct {
+	records, values int
+}
+
+// otlpValuesPerEvent is how many values weigh as much as one event in the
+// in-flight bound: an event costs about a kilobyte until it is answered,
+// a value about 140 bytes while its request is decoded.
+const otlpValuesPerEvent = 8
+
+// weight is what the request takes of the in-flight bound, in events.
+func (c otlpCount) weight() int {
+	return c.records + (c.values+otlpValuesPerEvent-1)/otlpValuesPerEvent
+}
+
+// otlpMessage names the OTLP messages the walk below follows.
+type otlpMessage uint8
+
+const (
+	msgLogsData otlpMessage = iota
+	msgResourceLogs
+	msgResource
+	msgScopeLogs
+	msgScope
+	msgLogRecord
+	msgKeyValue
+	msgAnyValue
+	msgArrayValue
+	msgKeyValueList
+	msgEntityRef
+	msgString // an element of a repeated string field
+)
+
+// otlpChild says what field num of message m holds, if the decoder
+// allocates for it: its field numbers are opentelemetry-proto's (logs/v1,
+// common/v1, resource/v1; go.opentelemetry.io/proto/otlp v1.9.0).
+func otlpChild(m otlpMessage, num protowire.Number) (otlpMessage, bool) {
+	switch {
+	case m == msgLogsData && num == 1: // resource_logs
+		return msgResourceLogs, true
+	case m == msgResourceLogs && num == 1: // resource
+		return msgResource, true
+	case m == msgResourceLogs && num == 2: // scope_logs
+		return msgScopeLogs, true
+	case m == msgResource && num == 1: // attributes
+		return msgKeyValue, true
+	case m == msgResource && num == 3: // entity_refs
+		return msgEntityRef, true
+	case m == msgScopeLogs && num == 1: // scope
+		return msgScope, true
+	case m == msgScopeLogs && num == 2: // log_records
+		return msgLogRecord, true
+	case m == msgScope && num == 3: // attributes
+		return msgKeyValue, true
+	case m == msgLogRecord && num == 5: // body
+		return msgAnyValue, true
+	case m == msgLogRecord && num == 6: // attributes
+		return msgKeyValue, true
+	case m == msgKeyValue && num == 2: // value
+		return msgAnyValue, true
+	case m == msgAnyValue && num == 5: // array_value
+		return msgArrayValue, true
+	case m == msgAnyValue && num == 6: // kvlist_value
+		return msgKeyValueList, true
+	case m == msgArrayValue && num == 1: // values
+		return msgAnyValue, true
+	case m == msgKeyValueList && num == 1: // values
+		return msgKeyValue, true
+	case m == msgEntityRef && (num == 3 || num == 4): // id_keys, description_keys
+		return msgString, true
+	}
+	return 0, false
+}
+
+// errOTLPTooDeep refuses messages nested deeper than proto.Unmarshal and
+// protojson take (protowire.DefaultRecursionLimit).
+var errOTLPTooDeep = fmt.Errorf("messages nested more than %d deep", protowire.DefaultRecursionLimit)
+
+// otlpProtoCount counts the log records and values of a protobuf
+// ExportLogsServiceRequest by walking its wire format, without decoding or
+// allocating. A field the decoder does not allocate for, or of a known
+// number with another wire type (which proto.Unmarshal keeps as an unknown
+// field), is skipped; bytes that are not protobuf are an error. When
+// proto.Unmarshal accepts a body, records is the number of records it
+// decodes and values at least the number of values (a message field sent
+// twice is counted twice, and merged into one by the decoder).
+func otlpProtoCount(b []byte) (otlpCount, error) {
+	var c otlpCount
+	if err := c.walkProto(b, msgLogsData, 0); err != nil {
+		return otlpCount{}, err
+	}
+	return c, nil
+}
+
+func (c *otlpCount) walkProto(b []byte, m otlpMessage, depth int) error {
+	if depth > protowire.DefaultRecursionLimit {
+		return errOTLPTooDeep
+	}
+	for len(b) > 0 {
+		num, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return protowire.ParseError(l)
+		}
+		b = b[l:]
+		child, ok := otlpChild(m, num)
+		if !ok || typ != protowire.BytesType {
+			if l = protowire.ConsumeFieldValue(num, typ, b); l < 0 {
+				return protowire.ParseError(l)
+			}
+			b = b[l:]
+			continue
+		}
+		v, l := protowire.ConsumeBytes(b)
+		if l < 0 {
+			return protowire.ParseError(l)
+		}
+		b = b[l:]
+		if child == msgLogRecord {
+			c.records++
+		} else {
+			c.values++
+		}
+		if child != msgString {
+			if err := c.walkProto(v, child, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// otlpJSONNames are the members that lead to the log records of an OTLP
+// JSON request: each by its JSON name and its proto name, as protojson
+// accepts either.
+var otlpJSONNames = [3][2]string{{"resourceLogs", "resource_logs"}, {"scopeLogs", "scope_logs"}, {"logRecords", "log_records"}}
+
+// otlpJSONCount counts the log records and values of an OTLP JSON request
+// by scanning it, without decoding it or allocating per record. When
+// unmarshalOTLPJSON accepts a body, records is the number of records it
+// decodes; values is at least the number of values it decodes, counted as
+// every object and every array element of the body, wherever they are
+// (each message is an object; each list element an element). A body whose
+// JSON structure is broken is an error.
+func otlpJSONCount(b []byte) (otlpCount, error) {
+	records := 0
+	err := otlpJSONRecords(b, func(_, _, _ int, _ []byte) error {
+		records++
+		return nil
+	})
+	if err != nil {
+		return otlpCount{}, err
+	}
+	return otlpCount{records: records, values: jsonContainerCount(b)}, nil
+}
+
+// otlpJSONRecords calls fn with each log record of an OTLP JSON request, as
+// the sender's bytes (a slice of b), and where it is: its index in its
+// resourceLogs, scopeLogs and logRecords arrays. protojson refuses a member
+// that appears twice, or under both its names: every occurrence is followed.
+func otlpJSONRecords(b []byte, fn func(ri, si, li int, record []byte) error) error {
+	ri := 0
+	return otlpJSONList(b, otlpJSONNames[0], func(rl []byte) error {
+		si := 0
+		defer func() { ri++ }()
+		return otlpJSONList(rl, otlpJSONNames[1], func(sl []byte) error {
+			li := 0
+			defer func() { si++ }()
+			return otlpJSONList(sl, otlpJSONNames[2], func(lr []byte) error {
+				defer func() { li++ }()
+				return fn(ri, si, li, lr)
+			})
+		})
+	})
+}
+
+// otlpJSONList calls fn with each element of the array members of the
+// object b named by either of names (null is an empty list).
+func otlpJSONList(b []byte, names [2]string, fn func(item []byte) error) error {
+	return rawObjectMembers(b, anyNesting, func(name, value []byte) error {
+		if string(name) != names[0] && string(name) != names[1] || string(value) == "null" {
+			return nil
+		}
+		return arrayElements(value, anyNesting, fn)
+	})
+}
+
+// jsonContainerCount counts, in one pass, the objects of a JSON text and
+// the elements of its arrays, an upper bound on both: every '{', '[' and ','
+// outside strings.
+func jsonContainerCount(b []byte) int {
+	n := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '{', '[', ',':
+			n++
+		case '"':
+			// To the closing quote, past escaped ones.
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+		}
+	}
+	return n
 }
 
 // otlpEvents makes one event per log record, and an error for each record
@@ -335,65 +573,56 @@ func otlpValue(v *commonv1.AnyValue) (any, error) {
 // trace and span ids are hex, not base64. Unknown fields are ignored, as
 // the OTLP specification requires of receivers.
 func unmarshalOTLPJSON(body []byte, data *logsv1.LogsData) error {
-	if bytes.Contains(body, []byte("pan")) || bytes.Contains(body, []byte("race")) {
-		var err error
-		if body, err = otlpHexIDsToBase64(body); err != nil {
-			return err
-		}
+	body, err := otlpHexIDsToBase64(body)
+	if err != nil {
+		return err
 	}
 	return protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(body, data)
 }
 
 // otlpHexIDsToBase64 rewrites the hex traceId and spanId of each log record
 // into the base64 that protojson reads. Only those members change: the
-// body is decoded with json.Number, so no number loses digits.
+// others are copied as they are, and nothing is decoded into values (the
+// body is scanned as otlpJSONCount scans it), so this takes one copy of the
+// body, and none when it has no ids.
 func otlpHexIDsToBase64(body []byte) ([]byte, error) {
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.UseNumber()
-	var root map[string]any
-	if err := d.Decode(&root); err != nil {
-		return nil, err
-	}
-	if d.More() {
-		return nil, errors.New("data after the JSON object")
-	}
-	for ri, rl := range otlpList(root, "resourceLogs", "resource_logs") {
-		for si, sl := range otlpList(rl, "scopeLogs", "scope_logs") {
-			for li, lr := range otlpList(sl, "logRecords", "log_records") {
-				for _, name := range []string{"traceId", "trace_id", "spanId", "span_id"} {
-					v, ok := lr[name]
-					if !ok {
-						continue
-					}
-					s, ok := v.(string)
-					if !ok {
-						return nil, fmt.Errorf("resourceLogs[%d].scopeLogs[%d].logRecords[%d].%s: want a hex string", ri, si, li, name)
-					}
-					b, err := hex.DecodeString(s)
-					if err != nil {
-						return nil, fmt.Errorf("resourceLogs[%d].scopeLogs[%d].logRecords[%d].%s: OTLP JSON ids are hex: %v", ri, si, li, name, err)
-					}
-					lr[name] = base64.StdEncoding.EncodeToString(b)
-				}
+	var out []byte
+	copied := 0 // body[:copied] is in out
+	err := otlpJSONRecords(body, func(ri, si, li int, record []byte) error {
+		return rawObjectMembers(record, anyNesting, func(name, value []byte) error {
+			switch string(name) {
+			case "traceId", "trace_id", "spanId", "span_id":
+			default:
+				return nil
 			}
-		}
-	}
-	return json.Marshal(root)
-}
-
-// otlpList returns the objects in the array member of m named by one of
-// names; anything else is left for protojson to refuse.
-func otlpList(m map[string]any, names ...string) []map[string]any {
-	var out []map[string]any
-	for _, name := range names {
-		arr, _ := m[name].([]any)
-		for _, e := range arr {
-			if o, ok := e.(map[string]any); ok {
-				out = append(out, o)
+			if value[0] != '"' {
+				return fmt.Errorf("resourceLogs[%d].scopeLogs[%d].logRecords[%d].%s: want a hex string", ri, si, li, name)
 			}
-		}
+			s, err := stringMember(string(name), value)
+			if err != nil {
+				return fmt.Errorf("resourceLogs[%d].scopeLogs[%d].logRecords[%d].%w", ri, si, li, err)
+			}
+			id, err := hex.DecodeString(s)
+			if err != nil {
+				return fmt.Errorf("resourceLogs[%d].scopeLogs[%d].logRecords[%d].%s: OTLP JSON ids are hex: %v", ri, si, li, name, err)
+			}
+			// value is a slice of body: both run to the end of one array.
+			start := cap(body) - cap(value)
+			if out == nil {
+				out = make([]byte, 0, len(body)) // base64 is shorter than hex
+			}
+			out = append(out, body[copied:start]...)
+			out = append(out, '"')
+			out = base64.StdEncoding.AppendEncode(out, id)
+			out = append(out, '"')
+			copied = start + len(value)
+			return nil
+		})
+	})
+	if err != nil || out == nil {
+		return body, err
 	}
-	return out
+	return append(out, body[copied:]...), nil
 }
 
 // writeOTLPResponse answers an ExportLogsServiceResponse, with

@@ -47,8 +47,18 @@ type Config struct {
 	// ReadTokens, if not nil, protect the entry bundles.
 	ReadTokens *Tokens
 
-	MaxBody            int64         // bytes per request body, after decompression (default 8 MiB)
-	MaxInFlight        int           // events in flight before 503 (default 100,000)
+	MaxBody     int64 // bytes per request body, after decompression (default 8 MiB)
+	MaxInFlight int   // events in flight before 503 (default 100,000)
+	// MaxEventsPerRequest bounds the events (lines, items, log records) of
+	// one request, counted before anything is decoded: over it, 413
+	// (default DefaultMaxEventsPerRequest, or MaxInFlight when smaller). It
+	// must not exceed MaxInFlight.
+	MaxEventsPerRequest int
+	// MaxInFlightBytes bounds the request body bytes held by all requests
+	// together: over it, 503 (default DefaultMaxInFlightBytes, or MaxBody
+	// when larger). It must be at least MaxBody.
+	MaxInFlightBytes int64
+
 	BatchSize          uint          // most entries in one Tessera batch (default 4,096)
 	BatchAge           time.Duration // Tessera's batch age: how long a partial batch waits (default 1 ms)
 	Linger             time.Duration // how long a group of requests waits for more before going to Tessera (default 0)
@@ -82,12 +92,29 @@ type Config struct {
 	wrapAdd func(tessera.AddFn) tessera.AddFn
 }
 
+// Defaults of the request bounds (see Config).
+const (
+	// DefaultMaxEventsPerRequest covers real senders: the kube-apiserver
+	// batches up to 400 events, log shippers and OpenTelemetry Collectors
+	// a few thousand (the Collector's batch processor sends 8,192 by
+	// default), the NDJSON benchmark 1,000.
+	DefaultMaxEventsPerRequest = 10_000
+	// DefaultMaxInFlightBytes holds four bodies of the default MaxBody.
+	DefaultMaxInFlightBytes = 32 << 20
+)
+
 func (c *Config) setDefaults() {
 	if c.MaxBody == 0 {
 		c.MaxBody = 8 << 20
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 100_000
+	}
+	if c.MaxEventsPerRequest == 0 {
+		c.MaxEventsPerRequest = min(DefaultMaxEventsPerRequest, c.MaxInFlight)
+	}
+	if c.MaxInFlightBytes == 0 {
+		c.MaxInFlightBytes = max(DefaultMaxInFlightBytes, c.MaxBody)
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 4096
@@ -135,6 +162,8 @@ type Server struct {
 	seq      *sequencer
 	dedup    *Dedup
 	inflight inflight
+	bodies   bodyBudget
+	gzips    *bundleGzips
 	stamps   stamps
 	metrics  *metrics
 	closing  atomic.Bool
@@ -166,6 +195,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if len(cfg.Keys.Signers) == 0 {
 		return nil, errors.New("a log needs at least one signing key")
 	}
+	if err := cfg.checkBounds(); err != nil {
+		return nil, err
+	}
 	if err := CheckExistingCheckpoint(cfg.Dir, cfg.Keys.VKeys); err != nil {
 		return nil, err
 	}
@@ -175,6 +207,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		tokens:     cfg.Tokens,
 		readTokens: cfg.ReadTokens,
 		inflight:   inflight{max: cfg.MaxInFlight},
+		bodies:     bodyBudget{max: cfg.MaxInFlightBytes},
+		gzips:      newBundleGzips(cfg.Dir, cfg.Logger),
 		done:       make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -253,6 +287,21 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.log.Info("idempotency index ready", "tree_size", size, "rescanned_entries", scanned, "took", time.Since(start).Round(time.Millisecond))
 	go s.watermarkLoop()
 	return s, nil
+}
+
+// checkBounds refuses bounds that would refuse a request forever: one
+// that the per-request bounds let through must fit the shared ones alone.
+func (c *Config) checkBounds() error {
+	if c.MaxEventsPerRequest > c.MaxInFlight {
+		return fmt.Errorf("the events per request (%d, --max-events) are more than the events in flight (%d, --max-inflight): such a request could never be admitted; lower --max-events or raise --max-inflight", c.MaxEventsPerRequest, c.MaxInFlight)
+	}
+	if c.MaxInFlightBytes < c.MaxBody {
+		return fmt.Errorf("the body bytes in flight (%d, --max-inflight-bytes) are less than one body (%d, --max-body): a body that large could never be read; raise --max-inflight-bytes or lower --max-body", c.MaxInFlightBytes, c.MaxBody)
+	}
+	if c.MaxEventsPerRequest < 1 || c.MaxInFlight < 1 || c.MaxBody < 1 {
+		return errors.New("--max-events, --max-inflight and --max-body must be positive")
+	}
+	return nil
 }
 
 // stateDir is where the server keeps its own state inside the data

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+
+	"github.com/tidemark/tidemark/checkpoint"
 )
 
 // Log shippers (syslog-ng's http() destination, Fluent Bit's http output,
@@ -30,39 +33,68 @@ var errJSONSyntax = errors.New("not valid JSON")
 // the sender sent. It checks the array's own syntax (brackets, commas,
 // strings) but not the elements': the canonicalizer does that.
 func splitJSONArray(b []byte) ([][]byte, error) {
+	var items [][]byte
+	err := arrayElements(b, maxNesting, func(item []byte) error {
+		items = append(items, item)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+// countJSONArray counts the elements of a JSON array without allocating:
+// it accepts what splitJSONArray accepts, and counts what it would return.
+func countJSONArray(b []byte) (int, error) {
+	n := 0
+	err := arrayElements(b, maxNesting, func([]byte) error {
+		n++
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// arrayElements calls fn with each element of the JSON array b, in order;
+// fn returns an error to stop. Brackets nest at most depth deep (skipValue).
+func arrayElements(b []byte, depth int, fn func(item []byte) error) error {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '[' {
-		return nil, fmt.Errorf("%w: not an array", errJSONSyntax)
+		return fmt.Errorf("%w: not an array", errJSONSyntax)
 	}
 	i = skipSpace(b, i+1)
-	var items [][]byte
 	if i < len(b) && b[i] == ']' {
 		i++
 	} else {
-		for {
-			end, err := skipValue(b, i)
+		for n := 1; ; n++ {
+			end, err := skipValue(b, i, depth)
 			if err != nil {
-				return nil, fmt.Errorf("element %d: %w", len(items)+1, err)
+				return fmt.Errorf("element %d: %w", n, err)
 			}
-			items = append(items, b[i:end])
+			if err := fn(b[i:end]); err != nil {
+				return err
+			}
 			i = skipSpace(b, end)
 			if i >= len(b) {
-				return nil, fmt.Errorf("%w: the array is not closed", errJSONSyntax)
+				return fmt.Errorf("%w: the array is not closed", errJSONSyntax)
 			}
 			if b[i] == ']' {
 				i++
 				break
 			}
 			if b[i] != ',' {
-				return nil, fmt.Errorf("%w: after element %d, want ',' or ']' at byte %d", errJSONSyntax, len(items), i)
+				return fmt.Errorf("%w: after element %d, want ',' or ']' at byte %d", errJSONSyntax, n, i)
 			}
 			i = skipSpace(b, i+1)
 		}
 	}
 	if i = skipSpace(b, i); i != len(b) {
-		return nil, fmt.Errorf("%w: data after the array at byte %d", errJSONSyntax, i)
+		return fmt.Errorf("%w: data after the array at byte %d", errJSONSyntax, i)
 	}
-	return items, nil
+	return nil
 }
 
 // objectMembers calls fn for each member of the JSON object b, in order,
@@ -70,6 +102,15 @@ func splitJSONArray(b []byte) ([][]byte, error) {
 // error to stop. Like splitJSONArray it checks the object's syntax, not its
 // values'.
 func objectMembers(b []byte, fn func(name string, value []byte) error) error {
+	return rawObjectMembers(b, maxNesting, func(name, value []byte) error {
+		return fn(string(name), value)
+	})
+}
+
+// rawObjectMembers is objectMembers with the name as bytes: the sender's
+// own bytes when it has no escape (no allocation), else decoded. Brackets
+// nest at most depth deep (skipValue).
+func rawObjectMembers(b []byte, depth int, fn func(name, value []byte) error) error {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return fmt.Errorf("%w: not an object", errJSONSyntax)
@@ -82,23 +123,24 @@ func objectMembers(b []byte, fn func(name string, value []byte) error) error {
 			if i >= len(b) || b[i] != '"' {
 				return fmt.Errorf("%w: want a member name at byte %d", errJSONSyntax, i)
 			}
-			end, err := skipValue(b, i)
+			end, err := skipValue(b, i, depth)
 			if err != nil {
 				return err
 			}
-			rawName := b[i+1 : end-1]
-			name := string(rawName)
-			if bytes.IndexByte(rawName, '\\') >= 0 {
-				if err := json.Unmarshal(b[i:end], &name); err != nil {
+			name := b[i+1 : end-1]
+			if bytes.IndexByte(name, '\\') >= 0 {
+				var s string
+				if err := json.Unmarshal(b[i:end], &s); err != nil {
 					return fmt.Errorf("%w: member name at byte %d: %v", errJSONSyntax, i, err)
 				}
+				name = []byte(s)
 			}
 			i = skipSpace(b, end)
 			if i >= len(b) || b[i] != ':' {
 				return fmt.Errorf("%w: want ':' at byte %d", errJSONSyntax, i)
 			}
 			i = skipSpace(b, i+1)
-			end, err = skipValue(b, i)
+			end, err = skipValue(b, i, depth)
 			if err != nil {
 				return fmt.Errorf("member %q: %w", name, err)
 			}
@@ -147,17 +189,26 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
+// Nesting bounds for skipValue: maxNesting is the canonicalizer's (an
+// event nested deeper is refused anyway); anyNesting follows brackets as
+// deep as they go, for counting bodies whose decoder allows more.
+const (
+	maxNesting = checkpoint.MaxJSONDepth
+	anyNesting = math.MaxInt
+)
+
 // skipValue returns the index just past the JSON value that starts at b[i].
 // It follows strings (with their escapes) and brackets exactly, so that the
 // end it finds is the end a full parser would find; the contents of strings
 // and scalars it only delimits, leaving their checks to the canonicalizer
-// (or json.Valid).
-func skipValue(b []byte, i int) (int, error) {
+// (or json.Valid). Brackets nested more than depth deep are refused; past
+// 64 deep only their count is followed, not which kind closes which.
+func skipValue(b []byte, i, depth int) (int, error) {
 	if i >= len(b) {
 		return 0, fmt.Errorf("%w: unexpected end", errJSONSyntax)
 	}
-	depth := 0
-	var stack [64]byte // the open brackets; deeper nesting is refused
+	open := 0
+	var stack [64]byte // the kinds of the innermost open brackets, up to 64 deep
 	for {
 		switch c := b[i]; c {
 		case '"':
@@ -179,20 +230,22 @@ func skipValue(b []byte, i int) (int, error) {
 				}
 			}
 		case '{', '[':
-			if depth == len(stack) {
-				return 0, fmt.Errorf("%w: nested more than %d deep", errJSONSyntax, len(stack))
+			if open == depth {
+				return 0, fmt.Errorf("%w: nested more than %d deep", errJSONSyntax, depth)
 			}
-			stack[depth] = c
-			depth++
+			if open < len(stack) {
+				stack[open] = c
+			}
+			open++
 			i++
 		case '}', ']':
-			if depth == 0 || (c == '}') != (stack[depth-1] == '{') {
+			if open == 0 || open <= len(stack) && (c == '}') != (stack[open-1] == '{') {
 				return 0, fmt.Errorf("%w: unexpected %q at byte %d", errJSONSyntax, c, i)
 			}
-			depth--
+			open--
 			i++
 		case ',', ':', ' ', '\t', '\n', '\r':
-			if depth == 0 {
+			if open == 0 {
 				return 0, fmt.Errorf("%w: want a value at byte %d", errJSONSyntax, i)
 			}
 			i++
@@ -206,7 +259,7 @@ func skipValue(b []byte, i int) (int, error) {
 				return 0, fmt.Errorf("%w: unexpected %q at byte %d", errJSONSyntax, b[i], i)
 			}
 		}
-		if depth == 0 {
+		if open == 0 {
 			return i, nil
 		}
 		if i >= len(b) {
@@ -223,12 +276,26 @@ func isDelim(c byte) bool {
 	return false
 }
 
+// shipperArrayLen counts the events of a /v1/events body that is a JSON
+// array, or refuses it as shipperArray would.
+func shipperArrayLen(body []byte) (int, error) {
+	n, err := countJSONArray(body)
+	if err != nil {
+		return 0, shipperArrayError(err)
+	}
+	return n, nil
+}
+
+func shipperArrayError(err error) error {
+	return errorf(http.StatusBadRequest, "bad_json", "the JSON array: %v (a batch is an array of I-JSON objects, RFC 7493)", err)
+}
+
 // shipperArray turns a /v1/events body with Content-Type application/json
 // that is a JSON array into its events, or refuses it.
 func shipperArray(body []byte) ([][]byte, error) {
 	raws, err := splitJSONArray(body)
 	if err != nil {
-		return nil, errorf(http.StatusBadRequest, "bad_json", "the JSON array: %v (a batch is an array of I-JSON objects, RFC 7493)", err)
+		return nil, shipperArrayError(err)
 	}
 	if len(raws) == 0 {
 		return nil, errorf(http.StatusBadRequest, "bad_request", "the JSON array has no events")

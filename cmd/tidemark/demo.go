@@ -219,7 +219,8 @@ func serve(h http.Handler) (string, func(), error) {
 // serveOn serves h on ln and returns a stop function that waits for
 // requests in flight.
 func serveOn(ln net.Listener, h http.Handler) func() {
-	hs := newHTTPServer(ln.Addr().String(), h)
+	// The demo's log waits for witnesses as long as the log's default.
+	hs := newHTTPServer(ln.Addr().String(), h, 10*time.Second)
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			fmt.Fprintf(os.Stderr, "serving %s: %v\n", ln.Addr(), err)

@@ -34,7 +34,9 @@ func runLog(args []string) error {
 	tlsFlags := addTLSServerFlags(fs, "PEM file of the CAs whose client certificates authenticate writers: the certificate's subject common name is the source stamped into leaves; reads need no certificate; needs --tls-cert; reloaded on SIGHUP")
 	tlsCA := addTLSCAFlag(fs, "witnesses")
 	maxBody := fs.Int64("max-body", 8<<20, "largest request body in bytes, after decompression")
-	maxInFlight := fs.Int("max-inflight", 100_000, "events in flight beyond which writes get 503 with Retry-After")
+	maxInFlight := fs.Int("max-inflight", 100_000, "events in flight beyond which writes get 503 with Retry-After (every 8 values of an OTLP request weigh as one more event)")
+	maxEvents := fs.Int("max-events", tlog.DefaultMaxEventsPerRequest, "most events (NDJSON lines, array items, EventList items, OTLP log records) in one request, counted before decoding; more get 413 (split the batch); at most --max-inflight")
+	maxInFlightBytes := fs.Int64("max-inflight-bytes", tlog.DefaultMaxInFlightBytes, "request body bytes held by all requests together (buffers grow as bytes arrive) beyond which writes get 503 with Retry-After; at least --max-body")
 	batchSize := fs.Uint("batch-size", 4096, "most entries Tessera sequences in one batch")
 	batchAge := fs.Duration("batch-age", time.Millisecond, "longest a partial Tessera batch waits before it is sequenced")
 	linger := fs.Duration("linger", 0, "how long a group of requests waits for more before going to Tessera (one group is sequenced at a time; the next gathers meanwhile)")
@@ -121,7 +123,7 @@ func runLog(args []string) error {
 	srv, err := tlog.New(ctx, tlog.Config{
 		Dir: *data, Keys: k, Tokens: tokens, ReadTokens: readTokens,
 		ClientCertWriters: clientCertWriters, WitnessRootCAs: witnessCAs,
-		MaxBody: *maxBody, MaxInFlight: *maxInFlight,
+		MaxBody: *maxBody, MaxInFlight: *maxInFlight, MaxEventsPerRequest: *maxEvents, MaxInFlightBytes: *maxInFlightBytes,
 		BatchSize: *batchSize, BatchAge: *batchAge, Linger: *linger,
 		CheckpointInterval: *cpInterval, RepublishInterval: *republish,
 		Policy: policy, PolicyText: policyText,
@@ -139,9 +141,9 @@ func runLog(args []string) error {
 		logger.Warn("WRITES ARE OPEN: there is no --tokens file, so anyone who can reach this address can append (source \"anonymous\")", "listen", lns[0].Addr().String())
 	}
 
-	endpoints := []endpoint{{newHTTPServer(*listen, srv.Handler(*adminListen == "")), lns[0]}}
+	endpoints := []endpoint{{newHTTPServer(*listen, srv.Handler(*adminListen == ""), *witnessWait), lns[0]}}
 	if *adminListen != "" {
-		endpoints = append(endpoints, endpoint{newHTTPServer(*adminListen, srv.AdminHandler()), lns[1]})
+		endpoints = append(endpoints, endpoint{newHTTPServer(*adminListen, srv.AdminHandler(), *witnessWait), lns[1]})
 	}
 	for _, e := range endpoints {
 		e.hs.TLSConfig = serverTLS.config()
@@ -170,15 +172,33 @@ func runLog(args []string) error {
 	})
 }
 
-func newHTTPServer(addr string, h http.Handler) *http.Server {
+// readTimeout bounds reading a whole request, body included.
+const readTimeout = 2 * time.Minute
+
+// newHTTPServer is the log's HTTP server. Its WriteTimeout, which runs from
+// the end of a request's headers to the end of its answer, is longer than
+// the longest legitimate answer: the whole body read (readTimeout), a
+// ?wait=witnessed wait (witnessWait), and answerMargin to append the events
+// and write the answer. A client that stops reading its answer holds a
+// connection no longer than that.
+func newHTTPServer(addr string, h http.Handler, witnessWait time.Duration) *http.Server {
 	return &http.Server{
 		Addr:              addr,
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      logWriteTimeout(witnessWait),
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
+}
+
+// answerMargin is the time an answer gets besides reading the request and
+// waiting for witnesses: appending under load, writing a 16 MiB bundle.
+const answerMargin = 30 * time.Second
+
+func logWriteTimeout(witnessWait time.Duration) time.Duration {
+	return readTimeout + witnessWait + answerMargin
 }
 
 func isLoopback(addr string) bool {
