@@ -306,7 +306,7 @@ func TestOldIndexLayoutIsRebuiltFromTheLog(t *testing.T) {
 // the client. It answers a generic message with a request id, and the log's
 // own logs have the details under that id.
 func TestInternalErrorsAnswerARequestIDNotDetails(t *testing.T) {
-	faults := &appendFaults{err: errors.New("couldn't write /srv/secret-layout/tile/entries/x001/042: input/output error")}
+	faults := &appendFaults{err: errors.New("couldn't marshal the tile for /srv/secret-layout/tile/entries/x001/042: unexpected state")}
 	var logs bytes.Buffer
 	tl := newTestLog(t, func(c *Config) {
 		c.wrapAdd = faults.wrap
