@@ -1,0 +1,72 @@
+package log
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	commonv1 "go.opentelemetry.io/proto/otlp/common/v1"
+	logsv1 "go.opentelemetry.io/proto/otlp/logs/v1"
+	resourcev1 "go.opentelemetry.io/proto/otlp/resource/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// Attacks found in the review of issue 9's hardening, each a regression
+// test named for the attack.
+
+// An OTLP request's resource and scope are written once on the wire and
+// copied into the event of every log record under them. A large resource
+// attribute (one value, so it weighs nothing in the in-flight bound) over
+// many empty records (two bytes each) makes records × resource bytes of
+// events from a small body: here 2,000 records under a 32 KiB resource are
+// 70 KB of protobuf (about 1 KB gzipped) and 64 MiB of event JSON, plus
+// the leaves built from it; at --max-body (8 MiB) with 10,000 records the
+// same shape is 40 GB. The log must refuse it, or log it, without
+// allocating in proportion to records × resource.
+func TestOTLPSharedResourceCopiedIntoEveryRecordIsBounded(t *testing.T) {
+	tl := newK8sTestLog(t)
+	auth := []string{"Authorization", "Bearer " + k8sToken}
+	const records, shared = 2000, 32 << 10
+	big := strings.Repeat("r", shared)
+	for _, tc := range []struct {
+		name  string
+		res   *resourcev1.Resource
+		scope *commonv1.InstrumentationScope
+		ok    bool // a Collector's batch, which must still be logged
+	}{
+		{"resource_attribute", &resourcev1.Resource{Attributes: []*commonv1.KeyValue{kv("service.name", str(big))}}, nil, false},
+		{"scope_name", nil, &commonv1.InstrumentationScope{Name: big}, false},
+		{"collector_batch", &resourcev1.Resource{Attributes: []*commonv1.KeyValue{kv("k8s.pod.name", str(strings.Repeat("p", 1000)))}}, &commonv1.InstrumentationScope{Name: "audit"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			recs := make([]*logsv1.LogRecord, records)
+			for i := range recs {
+				recs[i] = &logsv1.LogRecord{}
+			}
+			body, err := proto.Marshal(&logsv1.LogsData{ResourceLogs: []*logsv1.ResourceLogs{{
+				Resource:  tc.res,
+				ScopeLogs: []*logsv1.ScopeLogs{{Scope: tc.scope, LogRecords: recs}},
+			}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := tl.size()
+			var r response
+			allocated := allocatedBy(func() { r = tl.post("/v1/logs", "application/x-protobuf", body, auth...) })
+			t.Logf("%d bytes of body: status %d, %.1f MiB allocated, %d entries appended", len(body), r.status, float64(allocated)/(1<<20), tl.size()-before)
+			// What logging the records themselves needs is a few MiB; the
+			// copies of the resource are records × 32 KiB = 64 MiB, twice.
+			const bound = 48 << 20
+			if !tc.ok && allocated > bound {
+				t.Errorf("%d bytes of body (%d records under a %d-byte shared %s) allocated %d MiB, want at most %d MiB: the shared part is copied into every record's event before any bound applies",
+					len(body), records, shared, tc.name, allocated>>20, bound>>20)
+			}
+			if tc.ok && r.status != http.StatusOK {
+				t.Errorf("status %d (%s), want 200: %d records under a 1 KB resource are an ordinary batch", r.status, errorMessage(t, "application/x-protobuf", r), records)
+			}
+			if r.status == http.StatusOK && tl.size()-before != records {
+				t.Errorf("answered 200 but appended %d entries, want %d", tl.size()-before, records)
+			}
+		})
+	}
+}
