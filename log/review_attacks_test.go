@@ -1,8 +1,10 @@
 package log
 
 import (
+	"bytes"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	commonv1 "go.opentelemetry.io/proto/otlp/common/v1"
@@ -68,5 +70,61 @@ func TestOTLPSharedResourceCopiedIntoEveryRecordIsBounded(t *testing.T) {
 				t.Errorf("answered 200 but appended %d entries, want %d", tl.size()-before, records)
 			}
 		})
+	}
+}
+
+// A witness answers add-checkpoint with 409 and Content-Type
+// text/x.tlog.size when the log's old size is not the one it cosigned; the
+// body is a decimal size. Tessera v1.0.4 reads every witness answer whole
+// (io.ReadAll) before looking at the status, and the witness observer
+// bounds the bodies of 200s and of other errors but passed this one on as
+// it came: a witness could make the log read (and hold) as much as it can
+// send within the witness timeout, every checkpoint interval.
+func TestWitnessFloodingASizeAnswerIsNotReadWhole(t *testing.T) {
+	const flood = 128 << 20
+	var flooding atomic.Bool
+	written := make(chan int64, 1)
+	fw := newFakeWitness(t, "flood", nil, 0)
+	honest := fw.hs.Config.Handler
+	fw.hs.Config.Handler = http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if !flooding.Load() {
+			honest.ServeHTTP(rw, r)
+			return
+		}
+		if !flooding.CompareAndSwap(true, false) {
+			return
+		}
+		rw.Header().Set("Content-Type", "text/x.tlog.size")
+		rw.WriteHeader(http.StatusConflict)
+		chunk := bytes.Repeat([]byte("0"), 64<<10)
+		var n int64
+		for n < flood {
+			m, err := rw.Write(chunk)
+			n += int64(m)
+			if err != nil {
+				break
+			}
+		}
+		written <- n
+	})
+	tl := witnessedLog(t, 1, fw)
+	flooding.Store(true)
+	tl.postEvent(`{"action":"deploy"}`) // a new checkpoint to cosign
+	n := <-written
+	t.Logf("the witness wrote %d MiB of its size answer before the log stopped reading", n>>20)
+	if n >= flood {
+		t.Errorf("the log read all %d MiB of a witness's 409 size answer (a decimal number and a newline): want it bounded", n>>20)
+	}
+	// An honest 409 still works: the witness says it cosigned size 1 (the
+	// log last saw it cosign 0), and the log retries from there.
+	fw.mu.Lock()
+	fw.size = 1
+	fw.mu.Unlock()
+	r := tl.post("/v1/events?wait=witnessed", "application/json", []byte(`{"action":"rollback"}`))
+	if r.status != http.StatusOK {
+		t.Fatalf("wait=witnessed after an honest 409: %d %s", r.status, r.body)
+	}
+	if m := tl.metric(`tidemark_log_witness_requests_total{outcome="size_mismatch",witness="flood"}`); m == "" || m == "0" {
+		t.Errorf("no size_mismatch counted (%q): the honest 409 was not exercised", m)
 	}
 }
