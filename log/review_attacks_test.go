@@ -3,6 +3,7 @@ package log
 import (
 	"bytes"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -126,5 +127,38 @@ func TestWitnessFloodingASizeAnswerIsNotReadWhole(t *testing.T) {
 	}
 	if m := tl.metric(`tidemark_log_witness_requests_total{outcome="size_mismatch",witness="flood"}`); m == "" || m == "0" {
 		t.Errorf("no size_mismatch counted (%q): the honest 409 was not exercised", m)
+	}
+}
+
+// The kube-apiserver logs a PATCH's body as the event's requestObject byte
+// for byte (audit.LogRequestPatch keeps it as runtime.Unknown), at Request
+// level and above: the example policy logs writes to workloads so. A patch
+// is JSON that the apiserver's decoder takes with duplicate member names
+// ({"a":"1","a":"2"}, last one wins) or integers a double cannot hold, and
+// neither is I-JSON. The log refuses the whole EventList (400) for that one
+// item, the apiserver resends it until its backoff runs out and then drops
+// it: every event of the batch (up to 400, anyone's) is lost, among them
+// the event the patching user wanted gone. An event must not be lost
+// because another event of its batch is not I-JSON.
+func TestK8sPatchThatIsNotIJSONDoesNotDropTheBatch(t *testing.T) {
+	tl := newK8sTestLog(t)
+	for i, patch := range []string{
+		`{"metadata":{"labels":{"team":"a","team":"b"}}}`,
+		`{"spec":{"replicas":9007199254740993}}`,
+	} {
+		deleted := k8sEvent("d-"+strconv.Itoa(i), "delete", "prod-db-password")
+		poisoned := `{"level":"Request","auditID":"p-` + strconv.Itoa(i) + `","stage":"ResponseComplete","verb":"patch",` +
+			`"requestURI":"/apis/apps/v1/namespaces/prod/deployments/web","user":{"username":"mallory"},` +
+			`"objectRef":{"resource":"deployments","namespace":"prod","name":"web","apiGroup":"apps","apiVersion":"v1"},` +
+			`"responseStatus":{"code":200},"requestObject":` + patch + `}`
+		before := tl.size()
+		r := tl.post("/v1/k8s/audit", "application/json", eventList(deleted, poisoned), "Authorization", "Bearer "+k8sToken)
+		if r.status != http.StatusOK {
+			t.Errorf("an EventList with a patch %s: %d %s; want 200 with both events logged, the apiserver drops a list it cannot deliver", patch, r.status, r.body)
+			continue
+		}
+		if n := tl.size() - before; n != 2 {
+			t.Errorf("patch %s: %d entries appended, want 2 (the delete and the patch)", patch, n)
+		}
 	}
 }
