@@ -2,12 +2,17 @@ package log
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
+	"github.com/transparency-dev/tessera"
 	commonv1 "go.opentelemetry.io/proto/otlp/common/v1"
 	logsv1 "go.opentelemetry.io/proto/otlp/logs/v1"
 	resourcev1 "go.opentelemetry.io/proto/otlp/resource/v1"
@@ -22,7 +27,7 @@ import (
 // attribute (one value, so it weighs nothing in the in-flight bound) over
 // many empty records (two bytes each) makes records × resource bytes of
 // events from a small body: here 2,000 records under a 32 KiB resource are
-// 70 KB of protobuf (about 1 KB gzipped) and 64 MiB of event JSON, plus
+// 37 KB of protobuf (about 1 KB gzipped) and 64 MiB of event JSON, plus
 // the leaves built from it; at --max-body (8 MiB) with 10,000 records the
 // same shape is 40 GB. The log must refuse it, or log it, without
 // allocating in proportion to records × resource.
@@ -160,5 +165,51 @@ func TestK8sPatchThatIsNotIJSONDoesNotDropTheBatch(t *testing.T) {
 		if n := tl.size() - before; n != 2 {
 			t.Errorf("patch %s: %d entries appended, want 2 (the delete and the patch)", patch, n)
 		}
+	}
+}
+
+// Tessera v1.0.4 writes the tree state last (a temporary file renamed into
+// place, then an fsync of its directory): a batch whose fsync fails after
+// the rename is in the tree, since the next batch reads the renamed state,
+// and yet every entry of it gets the error. On btrfs or NFS that fsync can
+// fail with ENOSPC, which Tessera flattens to text ("failed to write new
+// tree state: ... failed to sync ...: no space left on device"); the log
+// took that for a full disk and told the sender "nothing of this request
+// was logged", and the sender's retry then logged it a second time (its
+// key was never indexed). A failure after which the tree holds the
+// request's entries must not be answered as nothing logged.
+func TestStorageErrorAfterTheEntryIsInTheTreeIsNotNothingLogged(t *testing.T) {
+	var lie atomic.Bool
+	tl := newTestLog(t, func(c *Config) {
+		c.wrapAdd = func(add tessera.AddFn) tessera.AddFn {
+			return func(ctx context.Context, e *tessera.Entry) tessera.IndexFuture {
+				f := add(ctx, e)
+				if !lie.Load() {
+					return f
+				}
+				return func() (tessera.Index, error) {
+					if _, err := f(); err != nil {
+						return tessera.Index{}, err
+					}
+					// Integrated: what Tessera says when the fsync after
+					// the tree state's rename fails.
+					return tessera.Index{}, fmt.Errorf("failed to write new tree state: %v",
+						fmt.Errorf("failed to create/overwrite private tree state file: %w",
+							fmt.Errorf("failed to sync %q: %w", filepath.Join(c.Dir, ".state"), syscall.ENOSPC)))
+				}
+			}
+		}
+	})
+	lie.Store(true)
+	r := tl.post("/v1/events", "application/json", []byte(`{"action":"secret.delete"}`), "Idempotency-Key", "k1")
+	lie.Store(false)
+	if r.status == http.StatusOK {
+		t.Fatalf("the append failed but was answered %d %s", r.status, r.body)
+	}
+	if n := tl.size(); n != 1 {
+		t.Fatalf("tree size %d, want 1: the failed batch is in the tree (the premise of this test)", n)
+	}
+	if msg := errorMessage(t, "application/json", r); strings.Contains(msg, "nothing of this request was logged") {
+		t.Errorf("answered %d %q, but the event is in the log at index 0", r.status, msg)
 	}
 }
