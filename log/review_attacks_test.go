@@ -5,12 +5,16 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/transparency-dev/tessera"
 	commonv1 "go.opentelemetry.io/proto/otlp/common/v1"
@@ -211,5 +215,62 @@ func TestStorageErrorAfterTheEntryIsInTheTreeIsNotNothingLogged(t *testing.T) {
 	}
 	if msg := errorMessage(t, "application/json", r); strings.Contains(msg, "nothing of this request was logged") {
 		t.Errorf("answered %d %q, but the event is in the log at index 0", r.status, msg)
+	}
+}
+
+// A log whose disk filled up keeps serving reads and answers writes 503
+// (README: /readyz stays 200, "reads still work"), and takes writes again
+// when space returns. But restarted while the disk is full (a crash, an OOM
+// kill, a node reboot, a routine restart by an operator unaware of the
+// disk) it did not start at all: opening the idempotency index needs
+// SQLite's shared-memory file, and New failed with "couldn't create
+// idempotency index ...: disk I/O error (4874)", saying nothing of the
+// disk. Witnesses and auditors then lose every read, and receipts stop.
+func TestLogRestartedOnAFullDiskServesReads(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small file system needs root")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4096k", "tidemark-test", mnt).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	dir := filepath.Join(mnt, "log")
+	keys, _, err := LoadKeys(dir, nil, "test.example/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := &testLog{t: t, dir: dir, cfg: Config{Dir: dir, Keys: keys, BatchAge: 5 * time.Millisecond,
+		CheckpointInterval: 100 * time.Millisecond, RepublishInterval: time.Second}}
+	tl.start()
+	for i := range 20 {
+		tl.postEvent(fmt.Sprintf(`{"id":"e%d"}`, i))
+	}
+	tl.close()
+	filler, err := os.Create(filepath.Join(mnt, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for buf := make([]byte, 64<<10); ; {
+		if _, err := filler.Write(buf); err != nil {
+			break
+		}
+	}
+	filler.Close()
+	s, err := New(context.Background(), tl.cfg)
+	if err != nil {
+		t.Fatalf("restarted on a full disk, the log does not start: %v", err)
+	}
+	tl.s, tl.hs = s, httptest.NewServer(s.Handler(true))
+	t.Cleanup(func() {
+		if tl.s != nil {
+			tl.close()
+		}
+	})
+	if r := tl.get("/checkpoint"); r.status != http.StatusOK {
+		t.Errorf("GET /checkpoint on a full disk after a restart: %d %s", r.status, r.body)
+	}
+	if r := tl.post("/v1/events", "application/json", []byte(`{"id":"e1"}`)); r.status != http.StatusOK && r.status != http.StatusServiceUnavailable {
+		t.Errorf("a retry on a full disk after a restart: %d %s, want its first answer or 503", r.status, r.body)
 	}
 }
