@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -272,5 +273,45 @@ func TestLogRestartedOnAFullDiskServesReads(t *testing.T) {
 	}
 	if r := tl.post("/v1/events", "application/json", []byte(`{"id":"e1"}`)); r.status != http.StatusOK && r.status != http.StatusServiceUnavailable {
 		t.Errorf("a retry on a full disk after a restart: %d %s, want its first answer or 503", r.status, r.body)
+	}
+}
+
+// The body budget (--max-inflight-bytes, 32 MiB) is shared by all writers
+// first come, first served, and a body holds its buffer until it is read
+// whole or ReadTimeout (2 minutes) ends it. One writer that sends four
+// bodies of a little over 4 MiB and then stalls holds all of it (each
+// buffer grows to 8 MiB), and every other writer is answered 503 for two
+// minutes, again and again: the slow client the issue names, one token,
+// four connections. Here at a smaller scale: budget 2 MiB, bodies of at
+// most 1 MiB, two stalled bodies. A writer must not be able to take every
+// other writer's share.
+func TestOneWriterStallingBodiesDoesNotStopOtherWriters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(path, []byte(TokenLine("mallory", "m-token")+"\n"+TokenLine("alice", "a-token")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := LoadTokens(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := newTestLog(t, func(c *Config) { c.Tokens, c.MaxBody, c.MaxInFlightBytes = tokens, 1<<20, 2<<20 })
+	addr := tl.hs.Listener.Addr().String()
+	for range 2 {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		// Declares 1,000,000 bytes, sends 600,000 (past 512 KiB, so the
+		// buffer is 1 MiB), and stalls.
+		fmt.Fprintf(conn, "POST /v1/events HTTP/1.1\r\nHost: log\r\nAuthorization: Bearer m-token\r\nContent-Type: application/x-ndjson\r\nContent-Length: 1000000\r\n\r\n")
+		if _, err := conn.Write(bytes.Repeat([]byte(" "), 600_000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tl.waitForBodyBytes(2 << 20)
+	r := tl.post("/v1/events", "application/json", []byte(`{"action":"deploy"}`), "Authorization", "Bearer a-token")
+	if r.status != http.StatusOK {
+		t.Errorf("alice's 19-byte event while mallory stalls two bodies: %d %s; want it logged", r.status, r.body)
 	}
 }
