@@ -1,11 +1,18 @@
 package log
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/checkpoint"
+	"github.com/transparency-dev/tessera"
 )
 
 // Senders that reuse one id for different events, all at once, then a crash
@@ -67,5 +74,66 @@ func TestReusedIDsRacingThenCrashAnswerAsBefore(t *testing.T) {
 	}
 	if n := tl.size(); n != uint64(len(events)) {
 		t.Errorf("tree size %d after retries, want %d", n, len(events))
+	}
+}
+
+// Two requests reuse an id for two events: A claims the key, B (a
+// different event) is logged under the variant hash, and B's entry comes
+// first in the log (index 0, A at 1). B's row reaches the index file, then
+// the process dies before A's row does. The first start's Rebuild maps the
+// key to B (index 0, first in log order), but the file holds one row per
+// log index (idx is the primary key), so that mapping lives in memory only
+// (INSERT OR IGNORE drops it), while the watermark moves past both. From
+// the second start on, the file has B's variant and A's variant and no row
+// for the key itself: a retry of B (or of A) found no key, claimed it, and
+// was logged a second time.
+func TestReusedIDRetryAfterTwoRestartsIsNotLoggedAgain(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "idempotency.db")
+	const src, key = "svc", "i:s:K"
+	evA, evB := []byte(`{"id":"K","n":"a"}`), []byte(`{"id":"K","n":"b"}`)
+	var bundle []byte
+	for i, ev := range [][]byte{evB, evA} {
+		leaf, _, _, err := checkpoint.AppendEventLeaf(nil, ev, time.Unix(int64(i), 0), src, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bundle = append(bundle, tessera.NewEntry(leaf).MarshalBundleData(uint64(i))...)
+	}
+	read := func(context.Context, uint64, uint8) ([]byte, error) { return bundle, nil }
+	hA, hB := eventHash(evA), eventHash(evB)
+
+	// What the dead process left: B's row only, no watermark.
+	d, err := OpenDedup(path, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.insert([]dedupRow{{variantHash(src, key, hB), 0, hB}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+
+	for start := 1; start <= 2; start++ {
+		d, err := OpenDedup(path, slog.Default())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Rebuild(context.Background(), 2, read); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			name string
+			ev   [16]byte
+			idx  uint64
+		}{{"B", hB, 0}, {"A", hA, 1}} {
+			b, err := d.begin(src, []keyedEvent{{key: key, ev: c.ev}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := b.states[0]; !st.found || st.idx != c.idx {
+				t.Errorf("start %d: a retry of %s is %+v, want found at index %d (else it is logged again)", start, c.name, st, c.idx)
+			}
+			b.finish(nil, nil)
+		}
+		d.Close()
 	}
 }
