@@ -174,6 +174,11 @@ func (c *Client) Submit(ctx context.Context, event any, opts ...SubmitOption) (R
 	if err != nil {
 		return Result{}, err
 	}
+	// The log takes a JSON array as a batch and logs its elements: an
+	// answer Submit could only report as an error, for logged events.
+	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return Result{}, errors.New("client: Submit sends one event, a JSON object; use SubmitBatch for several")
+	}
 	var res []Result
 	if err := c.submit(ctx, "application/json", [][]byte{body}, body, false, opts, &res); err != nil {
 		return Result{}, err

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,5 +68,35 @@ func TestRefusedSubmitHasNoResults(t *testing.T) {
 	var ce *Error
 	if !errors.As(err, &ce) || ce.Status != 413 || len(ce.Results) != 0 {
 		t.Fatalf("413: err = %#v, want an *Error of status 413 without results", err)
+	}
+}
+
+// Submit sends one event, a JSON object. A JSON array under
+// application/json is a batch to the log (issue 6): it logs every element
+// and answers {"results":[...]}, which Submit then reported as an error ("the
+// log answered 200 without an index"), so a caller that passed a slice by
+// mistake saw a failure for events that were logged, and its retry (with a
+// new Idempotency-Key) logged them again. Anything but an object must be
+// refused before it is sent.
+func TestSubmitOfAJSONArrayIsRefusedBeforeSending(t *testing.T) {
+	var posts atomic.Int32
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		posts.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"results":[{"index":0},{"index":1}]}`)) // what the log answers an array
+	}))
+	defer hs.Close()
+	c, _ := New(hs.URL, nil)
+	for _, ev := range []any{
+		[]map[string]string{{"action": "a"}, {"action": "b"}},
+		json.RawMessage(` [{"action":"a"},{"action":"b"}]`),
+		[]byte(`"a string"`),
+	} {
+		if _, err := c.Submit(context.Background(), ev); err == nil {
+			t.Errorf("Submit(%T %v) succeeded", ev, ev)
+		}
+	}
+	if n := posts.Load(); n != 0 {
+		t.Errorf("%d requests sent for events that are not JSON objects, want none: the log logs an array's elements", n)
 	}
 }

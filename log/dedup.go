@@ -477,9 +477,11 @@ func (d *Dedup) begin(source string, evs []keyedEvent) (*batch, error) {
 		return true, false
 	}
 	hashes := make([][16]byte, len(evs))
+	variants := make([][16]byte, len(evs))
 	for i, e := range evs {
 		if e.key != "" {
 			hashes[i] = keyHash(source, e.key)
+			variants[i] = variantHash(source, e.key, e.ev)
 		}
 	}
 	d.mu.Lock()
@@ -489,8 +491,21 @@ func (d *Dedup) begin(source string, evs []keyedEvent) (*batch, error) {
 			continue
 		}
 		h := hashes[i]
-		if _, conflict := lookup(i, h, true); conflict {
-			hv := variantHash(source, e.key, e.ev)
+		resolved, conflict := lookup(i, h, false)
+		if !resolved && !conflict {
+			// Nothing under the key itself, but this very event may be
+			// logged under its variant: the index file holds one row per
+			// log index, so a crash that kept a variant's row and lost the
+			// key's leaves Rebuild's mapping of the key in memory only, and
+			// the next start has the variant alone. That is a retry.
+			if found, _ := lookup(i, variants[i], false); found {
+				h = variants[i]
+			} else {
+				lookup(i, h, true)
+			}
+		}
+		if conflict {
+			hv := variants[i]
 			if e.explicit {
 				// This very event may be logged under the key as a variant
 				// (an implicit key equal to this explicit one, indexed

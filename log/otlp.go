@@ -115,6 +115,21 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 		s.failOTLP(w, r, isProto, errorf(http.StatusBadRequest, "bad_otlp", "the body is not an OTLP ExportLogsServiceRequest: %v", err))
 		return
 	}
+	// Each record's event carries its resource and its scope, which the
+	// wire holds once: a large resource over many small records would be
+	// copied records times over. Those copies are held like body bytes.
+	shared := otlpSharedBytes(&data)
+	if shared > s.cfg.MaxInFlightBytes {
+		s.failOTLP(w, r, isProto, errorf(http.StatusRequestEntityTooLarge, "too_large",
+			"the request's %d log records carry their resource and scope in every event: %d bytes of copies, more than the %d bytes of request bodies this log holds (--max-inflight-bytes): split the batch, or send fewer records per resource",
+			c.records, shared, s.cfg.MaxInFlightBytes))
+		return
+	}
+	if err := s.bodies.acquire(shared); err != nil {
+		s.failOTLP(w, r, isProto, err)
+		return
+	}
+	defer s.bodies.release(shared)
 	evs, refused := otlpEvents(&data)
 	rejected := len(refused)
 	var firstErr error
@@ -354,6 +369,44 @@ func jsonContainerCount(b []byte) int {
 		}
 	}
 	return n
+}
+
+// otlpSharedBytes returns the bytes that resources and scopes add to the
+// events of data: every record's event holds its resource and its scope in
+// JSON (otlpRecord), which the request holds once per ResourceLogs and
+// ScopeLogs. A resource or scope that otlpEvents refuses counts as empty.
+func otlpSharedBytes(data *logsv1.LogsData) int64 {
+	var total int64
+	for _, rl := range data.GetResourceLogs() {
+		var rsize int64 = -1 // not encoded yet
+		for _, sl := range rl.GetScopeLogs() {
+			n := int64(len(sl.GetLogRecords()))
+			if n == 0 {
+				continue
+			}
+			if rsize < 0 {
+				resource, _ := otlpResource(rl)
+				rsize = otlpJSONSize(resource)
+			}
+			scope, _ := otlpScope(sl)
+			total += n * (rsize + otlpJSONSize(scope))
+		}
+	}
+	return total
+}
+
+// otlpJSONSize is the size of m as otlpRecord encodes it.
+func otlpJSONSize(m map[string]any) int64 {
+	if len(m) == 0 {
+		return 0
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		return 0
+	}
+	return int64(buf.Len())
 }
 
 // otlpEvents makes one event per log record, and an error for each record

@@ -2,6 +2,7 @@ package log
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/transparency-dev/tessera"
@@ -20,7 +21,11 @@ type sequencer struct {
 	add tessera.AddFn
 	// check, if not nil, runs before each group goes to Tessera; a group
 	// it fails is answered with its error and never reaches Tessera.
-	check  func() error
+	check func() error
+	// size, if not nil, reads the integrated tree size: a group whose
+	// failed entries leave the tree larger than its successes explain
+	// fails them with a maybeLoggedError.
+	size   func() (uint64, error)
 	jobs   chan *seqJob
 	linger time.Duration // how long a group waits for more after its first request
 	max    int           // entries beyond which a group goes at once
@@ -115,6 +120,11 @@ func (q *sequencer) run(ctx context.Context) {
 				continue
 			}
 		}
+		var before uint64
+		sizeErr := errors.New("no size")
+		if q.size != nil {
+			before, sizeErr = q.size()
+		}
 		futures := make([][]tessera.IndexFuture, len(group))
 		for gi, j := range group {
 			futures[gi] = make([]tessera.IndexFuture, len(j.entries))
@@ -122,11 +132,44 @@ func (q *sequencer) run(ctx context.Context) {
 				futures[gi][i] = q.add(ctx, e)
 			}
 		}
+		var logged, failed uint64
 		for gi, j := range group {
 			for i, f := range futures[gi] {
 				j.indexes[i], j.errs[i] = f()
+				if j.errs[i] == nil {
+					logged++
+				} else {
+					failed++
+				}
 			}
+		}
+		if failed > 0 && sizeErr == nil {
+			// Tessera fails every entry of a batch whose tree state was
+			// renamed into place but not synced: those entries are in the
+			// tree. Only this goroutine appends, so the tree grew by the
+			// entries of this group that it holds.
+			if after, err := q.size(); err == nil && after > before+logged {
+				for _, j := range group {
+					for i, err := range j.errs {
+						if err != nil {
+							j.errs[i] = &maybeLoggedError{err}
+						}
+					}
+				}
+			}
+		}
+		for _, j := range group {
 			close(j.done)
 		}
 	}
 }
+
+// A maybeLoggedError fails an entry that may be in the tree all the same:
+// its group failed, yet the tree grew by more than the group's successes.
+type maybeLoggedError struct{ err error }
+
+func (e *maybeLoggedError) Error() string {
+	return e.err.Error() + " (after the failure the tree held entries of the failed batch)"
+}
+
+func (e *maybeLoggedError) Unwrap() error { return e.err }

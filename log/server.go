@@ -262,6 +262,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		add = cfg.wrapAdd(add)
 	}
 	s.seq = newSequencer(add, func() error { return checkWritable(cfg.Dir) }, cfg.Linger, 2*int(cfg.BatchSize))
+	s.seq.size = s.integratedSize
 	go s.seq.run(s.ctx)
 
 	// Stray temporary files of Tessera's from earlier failed writes: swept

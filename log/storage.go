@@ -164,9 +164,20 @@ func (s *Server) appendError(err error, evs []ingestEvent, written map[int]uint6
 	}
 	s.storageLog.log(s, kind, err)
 	s.strays.failed()
-	e := errorf(http.StatusServiceUnavailable, "disk_"+kind, "%s", storageMessage(kind, evs, written))
+	msg := storageMessage(kind, evs, written)
+	if ml := (*maybeLoggedError)(nil); errors.As(err, &ml) {
+		msg = mayBeLoggedMessage(kind)
+	}
+	e := errorf(http.StatusServiceUnavailable, "disk_"+kind, "%s", msg)
 	e.retryAfter = storageRetryAfter
 	return e
+}
+
+// mayBeLoggedMessage is what a client is told when its entries may be in
+// the log although the append failed (see maybeLoggedError).
+func mayBeLoggedMessage(kind string) string {
+	return "the log's disk is " + faultWords(kind) + ": this request may or may not have been logged; " +
+		"retry after the time in Retry-After with the same Idempotency-Key or event ids"
 }
 
 // maxNamed bounds the logged events a 503 names one by one.
@@ -179,8 +190,7 @@ func storageMessage(kind string, evs []ingestEvent, written map[int]uint64) stri
 	if kind == faultIO {
 		// An I/O error can come from the fsync after the tree state was
 		// renamed into place: the entries may be in the tree.
-		return what + ": this request may or may not have been logged; " +
-			"retry after the time in Retry-After with the same Idempotency-Key or event ids"
+		return mayBeLoggedMessage(kind)
 	}
 	if len(written) == 0 {
 		return what + ": nothing of this request was logged; retry after the time in Retry-After"

@@ -148,6 +148,22 @@ func (o *witnessObserver) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	case resp.StatusCode == http.StatusConflict && resp.Header.Get("Content-Type") == "text/x.tlog.size":
 		outcome = outcomeSizeMismatch
+		// Tessera reads the answer whole: a decimal size is a few bytes.
+		b, rerr := io.ReadAll(io.LimitReader(resp.Body, maxSizeAnswer+1))
+		resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		if rerr != nil || len(b) > maxSizeAnswer {
+			outcome = "http_409"
+			reason = fmt.Sprintf("409 with a tree size answer over %d bytes", maxSizeAnswer)
+			if rerr != nil {
+				reason = fmt.Sprintf("409: couldn't read the tree size answer: %v", rerr)
+			}
+			b = []byte("tidemark: " + reason + "\n")
+			resp.StatusCode, resp.Status = http.StatusBadGateway, "502 Bad Gateway"
+			resp.Body = io.NopCloser(bytes.NewReader(b))
+		}
+		resp.ContentLength = int64(len(b))
+		resp.Header.Del("Content-Length")
 	default:
 		outcome = "http_" + strconv.Itoa(resp.StatusCode)
 		// Read the answer to quote it, and hand Tessera the same bytes.
@@ -171,6 +187,10 @@ func (o *witnessObserver) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	return resp, err
 }
+
+// maxSizeAnswer bounds the body of a witness's 409 text/x.tlog.size that is
+// read: a decimal uint64 and a newline, with room for white space.
+const maxSizeAnswer = 64
 
 // maxCosignatureAnswer bounds the body of a witness's 200 that is read: a
 // few cosignature lines.

@@ -1,0 +1,139 @@
+package log
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/checkpoint"
+	"github.com/transparency-dev/tessera"
+)
+
+// Senders that reuse one id for different events, all at once, then a crash
+// before any index row or watermark is written: after Rebuild every event
+// is answered with the index it was answered before, whose leaf holds it,
+// and nothing is logged twice.
+func TestReusedIDsRacingThenCrashAnswerAsBefore(t *testing.T) {
+	tl := newTestLog(t, nil)
+	// No row and no watermark reaches the file: everything is rebuilt.
+	tl.s.dedup.frozen.Store(true)
+	events := []string{}
+	for i := range 6 {
+		events = append(events, fmt.Sprintf(`{"id":"X","n":%d}`, i))
+	}
+	type answer struct {
+		ev  string
+		idx uint64
+	}
+	var mu sync.Mutex
+	var answers []answer
+	var wg sync.WaitGroup
+	for g := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ev := events[g%len(events)]
+			r := tl.post("/v1/events", "application/json", []byte(ev))
+			var res eventResult
+			if r.status != http.StatusOK || json.Unmarshal(r.body, &res) != nil {
+				t.Errorf("%s: %d %s", ev, r.status, r.body)
+				return
+			}
+			mu.Lock()
+			answers = append(answers, answer{ev, res.Index})
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	first := map[string]uint64{}
+	for _, a := range answers {
+		if i, ok := first[a.ev]; ok && i != a.idx {
+			t.Errorf("%s answered %d and %d", a.ev, i, a.idx)
+		}
+		first[a.ev] = a.idx
+		if got := tl.eventOf(a.idx); got != canonical(t, a.ev) {
+			t.Errorf("%s answered index %d, which holds %s", a.ev, a.idx, got)
+		}
+	}
+	if n := tl.size(); n != uint64(len(events)) {
+		t.Errorf("tree size %d, want %d: each event once", n, len(events))
+	}
+	tl.kill()
+	tl.start()
+	for _, ev := range events {
+		got := tl.postEvent(ev)
+		if !got.Duplicate || got.Index != first[ev] {
+			t.Errorf("after the crash %s: %+v, want duplicate of %d", ev, got, first[ev])
+		}
+	}
+	if n := tl.size(); n != uint64(len(events)) {
+		t.Errorf("tree size %d after retries, want %d", n, len(events))
+	}
+}
+
+// Two requests reuse an id for two events: A claims the key, B (a
+// different event) is logged under the variant hash, and B's entry comes
+// first in the log (index 0, A at 1). B's row reaches the index file, then
+// the process dies before A's row does. The first start's Rebuild maps the
+// key to B (index 0, first in log order), but the file holds one row per
+// log index (idx is the primary key), so that mapping lives in memory only
+// (INSERT OR IGNORE drops it), while the watermark moves past both. From
+// the second start on, the file has B's variant and A's variant and no row
+// for the key itself: a retry of B (or of A) found no key, claimed it, and
+// was logged a second time.
+func TestReusedIDRetryAfterTwoRestartsIsNotLoggedAgain(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "idempotency.db")
+	const src, key = "svc", "i:s:K"
+	evA, evB := []byte(`{"id":"K","n":"a"}`), []byte(`{"id":"K","n":"b"}`)
+	var bundle []byte
+	for i, ev := range [][]byte{evB, evA} {
+		leaf, _, _, err := checkpoint.AppendEventLeaf(nil, ev, time.Unix(int64(i), 0), src, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bundle = append(bundle, tessera.NewEntry(leaf).MarshalBundleData(uint64(i))...)
+	}
+	read := func(context.Context, uint64, uint8) ([]byte, error) { return bundle, nil }
+	hA, hB := eventHash(evA), eventHash(evB)
+
+	// What the dead process left: B's row only, no watermark.
+	d, err := OpenDedup(path, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.insert([]dedupRow{{variantHash(src, key, hB), 0, hB}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+
+	for start := 1; start <= 2; start++ {
+		d, err := OpenDedup(path, slog.Default())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Rebuild(context.Background(), 2, read); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			name string
+			ev   [16]byte
+			idx  uint64
+		}{{"B", hB, 0}, {"A", hA, 1}} {
+			b, err := d.begin(src, []keyedEvent{{key: key, ev: c.ev}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := b.states[0]; !st.found || st.idx != c.idx {
+				t.Errorf("start %d: a retry of %s is %+v, want found at index %d (else it is logged again)", start, c.name, st, c.idx)
+			}
+			b.finish(nil, nil)
+		}
+		d.Close()
+	}
+}
