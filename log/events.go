@@ -80,6 +80,9 @@ type appendOptions struct {
 	// members the stand-in keeps first.
 	truncate bool
 	keep     []string
+	// notIJSON logs an event that is not I-JSON as a marked stand-in of its
+	// members that are (notIJSONEvent) instead of refusing the request.
+	notIJSON bool
 	// partial logs the events that can be logged and answers each of the
 	// others with its error (in eventResult.err), instead of refusing the
 	// whole request.
@@ -200,10 +203,17 @@ func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEve
 		var evLen int
 		var err error
 		arena, id, evLen, err = checkpoint.AppendEventLeaf(arena, ev.raw, received[i], source, ev.key)
+		if err != nil && opts.notIJSON {
+			room := checkpoint.MaxLeafSize - checkpoint.LeafOverhead(source, ev.key)
+			if standIn, serr := notIJSONEvent(ev.raw, room, opts.keep); serr == nil {
+				arena, id, evLen, err = checkpoint.AppendEventLeaf(arena, standIn, received[i], source, ev.key)
+				results[i].Truncated = err == nil
+			}
+		}
 		// Full slice expression: a later append that outgrows the arena
 		// moves on to a new array and leaves this leaf as it is.
 		leaf := arena[start:len(arena):len(arena)]
-		if err == nil {
+		if err == nil && !results[i].Truncated {
 			err = checkReservedMembers(leaf[len(`{"event":`) : len(`{"event":`)+evLen])
 		}
 		if err == nil && len(leaf) > checkpoint.MaxLeafSize && opts.truncate {

@@ -87,7 +87,7 @@ func (s *Server) handleK8sAudit(w http.ResponseWriter, r *http.Request) {
 	}
 	results := []eventResult{}
 	if len(evs) > 0 {
-		results, err = s.appendBatch(r.Context(), source, evs, appendOptions{truncate: true, keep: k8sKeep, endpoint: "k8s"})
+		results, err = s.appendBatch(r.Context(), source, evs, appendOptions{truncate: true, notIJSON: true, keep: k8sKeep, endpoint: "k8s"})
 		if err != nil {
 			s.fail(w, r, err)
 			return

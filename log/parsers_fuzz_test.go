@@ -125,3 +125,51 @@ func FuzzCanonicalCosignature(f *testing.F) {
 		}
 	})
 }
+
+// The stand-in of an event that is not I-JSON must itself be an event the
+// canonicalizer accepts, within the room given, and marked.
+func FuzzNotIJSONEvent(f *testing.F) {
+	f.Add([]byte(`{"auditID":"b","stage":"ResponseComplete","requestObject":{"a":1,"a":2},"n":9007199254740993}`), 400)
+	f.Add([]byte(`{"x":"\ud800","x":1,"tidemark_truncated":true}`), 200)
+	f.Fuzz(func(t *testing.T, raw []byte, room int) {
+		room = 150 + room%(checkpoint.MaxLeafSize-150)
+		if room < 150 {
+			room += checkpoint.MaxLeafSize - 150
+		}
+		out, err := notIJSONEvent(raw, room, k8sKeep)
+		if err != nil {
+			return
+		}
+		ev, err := checkpoint.CanonicalEvent(out)
+		if err != nil {
+			t.Fatalf("stand-in %q of %q is not I-JSON: %v", out, raw, err)
+		}
+		if len(ev.Canonical) > room || !bytes.Contains(ev.Canonical, []byte(`"tidemark_not_ijson":true`)) {
+			t.Fatalf("stand-in %q of %q: %d bytes for room %d, or unmarked", ev.Canonical, raw, len(ev.Canonical), room)
+		}
+	})
+}
+
+// A truncated stand-in fits the room it was given, whatever the event.
+func FuzzTruncatedEvent(f *testing.F) {
+	f.Add([]byte(`{"auditID":"a","stage":"ResponseComplete","requestObject":{"data":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}`), 200)
+	f.Add([]byte(`{}`), 195)
+	f.Fuzz(func(t *testing.T, event []byte, room int) {
+		canon, err := checkpoint.CanonicalEvent(event)
+		if err != nil {
+			return
+		}
+		room = 150 + room%(checkpoint.MaxLeafSize-150)
+		if room < 150 {
+			room += checkpoint.MaxLeafSize - 150
+		}
+		out, err := truncatedEvent(canon.Canonical, room, k8sKeep)
+		if err != nil {
+			return
+		}
+		ev, err := checkpoint.CanonicalEvent(out)
+		if err != nil || len(ev.Canonical) > room {
+			t.Fatalf("stand-in %q of %q for room %d: %d bytes, %v", out, event, room, len(ev.Canonical), err)
+		}
+	})
+}
