@@ -27,6 +27,9 @@ type sequencer struct {
 	// fails them with a maybeLoggedError.
 	size   func() (uint64, error)
 	jobs   chan *seqJob
+	// stopped is closed when run has returned: a job it has not taken by
+	// then never will be, and fails with errLogStopping.
+	stopped chan struct{}
 	linger time.Duration // how long a group waits for more after its first request
 	max    int           // entries beyond which a group goes at once
 }
@@ -40,20 +43,43 @@ type seqJob struct {
 }
 
 func newSequencer(add tessera.AddFn, check func() error, linger time.Duration, max int) *sequencer {
-	return &sequencer{add: add, check: check, jobs: make(chan *seqJob, 4096), linger: linger, max: max}
+	return &sequencer{add: add, check: check, jobs: make(chan *seqJob, 4096), stopped: make(chan struct{}), linger: linger, max: max}
 }
+
+// errLogStopping fails the entries of requests still queued when the log
+// stops: none of them was handed to Tessera.
+var errLogStopping = errors.New("the log is shutting down: nothing of this request was logged")
 
 // append queues entries and waits until each is sequenced (or failed). The
 // returned slices are indexed like entries.
 func (q *sequencer) append(ctx context.Context, entries []*tessera.Entry) ([]tessera.Index, []error) {
 	j := &seqJob{entries: entries, indexes: make([]tessera.Index, len(entries)), errs: make([]error, len(entries)), done: make(chan struct{})}
-	q.jobs <- j
-	<-j.done
+	fail := func() ([]tessera.Index, []error) {
+		for i := range j.errs {
+			j.errs[i] = errLogStopping
+		}
+		return j.indexes, j.errs
+	}
+	select {
+	case q.jobs <- j:
+	case <-q.stopped:
+		return fail()
+	}
+	select {
+	case <-j.done:
+	case <-q.stopped:
+		// run has returned: it closed done before, or never will.
+		select {
+		case <-j.done:
+		default:
+			return fail()
+		}
+	}
 	return j.indexes, j.errs
 }
 
-// run is the only goroutine that calls Tessera's Add; it stops with ctx.
 func (q *sequencer) run(ctx context.Context) {
+	defer close(q.stopped)
 	var group []*seqJob
 	for {
 		group = group[:0]

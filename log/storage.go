@@ -157,6 +157,11 @@ func checkDirWritable(dir string) error {
 // and to retry; anything else is an internal error. Either way the details
 // are logged here, at most once per storageLogEvery with a count.
 func (s *Server) appendError(err error, evs []ingestEvent, written map[int]uint64) error {
+	if errors.Is(err, errLogStopping) {
+		e := errorf(http.StatusServiceUnavailable, "stopping", "%v: retry", err)
+		e.retryAfter = 1
+		return e
+	}
 	kind := classifyStorageError(s.cfg.Dir, err)
 	s.metrics.storageErrors.WithLabelValues(cmp.Or(kind, faultOther)).Inc()
 	if kind == "" {

@@ -154,3 +154,26 @@ func TestCheckWritableOpensNoTesseraFile(t *testing.T) {
 		t.Errorf("the probe file was not made again: %v", err)
 	}
 }
+
+// A request still queued when the sequencer stops (the shutdown deadline
+// passed) fails at once with errLogStopping instead of waiting forever:
+// waiting, it held its idempotency epoch, and the final watermark save
+// waited for that epoch, so the process never exited.
+func TestQueuedAppendFailsWhenTheSequencerStops(t *testing.T) {
+	add := func(ctx context.Context, e *tessera.Entry) tessera.IndexFuture {
+		return func() (tessera.Index, error) { return tessera.Index{}, nil }
+	}
+	q := newSequencer(add, nil, 0, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	q.run(ctx) // returns at once: the log is stopping
+	done := make(chan []error)
+	go func() {
+		_, errs := q.append(context.Background(), []*tessera.Entry{tessera.NewEntry([]byte("late"))})
+		done <- errs
+	}()
+	errs := <-done
+	if !errors.Is(errs[0], errLogStopping) {
+		t.Errorf("queued after the sequencer stopped: %v, want errLogStopping", errs[0])
+	}
+}
