@@ -114,6 +114,18 @@ func TokenLine(name, token string) string {
 	return name + " sha256:" + hex.EncodeToString(h[:])
 }
 
+// Has reports whether a token of the file is named name.
+func (t *Tokens) Has(name string) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, e := range t.entries {
+		if e.name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Lookup returns the name of the token, comparing its hash with every
 // entry in constant time.
 func (t *Tokens) Lookup(token string) (string, bool) {
@@ -147,7 +159,14 @@ func bearer(r *http.Request) (string, bool) {
 func (s *Server) authenticate(r *http.Request) (string, error) {
 	clientCerts := s.cfg.ClientCertWriters
 	if clientCerts && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		return certSource(r.TLS.VerifiedChains[0][0])
+		name, err := certSource(r.TLS.VerifiedChains[0][0])
+		// Token names and certificate names are one namespace of sources
+		// (the leaf records only the name, and idempotency keys are per
+		// source): a certificate must not speak for a token's writer.
+		if err == nil && s.tokens != nil && s.tokens.Has(name) {
+			return "", errorf(http.StatusForbidden, "forbidden", "the client certificate's common name %q is also the name of a token in --tokens: a source has one identity; rename the token or issue the certificate another name", name)
+		}
+		return name, err
 	}
 	if s.tokens == nil {
 		if clientCerts {

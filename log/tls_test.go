@@ -176,6 +176,9 @@ func TestTLSClientCertificateAuthenticatesWriters(t *testing.T) {
 		{"an empty CN", "/v1/events", []tls.Certificate{writers.Client(t, "")}, nil, 403, "common name"},
 		{"two CNs", "/v1/events", []tls.Certificate{twoCommonNames(t, writers)}, nil, 403, "2 common names"},
 		{"a bad CN with a good token", "/v1/k8s/audit", []tls.Certificate{writers.Client(t, "a b")}, []string{"Authorization", "Bearer s3cret"}, 403, "common name"},
+		// A certificate named like a token would write as that token's
+		// writer, and find its idempotency keys.
+		{"a CN that is a token's name", "/v1/events", []tls.Certificate{writers.Client(t, "deploy-bot")}, nil, 403, "also the name of a token"},
 	}
 	for _, tc := range refusals {
 		t.Run(tc.name, func(t *testing.T) {
