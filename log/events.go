@@ -268,7 +268,10 @@ func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEve
 		if reused := b.reusedCount(); reused > 0 {
 			endpoint := cmp.Or(opts.endpoint, "events")
 			s.metrics.reusedIDs.WithLabelValues(endpoint).Add(float64(reused))
-			s.log.Warn("events reuse the id of a different event: each is logged as a new entry", "endpoint", endpoint, "source", source, "events", reused, "first_key", b.firstReusedKey(keyed))
+			if held, ok := s.reusedLog.allow(reusedLogEvery); ok {
+				s.log.Warn("events reuse the id of a different event: each is logged as a new entry (tidemark_log_reused_ids_total counts them all)",
+					"endpoint", endpoint, "source", source, "events", reused, "first_key", b.firstReusedKey(keyed), "requests_not_logged", held)
+			}
 		}
 	}
 	// Append every event that is not already answered by the index.
@@ -354,6 +357,10 @@ func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEve
 	}
 	return results, nil
 }
+
+// reusedLogEvery bounds how often reused ids are logged: a sender can reuse
+// ids on every request.
+const reusedLogEvery = 10 * time.Second
 
 // keyConflictError is the 422 of an explicit key used for another event.
 func keyConflictError(ev ingestEvent, kc *keyConflict) error {

@@ -171,6 +171,7 @@ type Server struct {
 
 	strays     *strayFiles
 	storageLog storageLogger
+	reusedLog  rateLimited
 
 	policy         *checkpoint.Policy
 	policyText     []byte

@@ -222,25 +222,37 @@ func storageMessage(kind string, evs []ingestEvent, written map[int]uint64) stri
 const storageLogEvery = 10 * time.Second
 
 // storageLogger logs storage faults, rate-limited.
-type storageLogger struct {
+type storageLogger struct{ rateLimited }
+
+func (l *storageLogger) log(s *Server, kind string, err error) {
+	if n, ok := l.allow(storageLogEvery); ok {
+		s.log.Error("appends are failing: the log's disk is "+faultWords(kind)+"; writers get 503 until it is fixed",
+			"err", err, "dir", s.cfg.Dir, "similar_failures_not_logged", n)
+	}
+}
+
+// rateLimited lets one message of a kind through per interval, and counts
+// the others, so that a flood (a full disk under load, a sender reusing
+// ids on purpose) does not flood the log's own logs.
+type rateLimited struct {
 	mu         sync.Mutex // guards the fields below
 	last       time.Time
 	suppressed int
 }
 
-func (l *storageLogger) log(s *Server, kind string, err error) {
+// allow reports whether to log now, and how many were held back since the
+// last one logged.
+func (l *rateLimited) allow(every time.Duration) (suppressed int, ok bool) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	now := time.Now()
-	if !l.last.IsZero() && now.Sub(l.last) < storageLogEvery {
+	if !l.last.IsZero() && now.Sub(l.last) < every {
 		l.suppressed++
-		l.mu.Unlock()
-		return
+		return 0, false
 	}
 	n := l.suppressed
 	l.last, l.suppressed = now, 0
-	l.mu.Unlock()
-	s.log.Error("appends are failing: the log's disk is "+faultWords(kind)+"; writers get 503 until it is fixed",
-		"err", err, "dir", s.cfg.Dir, "similar_failures_not_logged", n)
+	return n, true
 }
 
 // faultWords says a kind of fault in words: "the log's disk is ...".
