@@ -172,6 +172,7 @@ type Server struct {
 	strays     *strayFiles
 	storageLog storageLogger
 	reusedLog  rateLimited
+	knownSize  atomic.Uint64 // an integrated tree size, for withinTree
 
 	policy         *checkpoint.Policy
 	policyText     []byte

@@ -64,7 +64,7 @@ func (s *Server) handleTile(w http.ResponseWriter, r *http.Request) {
 	} else {
 		path = layout.TilePath(l, n, p)
 	}
-	if "tile/"+rest != path {
+	if "tile/"+rest != path || !s.withinTree(l, n, p) {
 		http.NotFound(w, r)
 		return
 	}
@@ -110,6 +110,38 @@ func (s *Server) handleTile(w http.ResponseWriter, r *http.Request) {
 	// Streamed from the file: a bundle can be 16 MiB (256 leaves of 64 KiB).
 	h.Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
 	_, _ = io.Copy(w, f)
+}
+
+// withinTree reports whether the tile (level, index, partial width p; 0 for
+// a full tile) lies within the integrated tree. A batch that failed may
+// have written bundles and tiles past it, which the next batch overwrites
+// with other contents: served with "immutable" cache headers, a cache in
+// front of the log would keep the wrong bytes forever, and verifiers would
+// see a log that changed its history. Such files are not served. The size
+// is remembered and read again only when a request is past it.
+func (s *Server) withinTree(level, index uint64, p uint8) bool {
+	width := uint64(p)
+	if width == 0 {
+		width = layout.TileWidth
+	}
+	if level >= 8 || index >= 1<<48 {
+		return false
+	}
+	need := index*layout.TileWidth + width // nodes at this level the tile needs
+	if need <= s.knownSize.Load()>>(8*level) {
+		return true
+	}
+	size, err := s.integratedSize()
+	if err != nil {
+		return false
+	}
+	for {
+		known := s.knownSize.Load()
+		if size <= known || s.knownSize.CompareAndSwap(known, size) {
+			break
+		}
+	}
+	return need <= size>>(8*level)
 }
 
 func acceptsGzip(r *http.Request) bool {
