@@ -25,13 +25,13 @@ type sequencer struct {
 	// size, if not nil, reads the integrated tree size: a group whose
 	// failed entries leave the tree larger than its successes explain
 	// fails them with a maybeLoggedError.
-	size   func() (uint64, error)
-	jobs   chan *seqJob
+	size func() (uint64, error)
+	jobs chan *seqJob
 	// stopped is closed when run has returned: a job it has not taken by
 	// then never will be, and fails with errLogStopping.
 	stopped chan struct{}
-	linger time.Duration // how long a group waits for more after its first request
-	max    int           // entries beyond which a group goes at once
+	linger  time.Duration // how long a group waits for more after its first request
+	max     int           // entries beyond which a group goes at once
 }
 
 // A seqJob is one request's entries.
