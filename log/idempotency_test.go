@@ -5,11 +5,9 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -303,34 +301,6 @@ func TestOldIndexLayoutIsRebuiltFromTheLog(t *testing.T) {
 	}
 }
 
-// Issue 9, hole 7: a 500 answered the internal error text (file paths) to
-// the client. It answers a generic message with a request id, and the log's
-// own logs have the details under that id.
-func TestInternalErrorsAnswerARequestIDNotDetails(t *testing.T) {
-	faults := &appendFaults{err: errors.New("couldn't marshal the tile for /srv/secret-layout/tile/entries/x001/042: unexpected state")}
-	var logs bytes.Buffer
-	tl := newTestLog(t, func(c *Config) {
-		c.wrapAdd = faults.wrap
-		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	})
-	faults.failAfter(0)
-	for _, r := range []response{
-		tl.post("/v1/events", "application/json", []byte(`{"a":1}`)),
-		tl.post("/add", "", []byte("raw")),
-	} {
-		id := r.header.Get("X-Request-Id")
-		if r.status != http.StatusInternalServerError || strings.Contains(string(r.body), "secret-layout") {
-			t.Errorf("%d %s: the internal error reached the client", r.status, r.body)
-		}
-		if len(id) != 16 || !strings.Contains(string(r.body), id) {
-			t.Errorf("answer %s does not name its request id %q", r.body, id)
-		}
-		if !strings.Contains(logs.String(), "request_id="+id) || !strings.Contains(logs.String(), "secret-layout") {
-			t.Errorf("the log's own logs lack the details of request %s:\n%s", id, logs.String())
-		}
-	}
-}
-
 // After a rebuild the first entry under a key is the first in log order,
 // which may be another event than the one first claimed live (two requests
 // in flight together). An explicit retry of an event logged as the
@@ -354,42 +324,5 @@ func TestExplicitRetryFindsItsEventUnderTheVariant(t *testing.T) {
 	}
 	if _, err := d.begin("src", []keyedEvent{{key: "k:K", explicit: true, ev: eventHash([]byte(`{"c":1}`))}}); err == nil {
 		t.Errorf("a third event under the explicit key was not refused")
-	}
-}
-
-// A batch that failed may leave bundles and tiles past the integrated tree,
-// which the next batch overwrites with other entries. Served with
-// "immutable" cache headers, a CDN would keep the wrong bytes forever and
-// verifiers would see a log that rewrote its history. Only tiles within the
-// integrated tree are served.
-func TestTilesPastTheTreeAreNotServed(t *testing.T) {
-	tl := newTestLog(t, nil)
-	for i := range 3 {
-		tl.postEvent(fmt.Sprintf(`{"n":%d}`, i))
-	}
-	waitForCheckpoint(t, tl, 3)
-	if r := tl.get("/tile/entries/000.p/3"); r.status != 200 {
-		t.Fatalf("bundle within the tree: %d", r.status)
-	}
-	if r := tl.get("/tile/0/000.p/3"); r.status != 200 {
-		t.Fatalf("tile within the tree: %d", r.status)
-	}
-	// What a failed batch of 6 more entries would have left behind.
-	for _, p := range []string{"tile/entries/000.p/9", "tile/0/000.p/9", "tile/entries/001.p/1"} {
-		path := filepath.Join(tl.dir, filepath.FromSlash(p))
-		os.MkdirAll(filepath.Dir(path), 0o755)
-		if err := os.WriteFile(path, []byte("not in the tree"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if r := tl.get("/" + p); r.status != http.StatusNotFound {
-			t.Errorf("GET /%s past the tree: %d (Cache-Control %q), want 404", p, r.status, r.header.Get("Cache-Control"))
-		}
-	}
-	// Once the tree covers it, it is served (Tessera rewrote the file).
-	for i := 3; i < 9; i++ {
-		tl.postEvent(fmt.Sprintf(`{"n":%d}`, i))
-	}
-	if r := tl.get("/tile/entries/000.p/9"); r.status != 200 || bytes.Contains(r.body, []byte("not in the tree")) {
-		t.Errorf("bundle of size 9 after the tree grew: %d", r.status)
 	}
 }
