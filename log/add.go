@@ -44,6 +44,10 @@ func (s *Server) handleAdd(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusBadRequest, "forged_leaf", "this body looks like an event leaf, which only the server writes: send events to /v1/events"))
 		return
 	}
+	if err := s.acceptingWrites(); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	if err := s.inflight.acquire(1); err != nil {
 		s.fail(w, r, err)
 		return

@@ -15,7 +15,7 @@ import (
 	"github.com/tidemark/tidemark/checkpoint"
 	"github.com/transparency-dev/tessera/api"
 	"github.com/transparency-dev/tessera/api/layout"
-	_ "modernc.org/sqlite" // the pure Go SQLite driver
+	"modernc.org/sqlite" // the pure Go SQLite driver
 )
 
 // Dedup is the idempotency index: it maps (source, key) to the log index
@@ -107,7 +107,9 @@ INSERT OR IGNORE INTO meta (name, value) VALUES ('indexed_to', 0);
 // OpenDedup opens (or creates) the index in the SQLite file at path, in WAL
 // mode, and reads it into memory. Synchronous=NORMAL is enough: WAL keeps
 // commits in order, so a durable watermark implies durable rows below it,
-// and rows lost to a power cut are rebuilt from the log.
+// and rows lost to a power cut are rebuilt from the log. Opening writes
+// (the -wal and -shm files), so it fails on a full or read-only disk;
+// sqliteMayBeDisk tells such a failure from a damaged file.
 func OpenDedup(path string, logger *slog.Logger) (*Dedup, error) {
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)")
 	if err != nil {
@@ -115,17 +117,65 @@ func OpenDedup(path string, logger *slog.Logger) (*Dedup, error) {
 	}
 	if err := migrateDedup(db, logger); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("couldn't create idempotency index in %s: %w", path, err)
+		return nil, fmt.Errorf("couldn't open the idempotency index %s: %w%s", path, err, sqliteAdvice(err))
 	}
 	d := &Dedup{db: db, log: logger, index: map[[16]byte]indexEntry{}, pending: map[[16]byte]*claim{},
 		writes: make(chan writeReq, 1024), writerDone: make(chan struct{})}
 	if err := d.load(); err != nil {
 		db.Close()
-		return nil, err
+		return nil, fmt.Errorf("%w%s", err, sqliteAdvice(err))
 	}
 	d.epochs.init()
 	go d.writer()
 	return d, nil
+}
+
+// SQLite's primary result codes (https://sqlite.org/rescode.html) that tell
+// apart a disk that refuses writes from a file that is not a usable index.
+const (
+	sqliteReadOnly = 8  // SQLITE_READONLY
+	sqliteIOErr    = 10 // SQLITE_IOERR and its extended codes
+	sqliteCorrupt  = 11 // SQLITE_CORRUPT
+	sqliteFull     = 13 // SQLITE_FULL
+	sqliteCantOpen = 14 // SQLITE_CANTOPEN
+	sqliteNotADB   = 26 // SQLITE_NOTADB
+)
+
+// sqliteCode returns the primary result code of a SQLite error in err's
+// chain, or 0 if there is none.
+func sqliteCode(err error) int {
+	var e *sqlite.Error
+	if !errors.As(err, &e) {
+		return 0
+	}
+	return e.Code() & 0xff
+}
+
+// sqliteMayBeDisk says whether err is a SQLite error that a full or
+// read-only disk can cause. Opening an index in WAL mode writes (it creates
+// the -wal and -shm files beside it and grows the -shm one), and SQLite
+// seldom says "full" for that: a -shm file that cannot grow is
+// SQLITE_IOERR_SHMSIZE, "disk I/O error (4874)", and one that cannot be
+// created SQLITE_CANTOPEN or SQLITE_READONLY. A damaged file (SQLITE_CORRUPT,
+// SQLITE_NOTADB) is never the disk's.
+func sqliteMayBeDisk(err error) bool {
+	switch sqliteCode(err) {
+	case sqliteReadOnly, sqliteIOErr, sqliteFull, sqliteCantOpen:
+		return true
+	}
+	return false
+}
+
+// sqliteAdvice says what to do about an index that cannot be opened for a
+// reason of its own, to be appended to the error.
+func sqliteAdvice(err error) string {
+	switch sqliteCode(err) {
+	case sqliteCorrupt, sqliteNotADB:
+		return " (the file is damaged or is not an idempotency index; the index is a cache of the log: move the file away and start again, and the log rebuilds it from its entries)"
+	case sqliteCantOpen, sqliteReadOnly:
+		return " (check that it is a file, not a directory, and that the log's user may read and write it and the directory it is in)"
+	}
+	return ""
 }
 
 // migrateDedup creates the index's tables, or drops an index of an older

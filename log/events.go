@@ -255,6 +255,9 @@ func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEve
 		keyed[i].ev = eventHash(events[i])
 		anyKey = true
 	}
+	if err := s.acceptingWrites(); err != nil {
+		return nil, err
+	}
 	var b *batch
 	if anyKey {
 		var err error

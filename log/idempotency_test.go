@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -324,5 +325,61 @@ func TestExplicitRetryFindsItsEventUnderTheVariant(t *testing.T) {
 	}
 	if _, err := d.begin("src", []keyedEvent{{key: "k:K", explicit: true, ev: eventHash([]byte(`{"c":1}`))}}); err == nil {
 		t.Errorf("a third event under the explicit key was not refused")
+	}
+}
+
+// An index that cannot be opened for a reason of its own (a damaged file,
+// a path the log cannot open) fails the start with an error that names it
+// and says what to do, whatever the disk: only a disk that refuses writes
+// makes the log start without its index (TestLogRestartedOnAFullDiskServesReads).
+func TestIndexThatCannotBeOpenedFailsTheStart(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		spoil func(t *testing.T, path string)
+		want  []string
+	}{
+		{"damaged", func(t *testing.T, path string) {
+			if err := os.WriteFile(path, bytes.Repeat([]byte("not an index "), 400), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"not a database", "move the file away and start again"}},
+		{"a directory", func(t *testing.T, path string) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(path, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"unable to open", "read and write"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tl := newTestLog(t, nil)
+			first := tl.postEvent(`{"id":"e1"}`)
+			tl.close()
+			path := filepath.Join(tl.dir, stateDir, indexFile)
+			c.spoil(t, path)
+			s, err := New(context.Background(), tl.cfg)
+			if err == nil {
+				s.Close(context.Background())
+				t.Fatal("the log started with an index it cannot open")
+			}
+			for _, want := range append([]string{"idempotency index", path}, c.want...) {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("New: %v\ndoes not say %q", err, want)
+				}
+			}
+			if strings.Contains(err.Error(), "disk") {
+				t.Errorf("New: %v\nblames the disk", err)
+			}
+			// What the error says to do works: the index is rebuilt from
+			// the log, and a retry is still answered with its first entry.
+			if err := os.Rename(path, path+".moved"); err != nil {
+				t.Fatal(err)
+			}
+			tl.start()
+			if res := tl.postEvent(`{"id":"e1"}`); !res.Duplicate || res.Index != first.Index {
+				t.Errorf("a retry after the index was moved away: %+v, want a duplicate of index %d", res, first.Index)
+			}
+		})
 	}
 }

@@ -76,6 +76,15 @@ func newMetrics(s *Server, reg *prometheus.Registry) (*metrics, error) {
 	if err := registerAll(reg, m.appended, m.rejected, m.reusedIDs, m.integration, m.storageErrors, m.strayRemoved, s.gzips.served,
 		diskFault(faultFull), diskFault(faultReadOnly),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tidemark_log_idempotency_index_ready",
+			Help: "1 once the idempotency index is open and rebuilt; 0 while it cannot be opened (a log restarted on a full disk) and writes are refused with 503.",
+		}, func() float64 {
+			if s.indexReady.Load() {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tidemark_log_inflight_body_bytes",
 			Help: "Bytes of request body buffers held by requests being read or answered.",
 		}, func() float64 { return float64(s.bodies.current()) }),

@@ -3,12 +3,12 @@ package log
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidemark/tidemark/checkpoint"
 	"github.com/transparency-dev/tessera"
 	commonv1 "go.opentelemetry.io/proto/otlp/common/v1"
 	logsv1 "go.opentelemetry.io/proto/otlp/logs/v1"
@@ -227,15 +228,10 @@ func TestStorageErrorAfterTheEntryIsInTheTreeIsNotNothingLogged(t *testing.T) {
 // SQLite's shared-memory file, and New failed with "couldn't create
 // idempotency index ...: disk I/O error (4874)", saying nothing of the
 // disk. Witnesses and auditors then lose every read, and receipts stop.
+// Restarted, it must serve reads, refuse writes until the index is open
+// (a retry must find its first entry), and take them once space returns.
 func TestLogRestartedOnAFullDiskServesReads(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small file system needs root")
-	}
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4096k", "tidemark-test", mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	mnt := mountTmpfs(t, 4096)
 	dir := filepath.Join(mnt, "log")
 	keys, _, err := LoadKeys(dir, nil, "test.example/log")
 	if err != nil {
@@ -244,20 +240,15 @@ func TestLogRestartedOnAFullDiskServesReads(t *testing.T) {
 	tl := &testLog{t: t, dir: dir, cfg: Config{Dir: dir, Keys: keys, BatchAge: 5 * time.Millisecond,
 		CheckpointInterval: 100 * time.Millisecond, RepublishInterval: time.Second}}
 	tl.start()
+	var first eventResult
 	for i := range 20 {
-		tl.postEvent(fmt.Sprintf(`{"id":"e%d"}`, i))
-	}
-	tl.close()
-	filler, err := os.Create(filepath.Join(mnt, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for buf := make([]byte, 64<<10); ; {
-		if _, err := filler.Write(buf); err != nil {
-			break
+		res := tl.postEvent(fmt.Sprintf(`{"id":"e%d"}`, i))
+		if i == 1 {
+			first = res
 		}
 	}
-	filler.Close()
+	tl.close()
+	filler := fillDisk(t, mnt)
 	s, err := New(context.Background(), tl.cfg)
 	if err != nil {
 		t.Fatalf("restarted on a full disk, the log does not start: %v", err)
@@ -268,11 +259,99 @@ func TestLogRestartedOnAFullDiskServesReads(t *testing.T) {
 			tl.close()
 		}
 	})
-	if r := tl.get("/checkpoint"); r.status != http.StatusOK {
-		t.Errorf("GET /checkpoint on a full disk after a restart: %d %s", r.status, r.body)
+
+	// Reads: the checkpoint, tiles, receipts, the policy, the probes.
+	for _, path := range []string{"/checkpoint", "/tile/entries/000.p/20", "/tile/0/000.p/20", "/v1/receipt/1", "/v1/policy", "/healthz"} {
+		if r := tl.get(path); r.status != http.StatusOK {
+			t.Errorf("GET %s on a full disk after a restart: %d %s", path, r.status, r.body)
+		}
 	}
-	if r := tl.post("/v1/events", "application/json", []byte(`{"id":"e1"}`)); r.status != http.StatusOK && r.status != http.StatusServiceUnavailable {
-		t.Errorf("a retry on a full disk after a restart: %d %s, want its first answer or 503", r.status, r.body)
+	if r := tl.get("/readyz"); r.status != http.StatusOK || !strings.Contains(string(r.body), "not taking writes: the log's disk is full, so its idempotency index cannot be opened") {
+		t.Errorf("/readyz on a full disk after a restart: %d %q, want 200 saying why writes are not taken", r.status, r.body)
+	}
+	if got := tl.metric("tidemark_log_idempotency_index_ready"); got != "0" {
+		t.Errorf("tidemark_log_idempotency_index_ready = %q while the index cannot be opened, want 0", got)
+	}
+
+	// Writes: a retry gets its first answer or 503, and so does a new
+	// event (or /add) until the index is open.
+	retry := func() response {
+		t.Helper()
+		r := tl.post("/v1/events", "application/json", []byte(`{"id":"e1"}`))
+		switch r.status {
+		case http.StatusOK:
+			var res eventResult
+			if err := json.Unmarshal(r.body, &res); err != nil {
+				t.Fatal(err)
+			}
+			if res.Index != first.Index || !res.Duplicate {
+				t.Fatalf("a retry after a restart on a full disk: %s, want its first answer (index %d, a duplicate)", r.body, first.Index)
+			}
+		case http.StatusServiceUnavailable:
+			wantDiskFull503(t, r)
+		default:
+			t.Fatalf("a retry after a restart on a full disk: %d %s, want its first answer or 503", r.status, r.body)
+		}
+		return r
+	}
+	retry()
+	if r := tl.post("/v1/events", "application/json", []byte(`{"id":"new"}`)); r.status != http.StatusServiceUnavailable {
+		t.Errorf("a new event on a full disk after a restart: %d %s, want 503", r.status, r.body)
+	} else {
+		wantDiskFull503(t, r)
+	}
+	if r := tl.post("/add", "text/plain", []byte("raw entry")); r.status != http.StatusServiceUnavailable {
+		t.Errorf("/add on a full disk after a restart: %d %s, want 503", r.status, r.body)
+	}
+
+	// Space returns: the log opens the index by itself, without a restart.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); retry().status != http.StatusOK; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("space returned, but 30 s later a retry is still refused")
+		}
+	}
+	if res := tl.postEvent(`{"id":"new"}`); res.Duplicate || res.Index != 20 {
+		t.Errorf("a new event once space returned: %+v, want logged at index 20", res)
+	}
+	if r := tl.get("/readyz"); r.status != http.StatusOK || string(r.body) != "ok\n" {
+		t.Errorf("/readyz once space returned: %d %q, want ok", r.status, r.body)
+	}
+	if got := tl.metric("tidemark_log_idempotency_index_ready"); got != "1" {
+		t.Errorf("tidemark_log_idempotency_index_ready = %q once the index is open, want 1", got)
+	}
+	seen := map[string]int{}
+	for i, leaf := range tl.leaves() {
+		l, err := checkpoint.ParseLeaf(leaf)
+		if err != nil {
+			t.Fatalf("leaf %d: %v", i, err)
+		}
+		seen[string(l.Event)]++
+	}
+	if len(seen) != 21 {
+		t.Errorf("the log holds %d different events, want 21 (e0 to e19, and new)", len(seen))
+	}
+	for ev, n := range seen {
+		if n != 1 {
+			t.Errorf("event %s is logged %d times", ev, n)
+		}
+	}
+}
+
+// wantDiskFull503 checks that r is the answer to a write refused because
+// the idempotency index waits for a full disk.
+func wantDiskFull503(t *testing.T, r response) {
+	t.Helper()
+	msg := errorMessage(t, "application/json", r)
+	if r.header.Get("Retry-After") != strconv.Itoa(storageRetryAfter) {
+		t.Errorf("503 with Retry-After %q, want %d", r.header.Get("Retry-After"), storageRetryAfter)
+	}
+	for _, want := range []string{"the log's disk is full", "idempotency index", "cannot be opened", "nothing of this request was logged", "retry"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("503 %q does not say %q", msg, want)
+		}
 	}
 }
 

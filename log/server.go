@@ -2,6 +2,7 @@ package log
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -159,15 +160,24 @@ type Server struct {
 	shutdown func(context.Context) error
 	reader   tessera.LogReader
 
-	seq      *sequencer
-	dedup    *Dedup
+	seq *sequencer
+	// dedup is the idempotency index. It is set once it is open and
+	// rebuilt, and indexReady then; until then every write is refused
+	// (acceptingWrites), and dedup is read only after indexReady.
+	dedup      *Dedup
+	indexReady atomic.Bool
+	// indexWait, while the index is not ready, is the fault kind its
+	// last opening met (indexFault, or faultOther); owned by the index's
+	// goroutine (maintainIndex), read by requests and /readyz.
+	indexWait atomic.Value // string
+
 	inflight inflight
 	bodies   bodyBudget
 	gzips    *bundleGzips
 	stamps   stamps
 	metrics  *metrics
 	closing  atomic.Bool
-	done     chan struct{} // closed when the watermark loop has stopped
+	done     chan struct{} // closed when maintainIndex has stopped
 
 	strays     *strayFiles
 	storageLog storageLogger
@@ -192,6 +202,18 @@ type Server struct {
 // Every check comes before anything is written, so a configuration it
 // refuses leaves cfg.Dir as it was. The server takes writes once New
 // returns.
+//
+// Except on a full disk: opening the index in WAL mode needs room for
+// SQLite's shared-memory file. An existing log then starts all the same
+// and serves every read, but refuses writes (503 with Retry-After) until
+// the index opens: New leaves a goroutine trying every indexRetryEvery,
+// and the log takes writes by itself once there is room. The same holds if
+// the disk turns read-only between the checks and the index. A new log
+// cannot start on a full disk (Tessera writes its first tree state and
+// checkpoint in NewAppender), and no log can start on a read-only one
+// (Tessera v1.0.4 panics when it cannot open its lock file for writing):
+// New fails then, and says so. Any other failure to open the index (a
+// damaged file, one the log may not write) fails New as well.
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	cfg.setDefaults()
 	if len(cfg.Keys.Signers) == 0 {
@@ -251,6 +273,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.appender, s.shutdown, s.reader, err = tessera.NewAppender(s.ctx, driver, opts)
 	if err != nil {
 		s.cancel()
+		if classifyStorageError(cfg.Dir, err) == faultFull {
+			// Only a new log writes in NewAppender (its version file, its
+			// first tree state and checkpoint): an existing one only reads.
+			return nil, fmt.Errorf("the data directory's disk is full (%s): free space and start again (a new log writes its first tree state and checkpoint before it serves anything): %w", cfg.Dir, err)
+		}
 		if witnesses != nil {
 			return nil, fmt.Errorf("couldn't start the Tessera appender (a new log publishes its first checkpoint at once, and with witnesses that needs the quorum: are they up?): %w", err)
 		}
@@ -263,7 +290,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.wrapAdd != nil {
 		add = cfg.wrapAdd(add)
 	}
-	s.seq = newSequencer(add, func() error { return checkWritable(cfg.Dir) }, cfg.Linger, 2*int(cfg.BatchSize))
+	s.seq = newSequencer(add, func() error {
+		// Behind acceptingWrites: whatever the path, no entry reaches
+		// Tessera before the index that answers its retries is open.
+		if !s.indexReady.Load() {
+			return errIndexNotOpen
+		}
+		return checkWritable(cfg.Dir)
+	}, cfg.Linger, 2*int(cfg.BatchSize))
 	s.seq.size = s.integratedSize
 	go s.seq.run(s.ctx)
 
@@ -272,24 +306,128 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.strays = newStrayFiles(cfg.Dir, cfg.StrayTempAge, uint64(cfg.BatchSize), s.integratedSize, s.log, s.metrics.strayRemoved)
 	go s.strays.run(s.ctx, s.strays.sweep(time.Now()))
 
-	if s.dedup, err = OpenDedup(filepath.Join(cfg.Dir, stateDir, "idempotency.db"), cfg.Logger); err != nil {
-		s.cancel()
-		return nil, err
+	if err := s.openIndex(time.Time{}); err != nil {
+		kind := indexFault(cfg.Dir, err)
+		if kind == "" {
+			s.cancel()
+			return nil, err
+		}
+		s.indexWaiting(kind, err)
+	}
+	go s.maintainIndex()
+	return s, nil
+}
+
+// indexFile is the idempotency index, in stateDir.
+const indexFile = "idempotency.db"
+
+// indexRetryEvery is how often a log whose idempotency index could not be
+// opened tries again.
+const indexRetryEvery = time.Second
+
+// openIndex opens the idempotency index and rebuilds it from the leaves
+// above its watermark, then sets s.dedup and lets writes in. On failure it
+// leaves nothing open, so that it can be called again. No write is taken
+// before it succeeds (acceptingWrites), so the tree size it reads is the
+// size it rebuilds to. waitingSince, when not zero, is when the log began
+// waiting for the index.
+func (s *Server) openIndex(waitingSince time.Time) error {
+	d, err := OpenDedup(filepath.Join(s.cfg.Dir, stateDir, indexFile), s.log)
+	if err != nil {
+		return err
 	}
 	size, err := s.reader.IntegratedSize(s.ctx)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		s.cancel()
-		return nil, fmt.Errorf("couldn't read the tree size: %w", err)
+		_ = d.Close() // the failure to report is the one above
+		return fmt.Errorf("couldn't read the tree size: %w", err)
 	}
 	start := time.Now()
-	scanned, err := s.dedup.Rebuild(s.ctx, size, s.reader.ReadEntryBundle)
+	scanned, err := d.Rebuild(s.ctx, size, s.reader.ReadEntryBundle)
 	if err != nil {
-		s.cancel()
-		return nil, fmt.Errorf("couldn't rebuild the idempotency index: %w", err)
+		_ = d.Close()
+		return fmt.Errorf("couldn't rebuild the idempotency index: %w", err)
 	}
-	s.log.Info("idempotency index ready", "tree_size", size, "rescanned_entries", scanned, "took", time.Since(start).Round(time.Millisecond))
-	go s.watermarkLoop()
-	return s, nil
+	s.dedup = d
+	s.indexReady.Store(true) // after s.dedup: a request that sees it sees the index
+	attrs := []any{"tree_size", size, "rescanned_entries", scanned, "took", time.Since(start).Round(time.Millisecond)}
+	if waitingSince.IsZero() {
+		s.log.Info("idempotency index ready", attrs...)
+	} else {
+		s.log.Info("idempotency index ready at last; taking writes",
+			append(attrs, "waited", time.Since(waitingSince).Round(time.Second))...)
+	}
+	return nil
+}
+
+// indexWaiting records why the idempotency index could not be opened (a
+// fault kind, "" for anything else), and logs it when the reason changes:
+// once when the log starts waiting, not once a second.
+func (s *Server) indexWaiting(kind string, err error) {
+	kind = cmp.Or(kind, faultOther)
+	if prev, _ := s.indexWait.Load().(string); prev == kind {
+		return
+	}
+	s.indexWait.Store(kind)
+	path := filepath.Join(s.cfg.Dir, stateDir, indexFile)
+	if kind == faultOther {
+		s.log.Error("couldn't open the idempotency index: serving reads, refusing writes (503) until it opens; retrying every second",
+			"err", err, "path", path)
+		return
+	}
+	s.log.Error("the idempotency index cannot be opened: the log's disk is "+faultWords(kind)+"; serving reads, refusing writes (503) until it opens, by itself once the disk takes writes again; retrying every second",
+		"err", err, "path", path)
+}
+
+// indexWaitKind says why the idempotency index is not open yet.
+func (s *Server) indexWaitKind() string {
+	kind, _ := s.indexWait.Load().(string)
+	return cmp.Or(kind, faultOther)
+}
+
+// acceptingWrites refuses a write until the idempotency index is open and
+// rebuilt: a retry of an entry above the index's watermark is recognised
+// only once Rebuild has read that entry back, so a write taken earlier
+// could log an event twice.
+func (s *Server) acceptingWrites() error {
+	if s.indexReady.Load() {
+		return nil
+	}
+	return indexNotOpenError(s.indexWaitKind())
+}
+
+// maintainIndex opens the idempotency index if New could not, then saves
+// its watermark until the server stops.
+func (s *Server) maintainIndex() {
+	defer close(s.done)
+	if s.awaitIndex() {
+		s.watermarkLoop()
+	}
+}
+
+// awaitIndex tries to open the idempotency index every indexRetryEvery
+// until it opens (true) or the server stops (false).
+func (s *Server) awaitIndex() bool {
+	if s.indexReady.Load() {
+		return true
+	}
+	since := time.Now()
+	t := time.NewTicker(indexRetryEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return false
+		case <-t.C:
+		}
+		err := s.openIndex(since)
+		if err == nil {
+			return true
+		}
+		if s.ctx.Err() != nil {
+			return false
+		}
+		s.indexWaiting(indexFault(s.cfg.Dir, err), err)
+	}
 }
 
 // checkBounds refuses bounds that would refuse a request forever: one
@@ -312,7 +450,6 @@ func (c *Config) checkBounds() error {
 const stateDir = ".tidemark"
 
 func (s *Server) watermarkLoop() {
-	defer close(s.done)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	failing := false // logged once when saving starts failing, and once when it works again
@@ -400,7 +537,7 @@ func (s *Server) adminRoutes(r *mux.Router, withPprof bool) {
 		// Taking it out of a load balancer would add an outage of reads
 		// (witnesses, auditors, receipts) to the one of writes, and a POSIX
 		// log has no peer to send the writes to.
-		if status := s.diskStatus(); status != "" {
+		if status := s.writeStatus(); status != "" {
 			_, _ = w.Write([]byte("ok: serving reads; not taking writes: " + status + "\n"))
 			return
 		}
@@ -463,6 +600,9 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.cancel()
 	<-s.done
+	if !s.indexReady.Load() {
+		return errors.Join(errs...) // nothing to save: nothing was written
+	}
 	if err := s.dedup.SaveWatermark(func() (uint64, error) {
 		n, err := s.reader.IntegratedSize(context.Background())
 		if errors.Is(err, os.ErrNotExist) {

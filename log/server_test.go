@@ -78,7 +78,9 @@ func (tl *testLog) kill() {
 	tl.hs.Close()
 	tl.s.cancel()
 	<-tl.s.done
-	tl.s.dedup.db.Close() // not Close: a dead process commits nothing more
+	if tl.s.indexReady.Load() {
+		tl.s.dedup.db.Close() // not Close: a dead process commits nothing more
+	}
 	tl.s = nil
 }
 

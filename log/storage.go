@@ -35,6 +35,10 @@ import (
 // (checkWritable; sequencer.go says what window remains). The stray
 // temporary files Tessera leaves after failed writes are strays.go's.
 //
+// A log restarted on a full disk cannot open its idempotency index (SQLite's
+// WAL mode writes as it opens): it serves reads and refuses writes until the
+// index opens, which it tries by itself (New, indexFault).
+//
 // What the probes cannot see: an I/O error on the fsync that follows the
 // tree state's rename may leave the batch's entries in the tree although
 // their requests failed; that is answered as faultIO, "may or may not have
@@ -145,10 +149,55 @@ func checkDirWritable(dir string) error {
 	switch {
 	case errors.Is(err, syscall.EROFS):
 		return fmt.Errorf("the data directory %s is on a read-only file system: the log cannot write there (remount it read-write, after a file system check if the kernel made it read-only)", dir)
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		// Only a new data directory gets here: the probe exists in an
+		// old one, and opening it takes no space.
+		return fmt.Errorf("the data directory's disk is full (%s): free space and start again: %w", dir, err)
 	case err != nil:
 		return fmt.Errorf("the data directory %s is not writable: %w", dir, err)
 	}
 	return nil
+}
+
+// indexFault says whether err, a failure to open or rebuild the idempotency
+// index, comes from the disk under dir: faultFull or faultReadOnly, or ""
+// for anything else. Only a SQLite error of a kind a disk can cause counts
+// (sqliteMayBeDisk), and then only if the disk probes full or read-only (or
+// SQLite says full: a quota): a damaged index file, or a failure to read
+// the log's own files, is never the disk's, even on a full disk.
+func indexFault(dir string, err error) string {
+	if !sqliteMayBeDisk(err) {
+		return ""
+	}
+	if kind := probeDisk(dir); kind != "" {
+		return kind
+	}
+	if sqliteCode(err) == sqliteFull {
+		return faultFull
+	}
+	return ""
+}
+
+// errIndexNotOpen is how the sequencer fails a group handed to it before
+// the idempotency index is open (see Server.acceptingWrites, which refuses
+// such writes earlier; this is the backstop).
+var errIndexNotOpen = errors.New("the idempotency index is not open")
+
+// indexNotOpenError answers a write that came while the idempotency index
+// cannot be opened: 503 with Retry-After, and the reason (a fault kind as
+// indexFault says, or faultOther).
+func indexNotOpenError(kind string) error {
+	const rest = ": nothing of this request was logged; retry after the time in Retry-After"
+	if kind == faultOther {
+		e := errorf(http.StatusServiceUnavailable, "index_unavailable",
+			"the log's idempotency index, which answers retries, cannot be opened (the server's log says why)%s", rest)
+		e.retryAfter = storageRetryAfter
+		return e
+	}
+	e := errorf(http.StatusServiceUnavailable, "disk_"+kind,
+		"the log's disk is %s, so its idempotency index, which answers retries, cannot be opened and no writes are taken%s", faultWords(kind), rest)
+	e.retryAfter = storageRetryAfter
+	return e
 }
 
 // appendError turns the failure of an append into the request's answer. A
@@ -161,6 +210,9 @@ func (s *Server) appendError(err error, evs []ingestEvent, written map[int]uint6
 		e := errorf(http.StatusServiceUnavailable, "stopping", "%v: retry", err)
 		e.retryAfter = 1
 		return e
+	}
+	if errors.Is(err, errIndexNotOpen) {
+		return indexNotOpenError(s.indexWaitKind())
 	}
 	kind := classifyStorageError(s.cfg.Dir, err)
 	s.metrics.storageErrors.WithLabelValues(cmp.Or(kind, faultOther)).Inc()
@@ -274,4 +326,15 @@ func (s *Server) diskStatus() string {
 		return "the log's disk is " + faultWords(kind)
 	}
 	return ""
+}
+
+// writeStatus is what /readyz says about writes: "" when they are taken.
+func (s *Server) writeStatus() string {
+	if !s.indexReady.Load() {
+		if kind := s.indexWaitKind(); kind != faultOther {
+			return "the log's disk is " + faultWords(kind) + ", so its idempotency index cannot be opened"
+		}
+		return "the idempotency index cannot be opened (the server's log says why)"
+	}
+	return s.diskStatus()
 }

@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/transparency-dev/tessera"
 )
@@ -175,5 +177,65 @@ func TestQueuedAppendFailsWhenTheSequencerStops(t *testing.T) {
 	errs := <-done
 	if !errors.Is(errs[0], errLogStopping) {
 		t.Errorf("queued after the sequencer stopped: %v, want errLogStopping", errs[0])
+	}
+}
+
+// A new log on a full disk cannot start: Tessera writes its first tree
+// state and checkpoint before it serves anything. New says so, and what to
+// do.
+func TestNewLogOnAFullDiskSaysSo(t *testing.T) {
+	mnt := mountTmpfs(t, 1024)
+	dir := filepath.Join(mnt, "log")
+	keys, _, err := LoadKeys(dir, nil, "test.example/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	filler := fillDisk(t, mnt)
+	cfg := Config{Dir: dir, Keys: keys, BatchAge: 5 * time.Millisecond, CheckpointInterval: 100 * time.Millisecond}
+	s, err := New(context.Background(), cfg)
+	if err == nil {
+		s.Close(context.Background())
+		t.Fatal("a new log started on a full disk")
+	}
+	if !strings.Contains(err.Error(), "the data directory's disk is full") || !strings.Contains(err.Error(), "free space and start again") {
+		t.Errorf("New on a full disk: %v\nwant it to say the disk is full and to free space", err)
+	}
+	// And it does start once there is room.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	s, err = New(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("New once space returned: %v", err)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
+
+// A damaged index fails the start also on a full disk: only SQLite's
+// errors that a disk can cause count as the disk's.
+func TestDamagedIndexOnAFullDiskFailsTheStart(t *testing.T) {
+	mnt := mountTmpfs(t, 4096)
+	dir := filepath.Join(mnt, "log")
+	keys, _, err := LoadKeys(dir, nil, "test.example/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := &testLog{t: t, dir: dir, cfg: Config{Dir: dir, Keys: keys, BatchAge: 5 * time.Millisecond, CheckpointInterval: 100 * time.Millisecond}}
+	tl.start()
+	tl.postEvent(`{"id":"e1"}`)
+	tl.close()
+	if err := os.WriteFile(filepath.Join(dir, stateDir, indexFile), bytes.Repeat([]byte("not an index "), 400), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fillDisk(t, mnt)
+	s, err := New(context.Background(), tl.cfg)
+	if err == nil {
+		s.Close(context.Background())
+		t.Fatal("the log started on a full disk with a damaged index")
+	}
+	if !strings.Contains(err.Error(), "not a database") || strings.Contains(err.Error(), "disk is full") {
+		t.Errorf("New with a damaged index on a full disk: %v\nwant it to name the damaged file, not the disk", err)
 	}
 }
