@@ -74,8 +74,8 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 		s.failOTLP(w, r, isProto, err)
 		return
 	}
-	body, releaseBody, err := s.readBody(w, r)
-	defer releaseBody()
+	body, bodyHeld, err := s.readBody(w, r, source)
+	defer bodyHeld.release()
 	if err != nil {
 		s.failOTLP(w, r, isProto, err)
 		return
@@ -99,7 +99,7 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 			c.records, c.values, otlpValuesPerEvent, s.cfg.MaxInFlight))
 		return
 	}
-	release, err := s.admit(c.records, c.weight(), "log records")
+	release, err := s.admit(source, c.records, c.weight(), "log records")
 	if err != nil {
 		s.failOTLP(w, r, isProto, err)
 		return
@@ -125,11 +125,12 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 			c.records, shared, s.cfg.MaxInFlightBytes))
 		return
 	}
-	if err := s.bodies.acquire(shared); err != nil {
+	// Held with the body, which gives them back when the request is
+	// answered.
+	if err := bodyHeld.take(shared); err != nil {
 		s.failOTLP(w, r, isProto, err)
 		return
 	}
-	defer s.bodies.release(shared)
 	evs, refused := otlpEvents(&data)
 	rejected := len(refused)
 	var firstErr error
