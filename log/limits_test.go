@@ -398,6 +398,36 @@ func TestOneWriterHoldingEventsDoesNotStopOtherWriters(t *testing.T) {
 	}
 }
 
+// An OTLP request's resource and scope copies are held with its body, so
+// copies that fit the budget alone but not beside their body could never
+// be taken: 503 on every retry, on an idle log. They are a 413.
+func TestOTLPCopiesBesideTheirBodyOverTheBudgetAre413(t *testing.T) {
+	tl := newTestLog(t, func(c *Config) { c.MaxBody, c.MaxInFlightBytes = 1<<20, 1<<20 })
+	const records = 900
+	recs := []*logsv1.LogRecord{{Body: str(strings.Repeat("b", 300_000))}} // the body's buffer is 512 KiB
+	for range records - 1 {
+		recs = append(recs, &logsv1.LogRecord{})
+	}
+	body, err := proto.Marshal(&logsv1.LogsData{ResourceLogs: []*logsv1.ResourceLogs{{
+		Resource:  &resourcev1.Resource{Attributes: []*commonv1.KeyValue{kv("k8s.pod.name", str(strings.Repeat("p", 1000)))}},
+		ScopeLogs: []*logsv1.ScopeLogs{{LogRecords: recs}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data logsv1.LogsData
+	if err := proto.Unmarshal(body, &data); err != nil {
+		t.Fatal(err)
+	}
+	if shared := otlpSharedBytes(&data); shared > 1<<20 || shared+512<<10 <= 1<<20 {
+		t.Fatalf("%d bytes of copies: the test needs them within the budget alone and past it beside the body", shared)
+	}
+	r := tl.post("/v1/logs", "application/x-protobuf", body)
+	if msg := errorMessage(t, "application/x-protobuf", r); r.status != http.StatusRequestEntityTooLarge || !strings.Contains(msg, "split") {
+		t.Errorf("a request alone on an idle log whose copies and body pass the budget: %d %q; want 413, a retry can never be taken", r.status, msg)
+	}
+}
+
 func FuzzCountLines(f *testing.F) {
 	for _, s := range []string{"", "{}\n", "{}\n\n \t\n{}", "\u00a0\n{}\r\n", "a\nb\nc"} {
 		f.Add([]byte(s))

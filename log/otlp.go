@@ -118,15 +118,15 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 	// Each record's event carries its resource and its scope, which the
 	// wire holds once: a large resource over many small records would be
 	// copied records times over. Those copies are held like body bytes.
+	// They are held with the body: together they must fit the budget, or
+	// no retry could ever be taken.
 	shared := otlpSharedBytes(&data)
-	if shared > s.cfg.MaxInFlightBytes {
+	if bodyHeld.held+shared > s.cfg.MaxInFlightBytes {
 		s.failOTLP(w, r, isProto, errorf(http.StatusRequestEntityTooLarge, "too_large",
-			"the request's %d log records carry their resource and scope in every event: %d bytes of copies, more than the %d bytes of request bodies this log holds (--max-inflight-bytes): split the batch, or send fewer records per resource",
-			c.records, shared, s.cfg.MaxInFlightBytes))
+			"the request's %d log records carry their resource and scope in every event: %d bytes of copies, which with the %d bytes held for the body are more than the %d bytes of request bodies this log holds (--max-inflight-bytes): split the batch, or send fewer records per resource",
+			c.records, shared, bodyHeld.held, s.cfg.MaxInFlightBytes))
 		return
 	}
-	// Held with the body, which gives them back when the request is
-	// answered.
 	if err := bodyHeld.take(shared); err != nil {
 		s.failOTLP(w, r, isProto, err)
 		return
