@@ -16,7 +16,10 @@ import (
 // body is refused (400), and so is a body that looks like an event leaf:
 // only the server makes those.
 func (s *Server) handleAdd(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.authenticate(r); err != nil {
+	// The source is not in the entry; it names the writer whose share of
+	// the budgets the request takes.
+	source, err := s.authenticate(r)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -24,8 +27,8 @@ func (s *Server) handleAdd(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusRequestEntityTooLarge, "too_large", "an entry is at most %d bytes; this one is %d", checkpoint.MaxLeafSize, r.ContentLength))
 		return
 	}
-	body, releaseBody, err := s.readBody(w, r)
-	defer releaseBody()
+	body, bodyHeld, err := s.readBody(w, r, source)
+	defer bodyHeld.release()
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -48,11 +51,12 @@ func (s *Server) handleAdd(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.inflight.acquire(1); err != nil {
+	release, err := s.admit(source, 1, 1, "entries")
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	defer s.inflight.release(1)
+	defer release()
 	started := time.Now()
 	indexes, errs := s.seq.append(context.WithoutCancel(r.Context()), []*tessera.Entry{tessera.NewEntry(body)})
 	idx, err := indexes[0], errs[0]

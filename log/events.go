@@ -113,8 +113,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusBadRequest, "bad_request", "Idempotency-Key must be at most %d printable ASCII characters", MaxIdempotencyKey))
 		return
 	}
-	body, releaseBody, err := s.readBody(w, r)
-	defer releaseBody()
+	body, bodyHeld, err := s.readBody(w, r, source)
+	defer bodyHeld.release()
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -131,7 +131,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	release, err := s.admit(n, n, "events")
+	release, err := s.admit(source, n, n, "events")
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -164,7 +164,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	// The leaves have their own buffer: the body is not needed while the
 	// answer waits for witnesses.
-	releaseBody()
+	bodyHeld.release()
 	if waitWitnessed {
 		s.answerWitnessed(w, r, ndjson, results)
 		return
@@ -397,22 +397,22 @@ const minBodyBuffer = 4 << 10
 // readBody reads a request body within the configured limit, inflating gzip
 // if the client sent it, and refusing what inflates past the limit. Its
 // buffer grows (doubling) as bytes arrive, each growth taken first from the
-// log's body budget (503 when spent), so a client that declares 8 MiB and
-// sends one byte a second holds a few KiB, not 8 MiB. release gives the
-// budget back: call it when the request is answered, whatever the error.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, release func(), err error) {
-	var held int64
-	release = func() { s.bodies.release(held); held = 0 } // a second call releases nothing
-	body, err = s.readBodyHeld(w, r, &held)
+// log's body budget for source (503 when the log's budget or the writer's
+// share is spent), so a client that declares 8 MiB and sends one byte a
+// second holds a few KiB, not 8 MiB. The claim holds what it took: release
+// it when the request is answered, whatever the error.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, source string) (body []byte, claim *bodyClaim, err error) {
+	claim = &bodyClaim{s: s, source: source}
+	body, err = s.readBodyHeld(w, r, claim)
 	if err != nil {
-		release()
-		return nil, func() {}, err
+		claim.release()
+		return nil, claim, err
 	}
-	return body, release, nil
+	return body, claim, nil
 }
 
-// readBodyHeld is readBody; *held is what it took from the budget.
-func (s *Server) readBodyHeld(w http.ResponseWriter, r *http.Request, held *int64) ([]byte, error) {
+// readBodyHeld is readBody; claim holds what it took from the budget.
+func (s *Server) readBodyHeld(w http.ResponseWriter, r *http.Request, claim *bodyClaim) ([]byte, error) {
 	limit := s.cfg.MaxBody
 	if r.ContentLength > limit {
 		return nil, errorf(http.StatusRequestEntityTooLarge, "too_large", "the body is %d bytes; this log takes at most %d per request: split it", r.ContentLength, limit)
@@ -438,10 +438,12 @@ func (s *Server) readBodyHeld(w http.ResponseWriter, r *http.Request, held *int6
 		initial = min(initial, r.ContentLength)
 	}
 	initial = min(initial, limit)
-	if err := s.bodies.acquire(initial); err != nil {
+	// Every body counts at least minBodyBuffer (or limit), even one that
+	// declares less: a request being read costs a goroutine and buffers
+	// too, and so the writer's share bounds its open requests.
+	if err := claim.take(min(minBodyBuffer, limit)); err != nil {
 		return nil, err
 	}
-	*held = initial
 	buf := make([]byte, 0, initial)
 	for {
 		if len(buf) == cap(buf) {
@@ -458,10 +460,9 @@ func (s *Server) readBodyHeld(w http.ResponseWriter, r *http.Request, held *int6
 				return nil, bodyError(errBodyOverLimit, limit, gzipped)
 			}
 			grown := min(max(2*int64(cap(buf)), minBodyBuffer), limit)
-			if err := s.bodies.acquire(grown - *held); err != nil {
+			if err := claim.take(grown - claim.held); err != nil {
 				return nil, err
 			}
-			*held = grown
 			buf = append(make([]byte, 0, grown), buf...)
 			buf = append(buf, one[:n]...)
 			continue

@@ -63,8 +63,8 @@ func (s *Server) handleK8sAudit(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	body, releaseBody, err := s.readBody(w, r)
-	defer releaseBody()
+	body, bodyHeld, err := s.readBody(w, r, source)
+	defer bodyHeld.release()
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -74,7 +74,7 @@ func (s *Server) handleK8sAudit(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	release, err := s.admit(n, n, "events")
+	release, err := s.admit(source, n, n, "events")
 	if err != nil {
 		s.fail(w, r, err)
 		return

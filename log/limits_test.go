@@ -8,8 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,16 +134,21 @@ type slowRequest struct {
 	conn net.Conn
 }
 
-// startSlowRequest sends the headers of a POST declaring contentLength and
-// the first bytes of its body, and leaves the request open.
-func (tl *testLog) startSlowRequest(path, contentType string, contentLength int, first []byte) *slowRequest {
+// startSlowRequest sends the headers of a POST declaring contentLength (and
+// header, name and value pairs) and the first bytes of its body, and leaves
+// the request open.
+func (tl *testLog) startSlowRequest(path, contentType string, contentLength int, first []byte, header ...string) *slowRequest {
 	tl.t.Helper()
 	conn, err := net.Dial("tcp", tl.hs.Listener.Addr().String())
 	if err != nil {
 		tl.t.Fatal(err)
 	}
 	tl.t.Cleanup(func() { conn.Close() })
-	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: log\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n", path, contentType, contentLength)
+	var extra strings.Builder
+	for i := 0; i+1 < len(header); i += 2 {
+		fmt.Fprintf(&extra, "%s: %s\r\n", header[i], header[i+1])
+	}
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: log\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n", path, contentType, contentLength, extra.String())
 	if _, err := conn.Write(first); err != nil {
 		tl.t.Fatal(err)
 	}
@@ -153,6 +161,12 @@ func (sr *slowRequest) finish(rest []byte) response {
 	if _, err := sr.conn.Write(rest); err != nil {
 		sr.t.Fatal(err)
 	}
+	return sr.answer()
+}
+
+// answer reads the answer, sending nothing more.
+func (sr *slowRequest) answer() response {
+	sr.t.Helper()
 	resp, err := http.ReadResponse(bufio.NewReader(sr.conn), nil)
 	if err != nil {
 		sr.t.Fatal(err)
@@ -201,23 +215,66 @@ func TestSlowClientHoldsOnlyWhatItSent(t *testing.T) {
 	tl.waitForBodyBytes(0)
 }
 
+// writerTokens makes a tokens file for writers: NAME's token is
+// "NAME-token" (see asWriter).
+func writerTokens(t *testing.T, names ...string) *Tokens {
+	t.Helper()
+	var lines strings.Builder
+	for _, name := range names {
+		lines.WriteString(TokenLine(name, name+"-token") + "\n")
+	}
+	path := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(path, []byte(lines.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := LoadTokens(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tokens
+}
+
+// asWriter is the header of a request from the writer of writerTokens.
+func asWriter(name string) []string {
+	return []string{"Authorization", "Bearer " + name + "-token"}
+}
+
+// holdAppends makes the first n requests to append wait after their append
+// until the returned release is called; held receives once for each.
+func (tl *testLog) holdAppends(n int32) (held <-chan struct{}, release func()) {
+	var calls atomic.Int32
+	h, hold := make(chan struct{}, n), make(chan struct{})
+	tl.s.afterAppend = func() error {
+		if calls.Add(1) <= n {
+			h <- struct{}{}
+			<-hold
+		}
+		return nil
+	}
+	return h, func() { close(hold) }
+}
+
 func TestBodyBudgetAnswers503(t *testing.T) {
-	tl := newTestLog(t, func(c *Config) { c.MaxBody, c.MaxInFlightBytes = 1<<20, 2<<20 })
+	tl := newTestLog(t, func(c *Config) {
+		c.MaxBody, c.MaxInFlightBytes = 1<<20, 2<<20
+		c.Tokens = writerTokens(t, "alice", "bob", "carol")
+	})
 	// Two bodies of 1,000,000 bytes, each 600,000 bytes in: each buffer has
-	// grown to 1 MiB (past 512 KiB), and together they hold the budget.
+	// grown to 1 MiB (past 512 KiB), and together they hold the budget;
+	// each is a writer's only request, and half the budget, its share.
 	line := `{"pad":"` + strings.Repeat("x", 989) + "\"}\n" // 1,000 bytes
 	body := []byte(strings.Repeat(line, 1000))
 	if c := countLines(body); c != 1000 {
 		t.Fatalf("the test body has %d lines", c)
 	}
 	var reqs []*slowRequest
-	for range 2 {
-		reqs = append(reqs, tl.startSlowRequest("/v1/events", "application/x-ndjson", len(body), body[:600_000]))
+	for _, writer := range []string{"alice", "bob"} {
+		reqs = append(reqs, tl.startSlowRequest("/v1/events", "application/x-ndjson", len(body), body[:600_000], asWriter(writer)...))
 	}
 	tl.waitForBodyBytes(2 << 20)
-	r := tl.post("/v1/events", "application/json", []byte(`{"action":"small"}`))
-	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || !strings.Contains(errorMessage(t, "", r), "retry") {
-		t.Fatalf("a request beyond the body budget: %d %v %s, want 503 with Retry-After", r.status, r.header, r.body)
+	r := tl.post("/v1/events", "application/json", []byte(`{"action":"small"}`), asWriter("carol")...)
+	if msg := errorMessage(t, "", r); r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || !strings.Contains(msg, "the log is busy") || !strings.Contains(msg, "retry") {
+		t.Fatalf("a request beyond the body budget: %d %v %s, want 503 with Retry-After, saying the log is busy", r.status, r.header, r.body)
 	}
 	for _, sr := range reqs {
 		if r := sr.finish(body[600_000:]); r.status != 200 {
@@ -225,9 +282,149 @@ func TestBodyBudgetAnswers503(t *testing.T) {
 		}
 	}
 	tl.waitForBodyBytes(0)
-	tl.postEvent(`{"action":"small"}`) // the retry
+	tl.postEvent(`{"action":"small"}`, asWriter("carol")...) // the retry
 	if n := tl.size(); n != 2001 {
 		t.Errorf("tree size %d, want 2001", n)
+	}
+}
+
+// One writer may hold up to half of each budget, its share, in as many
+// requests as it likes, and one request alone up to the whole budget: a
+// writer alone is refused only past its share, with a message that says
+// so, and every request the log takes still gets through.
+func TestOneWriterAloneUsesItsShare(t *testing.T) {
+	const maxBody = 3 << 19 // 1.5 MiB, more than the share of bytes
+	tl := newTestLog(t, func(c *Config) {
+		c.MaxBody, c.MaxInFlightBytes = maxBody, 2<<20
+		c.MaxInFlight, c.MaxEventsPerRequest = 20, 20
+	})
+	ndjson := func(n int) []byte { return bytes.Repeat([]byte("{}\n"), n) }
+	// padded is an NDJSON body of size bytes: one event and blanks.
+	padded := func(size int) []byte { return append([]byte("{}\n"), bytes.Repeat([]byte(" "), size-3)...) }
+	wantShareSpent := func(what string, r response, share string) {
+		t.Helper()
+		msg := errorMessage(t, "", r)
+		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" ||
+			!strings.Contains(msg, "this writer ("+OpenSource+")") || !strings.Contains(msg, "at most "+share) || !strings.Contains(msg, "not the log's") {
+			t.Errorf("%s: %d %v %q; want 503 with Retry-After saying this writer's share (%s) is spent", what, r.status, r.header, msg, share)
+		}
+	}
+
+	t.Run("events", func(t *testing.T) {
+		// One request alone may weigh the whole bound.
+		if r := tl.post("/v1/events", "application/x-ndjson", ndjson(20)); r.status != http.StatusOK {
+			t.Fatalf("20 events, the whole bound, from a writer holding nothing: %d %s", r.status, r.body)
+		}
+		// Two requests of 5 are its share, both in flight at once.
+		held, release := tl.holdAppends(2)
+		done := make(chan response, 2)
+		for range 2 {
+			go func() { done <- tl.post("/v1/events", "application/x-ndjson", ndjson(5)) }()
+		}
+		<-held
+		<-held
+		if got := tl.s.inflight.heldBy(OpenSource); got != 10 {
+			t.Errorf("the writer holds %d events, want 10", got)
+		}
+		wantShareSpent("one more event past the share", tl.post("/v1/events", "application/json", []byte(`{}`)), "10 ")
+		release()
+		for range 2 {
+			if r := <-done; r.status != http.StatusOK {
+				t.Errorf("a request within the share: %d %s", r.status, r.body)
+			}
+		}
+		tl.s.afterAppend = nil
+	})
+
+	t.Run("bytes", func(t *testing.T) {
+		// One body alone may grow past the share (1 MiB) to MaxBody.
+		big := padded(1_200_000)
+		if r := tl.post("/v1/events", "application/x-ndjson", big); r.status != http.StatusOK {
+			t.Fatalf("a body of %d bytes from a writer holding nothing else: %d %s", len(big), r.status, r.body)
+		}
+		// Two bodies 300,000 bytes in hold 512 KiB each: the share.
+		body := padded(400_000)
+		var reqs []*slowRequest
+		for range 2 {
+			reqs = append(reqs, tl.startSlowRequest("/v1/events", "application/x-ndjson", len(body), body[:300_000]))
+		}
+		tl.waitForBodyBytes(1 << 20)
+		wantShareSpent("a body past the share", tl.post("/v1/events", "application/json", []byte(`{}`)), "1048576 ")
+		for _, sr := range reqs {
+			if r := sr.finish(body[300_000:]); r.status != http.StatusOK {
+				t.Errorf("a body within the share: %d %s", r.status, r.body)
+			}
+		}
+	})
+
+	if got := tl.metric(`tidemark_log_rejected_total{cause="overloaded_writer"}`); got != "1" {
+		t.Errorf("overloaded_writer refusals counted: %q, want 1", got)
+	}
+	if got := tl.metric(`tidemark_log_rejected_total{cause="overloaded_writer_bytes"}`); got != "1" {
+		t.Errorf("overloaded_writer_bytes refusals counted: %q, want 1", got)
+	}
+	if n := tl.size(); n != 20+10+3 {
+		t.Errorf("tree size %d, want %d", n, 20+10+3)
+	}
+}
+
+// A writer whose requests hold its share of the events in flight (parked
+// after their append, as a ?wait=witnessed request is parked for its
+// witnesses) is refused more, and another writer is not.
+func TestOneWriterHoldingEventsDoesNotStopOtherWriters(t *testing.T) {
+	tl := newTestLog(t, func(c *Config) {
+		c.MaxInFlight, c.MaxEventsPerRequest = 20, 10
+		c.Tokens = writerTokens(t, "mallory", "alice")
+	})
+	batch := bytes.Repeat([]byte("{}\n"), 10)
+	held, release := tl.holdAppends(1)
+	parked := make(chan response, 1)
+	go func() { parked <- tl.post("/v1/events", "application/x-ndjson", batch, asWriter("mallory")...) }()
+	<-held
+	r := tl.post("/v1/events", "application/json", []byte(`{"action":"more"}`), asWriter("mallory")...)
+	if msg := errorMessage(t, "", r); r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || !strings.Contains(msg, "this writer (mallory)") {
+		t.Errorf("mallory past her share: %d %v %q; want 503 with Retry-After naming her share", r.status, r.header, msg)
+	}
+	if r := tl.post("/v1/events", "application/x-ndjson", batch, asWriter("alice")...); r.status != http.StatusOK {
+		t.Errorf("alice's 10 events while mallory holds hers: %d %s; want them logged", r.status, r.body)
+	}
+	release()
+	if r := <-parked; r.status != http.StatusOK {
+		t.Errorf("mallory's parked request: %d %s", r.status, r.body)
+	}
+	tl.s.afterAppend = nil
+	if n := tl.size(); n != 20 {
+		t.Errorf("tree size %d, want 20", n)
+	}
+}
+
+// An OTLP request's resource and scope copies are held with its body, so
+// copies that fit the budget alone but not beside their body could never
+// be taken: 503 on every retry, on an idle log. They are a 413.
+func TestOTLPCopiesBesideTheirBodyOverTheBudgetAre413(t *testing.T) {
+	tl := newTestLog(t, func(c *Config) { c.MaxBody, c.MaxInFlightBytes = 1<<20, 1<<20 })
+	const records = 900
+	recs := []*logsv1.LogRecord{{Body: str(strings.Repeat("b", 300_000))}} // the body's buffer is 512 KiB
+	for range records - 1 {
+		recs = append(recs, &logsv1.LogRecord{})
+	}
+	body, err := proto.Marshal(&logsv1.LogsData{ResourceLogs: []*logsv1.ResourceLogs{{
+		Resource:  &resourcev1.Resource{Attributes: []*commonv1.KeyValue{kv("k8s.pod.name", str(strings.Repeat("p", 1000)))}},
+		ScopeLogs: []*logsv1.ScopeLogs{{LogRecords: recs}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data logsv1.LogsData
+	if err := proto.Unmarshal(body, &data); err != nil {
+		t.Fatal(err)
+	}
+	if shared := otlpSharedBytes(&data); shared > 1<<20 || shared+512<<10 <= 1<<20 {
+		t.Fatalf("%d bytes of copies: the test needs them within the budget alone and past it beside the body", shared)
+	}
+	r := tl.post("/v1/logs", "application/x-protobuf", body)
+	if msg := errorMessage(t, "application/x-protobuf", r); r.status != http.StatusRequestEntityTooLarge || !strings.Contains(msg, "split") {
+		t.Errorf("a request alone on an idle log whose copies and body pass the budget: %d %q; want 413, a retry can never be taken", r.status, msg)
 	}
 }
 

@@ -74,8 +74,8 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 		s.failOTLP(w, r, isProto, err)
 		return
 	}
-	body, releaseBody, err := s.readBody(w, r)
-	defer releaseBody()
+	body, bodyHeld, err := s.readBody(w, r, source)
+	defer bodyHeld.release()
 	if err != nil {
 		s.failOTLP(w, r, isProto, err)
 		return
@@ -99,7 +99,7 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 			c.records, c.values, otlpValuesPerEvent, s.cfg.MaxInFlight))
 		return
 	}
-	release, err := s.admit(c.records, c.weight(), "log records")
+	release, err := s.admit(source, c.records, c.weight(), "log records")
 	if err != nil {
 		s.failOTLP(w, r, isProto, err)
 		return
@@ -118,18 +118,19 @@ func (s *Server) handleOTLPLogs(w http.ResponseWriter, r *http.Request) {
 	// Each record's event carries its resource and its scope, which the
 	// wire holds once: a large resource over many small records would be
 	// copied records times over. Those copies are held like body bytes.
+	// They are held with the body: together they must fit the budget, or
+	// no retry could ever be taken.
 	shared := otlpSharedBytes(&data)
-	if shared > s.cfg.MaxInFlightBytes {
+	if bodyHeld.held+shared > s.cfg.MaxInFlightBytes {
 		s.failOTLP(w, r, isProto, errorf(http.StatusRequestEntityTooLarge, "too_large",
-			"the request's %d log records carry their resource and scope in every event: %d bytes of copies, more than the %d bytes of request bodies this log holds (--max-inflight-bytes): split the batch, or send fewer records per resource",
-			c.records, shared, s.cfg.MaxInFlightBytes))
+			"the request's %d log records carry their resource and scope in every event: %d bytes of copies, which with the %d bytes held for the body are more than the %d bytes of request bodies this log holds (--max-inflight-bytes): split the batch, or send fewer records per resource",
+			c.records, shared, bodyHeld.held, s.cfg.MaxInFlightBytes))
 		return
 	}
-	if err := s.bodies.acquire(shared); err != nil {
+	if err := bodyHeld.take(shared); err != nil {
 		s.failOTLP(w, r, isProto, err)
 		return
 	}
-	defer s.bodies.release(shared)
 	evs, refused := otlpEvents(&data)
 	rejected := len(refused)
 	var firstErr error
