@@ -35,7 +35,7 @@ func newMetrics(s *Server, reg *prometheus.Registry) (*metrics, error) {
 		}, []string{"endpoint"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tidemark_log_rejected_total",
-			Help: "Requests refused, by cause (bad_json, too_large, too_many_events, too_many_values, content_type, overloaded, overloaded_bytes, unauthenticated, ...).",
+			Help: "Requests refused, by cause (bad_json, too_large, too_many_events, too_many_values, content_type, key_reused, overloaded, overloaded_bytes, overloaded_writer, overloaded_writer_bytes, disk_full, disk_read_only, unauthenticated, ...).",
 		}, []string{"cause"}),
 		reusedIDs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tidemark_log_reused_ids_total",
