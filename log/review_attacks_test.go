@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/tidemark/tidemark/internal/testmount"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -230,7 +231,7 @@ func TestStorageErrorAfterTheEntryIsInTheTreeIsNotNothingLogged(t *testing.T) {
 // Restarted, it must serve reads, refuse writes until the index is open
 // (a retry must find its first entry), and take them once space returns.
 func TestLogRestartedOnAFullDiskServesReads(t *testing.T) {
-	mnt := mountTmpfs(t, 4096)
+	mnt := testmount.Tmpfs(t, 4096)
 	dir := filepath.Join(mnt, "log")
 	keys, _, err := LoadKeys(dir, nil, "test.example/log")
 	if err != nil {
@@ -247,7 +248,7 @@ func TestLogRestartedOnAFullDiskServesReads(t *testing.T) {
 		}
 	}
 	tl.close()
-	filler := fillDisk(t, mnt)
+	filler := testmount.Fill(t, mnt)
 	s, err := New(context.Background(), tl.cfg)
 	if err != nil {
 		t.Fatalf("restarted on a full disk, the log does not start: %v", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tidemark/tidemark/internal/testmount"
 	"os"
 	"path/filepath"
 	"strings"
@@ -184,13 +185,13 @@ func TestQueuedAppendFailsWhenTheSequencerStops(t *testing.T) {
 // state and checkpoint before it serves anything. New says so, and what to
 // do.
 func TestNewLogOnAFullDiskSaysSo(t *testing.T) {
-	mnt := mountTmpfs(t, 1024)
+	mnt := testmount.Tmpfs(t, 1024)
 	dir := filepath.Join(mnt, "log")
 	keys, _, err := LoadKeys(dir, nil, "test.example/log")
 	if err != nil {
 		t.Fatal(err)
 	}
-	filler := fillDisk(t, mnt)
+	filler := testmount.Fill(t, mnt)
 	cfg := Config{Dir: dir, Keys: keys, BatchAge: 5 * time.Millisecond, CheckpointInterval: 100 * time.Millisecond}
 	s, err := New(context.Background(), cfg)
 	if err == nil {
@@ -216,7 +217,7 @@ func TestNewLogOnAFullDiskSaysSo(t *testing.T) {
 // A damaged index fails the start also on a full disk: only SQLite's
 // errors that a disk can cause count as the disk's.
 func TestDamagedIndexOnAFullDiskFailsTheStart(t *testing.T) {
-	mnt := mountTmpfs(t, 4096)
+	mnt := testmount.Tmpfs(t, 4096)
 	dir := filepath.Join(mnt, "log")
 	keys, _, err := LoadKeys(dir, nil, "test.example/log")
 	if err != nil {
@@ -229,7 +230,7 @@ func TestDamagedIndexOnAFullDiskFailsTheStart(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, stateDir, indexFile), bytes.Repeat([]byte("not an index "), 400), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fillDisk(t, mnt)
+	testmount.Fill(t, mnt)
 	s, err := New(context.Background(), tl.cfg)
 	if err == nil {
 		s.Close(context.Background())

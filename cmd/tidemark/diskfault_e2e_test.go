@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/tidemark/tidemark/internal/testmount"
 	"io"
 	"io/fs"
 	"net/http"
@@ -348,7 +349,7 @@ func bigEvent(key string) []byte {
 // a restart; every acked event is in the log where it was acked, and fsck
 // passes.
 func TestLogOnFullDisk(t *testing.T) {
-	mnt := mountTmpfs(t, 6<<10)
+	mnt := testmount.Tmpfs(t, 6<<10)
 	dir := filepath.Join(mnt, "log")
 	lp := startLog(t, dir)
 	pub := filepath.Join(t.TempDir(), "log.pub")
@@ -374,7 +375,7 @@ func TestLogOnFullDisk(t *testing.T) {
 	}
 
 	// Space returns: the log takes writes again, by itself.
-	resizeTmpfs(t, mnt, 64<<10)
+	testmount.ResizeTmpfs(t, mnt, 64<<10)
 	waitFor(t, time.Minute, "50 more events acked after space returned", func() bool {
 		acked, _ := load.counts()
 		return acked >= ackedFull+50
@@ -411,8 +412,8 @@ func TestLogOnFullDisk(t *testing.T) {
 // file system check and a restart) the refused events are taken; every
 // acked event is in the log where it was acked, and fsck passes.
 func TestLogOnReadOnlyDisk(t *testing.T) {
-	disk := mountExt4(t, 32)
-	dir := filepath.Join(disk.dir, "log")
+	disk := testmount.Ext4(t, 32)
+	dir := filepath.Join(disk.Dir, "log")
 	lp := startLog(t, dir)
 	// The verifier key file is written without fsync: keep a copy off the
 	// disk that is about to fail.
@@ -432,7 +433,7 @@ func TestLogOnReadOnlyDisk(t *testing.T) {
 	// log/sequencer.go), which under this load is about a batch age (1 ms)
 	// of every few milliseconds. The load goes on at once.
 	load.pause()
-	disk.failAndGoReadOnly(t)
+	disk.FailAndGoReadOnly(t)
 	load.resume()
 	ackedBefore, _ := load.counts()
 	waitFor(t, time.Minute, "300 requests refused for a read-only disk", func() bool {
@@ -453,12 +454,12 @@ func TestLogOnReadOnlyDisk(t *testing.T) {
 	load.bad = nil
 	load.mu.Unlock()
 
-	if disk.remountReadWrite(t) {
+	if disk.RemountReadWrite(t) {
 		t.Log("the file system is writable again in place: the log goes on without a restart")
 	} else {
 		t.Log("the kernel keeps the file system read-only until it is checked: stop, e2fsck, start again")
 		stopAnyhow(t, lp)
-		disk.repair(t)
+		disk.Repair(t)
 		lp = startLog(t, dir)
 		load.url = lp.url()
 	}
@@ -487,7 +488,7 @@ func TestLogOnReadOnlyDisk(t *testing.T) {
 // cosigned), and when space returns the witness cosigns again without a
 // restart; a restart then shows the state was durable.
 func TestWitnessOnFullDisk(t *testing.T) {
-	mnt := mountTmpfs(t, 8<<10)
+	mnt := testmount.Tmpfs(t, 8<<10)
 	data := filepath.Join(mnt, "witness")
 	l := newE2ELog(t, "e2e.test/fullwitness", 5000)
 	logsFile := filepath.Join(t.TempDir(), "logs")
@@ -526,7 +527,7 @@ func TestWitnessOnFullDisk(t *testing.T) {
 			t.Fatalf("size %d before the disk filled: %d %q", size, code, body)
 		}
 	}
-	filler := fill(t, mnt)
+	filler := testmount.Fill(t, mnt)
 	refused, acceptedFull := 0, 0
 	for size := cosigned + 1; refused < 20; size = cosigned + 1 {
 		if size >= 5000 {
@@ -582,8 +583,8 @@ func hexSHA256(s string) string {
 // the state stays at the last checkpoint cosigned, and after a file system
 // check and a restart it is still there and the witness cosigns again.
 func TestWitnessOnReadOnlyDisk(t *testing.T) {
-	disk := mountExt4(t, 16)
-	data := filepath.Join(disk.dir, "witness")
+	disk := testmount.Ext4(t, 16)
+	data := filepath.Join(disk.Dir, "witness")
 	l := newE2ELog(t, "e2e.test/rowitness", 100)
 	logsFile := filepath.Join(t.TempDir(), "logs")
 	if err := os.WriteFile(logsFile, []byte("logs/v0\nvkey "+l.vkey+"\nqpd 86400000\n"), 0o644); err != nil {
@@ -612,19 +613,19 @@ func TestWitnessOnReadOnlyDisk(t *testing.T) {
 			t.Fatalf("size %d: %d %q", size, code, body)
 		}
 	}
-	disk.failAndGoReadOnly(t)
+	disk.FailAndGoReadOnly(t)
 	for size := uint64(11); size <= 20; size++ {
 		code, body, h := push(size)
-		if code != 503 || h.Get("Retry-After") == "" || !strings.Contains(body, "read-only") || strings.Contains(body, disk.dir) {
+		if code != 503 || h.Get("Retry-After") == "" || !strings.Contains(body, "read-only") || strings.Contains(body, disk.Dir) {
 			t.Fatalf("size %d on a read-only disk: %d %q, Retry-After %q", size, code, body, h.Get("Retry-After"))
 		}
 		if got := stored(); got != "10" {
 			t.Fatalf("after a refused checkpoint the witness holds size %s, want 10", got)
 		}
 	}
-	if !disk.remountReadWrite(t) {
+	if !disk.RemountReadWrite(t) {
 		stopAnyhow(t, wp)
-		disk.repair(t)
+		disk.Repair(t)
 		wp = startWitness(t, data, "--logs", logsFile, "--max-qps", "-1")
 	}
 	if got := stored(); got != "10" {

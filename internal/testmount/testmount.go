@@ -1,4 +1,10 @@
-package main
+// Package testmount makes small file systems for the fault tests of the
+// log and the witness: a tmpfs to fill up, and an ext4 image on a loop
+// device that the kernel can be made to turn read-only while files are
+// open (a tmpfs cannot be remounted read-only while a file is open for
+// writing). Mounting needs root; tests run as root here and in CI. Only
+// tests import it.
+package testmount
 
 import (
 	"errors"
@@ -13,14 +19,9 @@ import (
 	"time"
 )
 
-// Small file systems for fault tests: a tmpfs to fill up, and an ext4 image
-// on a loop device that the kernel can be made to turn read-only while files
-// are open (a tmpfs cannot be remounted read-only while a file is open for
-// writing). Mounting needs root; tests run as root here and in CI.
-
-// cannotMount skips the test, or fails it when CI=true (the CI script sets
+// CannotMount skips the test, or fails it when CI=true (the CI script sets
 // it): in CI a fault test that did not run must not pass unseen.
-func cannotMount(t *testing.T, why string) {
+func CannotMount(t testing.TB, why string) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("CI=true, and this test cannot run: %s", why)
@@ -30,17 +31,17 @@ func cannotMount(t *testing.T, why string) {
 
 // requireMounting checks that the test can mount file systems and has the
 // given programs.
-func requireMounting(t *testing.T, programs ...string) {
+func requireMounting(t testing.TB, programs ...string) {
 	t.Helper()
 	if runtime.GOOS != "linux" {
-		cannotMount(t, "mounting test file systems needs Linux")
+		CannotMount(t, "mounting test file systems needs Linux")
 	}
 	if os.Geteuid() != 0 {
-		cannotMount(t, "mounting test file systems needs root")
+		CannotMount(t, "mounting test file systems needs root")
 	}
 	for _, p := range append([]string{"mount", "umount"}, programs...) {
 		if _, err := exec.LookPath(p); err != nil {
-			cannotMount(t, p+" is not installed")
+			CannotMount(t, p+" is not installed")
 		}
 	}
 }
@@ -55,7 +56,7 @@ func run1(name string, args ...string) error {
 
 // unmountAtEnd unmounts dir when the test ends. Cleanups run last in,
 // first out, so processes the test starts after mounting are killed first.
-func unmountAtEnd(t *testing.T, dir string) {
+func unmountAtEnd(t testing.TB, dir string) {
 	t.Cleanup(func() {
 		if err := run1("umount", dir); err != nil {
 			t.Errorf("couldn't unmount the test file system: %v", err)
@@ -64,8 +65,8 @@ func unmountAtEnd(t *testing.T, dir string) {
 	})
 }
 
-// mountTmpfs mounts a tmpfs of sizeKB kibibytes on a new directory.
-func mountTmpfs(t *testing.T, sizeKB int) string {
+// Tmpfs mounts a tmpfs of sizeKB kibibytes on a new directory.
+func Tmpfs(t testing.TB, sizeKB int) string {
 	t.Helper()
 	requireMounting(t)
 	dir := filepath.Join(t.TempDir(), "tmpfs")
@@ -73,35 +74,36 @@ func mountTmpfs(t *testing.T, sizeKB int) string {
 		t.Fatal(err)
 	}
 	if err := run1("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dk", sizeKB), "tidemark-test", dir); err != nil {
-		cannotMount(t, err.Error())
+		CannotMount(t, err.Error())
 	}
 	unmountAtEnd(t, dir)
 	return dir
 }
 
-// resizeTmpfs changes a mounted tmpfs's size, files open or not: space
+// ResizeTmpfs changes a mounted tmpfs's size, files open or not: space
 // returns (or goes) at once.
-func resizeTmpfs(t *testing.T, dir string, sizeKB int) {
+func ResizeTmpfs(t testing.TB, dir string, sizeKB int) {
 	t.Helper()
 	if err := run1("mount", "-o", fmt.Sprintf("remount,size=%dk", sizeKB), dir); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// An ext4Disk is an ext4 image on a loop device, mounted with
+// A Disk is an ext4 image on a loop device, mounted with
 // errors=remount-ro.
-type ext4Disk struct {
-	image, dev, dir string
+type Disk struct {
+	Dir        string // where it is mounted
+	image, dev string
 }
 
-// mountExt4 makes an ext4 file system of sizeMB mebibytes in an image file,
+// Ext4 makes an ext4 file system of sizeMB mebibytes in an image file,
 // attaches it to a loop device and mounts it with errors=remount-ro.
-func mountExt4(t *testing.T, sizeMB int) *ext4Disk {
+func Ext4(t testing.TB, sizeMB int) *Disk {
 	t.Helper()
 	requireMounting(t, "mkfs.ext4", "losetup", "e2fsck")
 	base := t.TempDir()
-	d := &ext4Disk{image: filepath.Join(base, "ext4.img"), dir: filepath.Join(base, "ext4")}
-	if err := os.Mkdir(d.dir, 0o755); err != nil {
+	d := &Disk{image: filepath.Join(base, "ext4.img"), Dir: filepath.Join(base, "ext4")}
+	if err := os.Mkdir(d.Dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Create(d.image)
@@ -117,7 +119,7 @@ func mountExt4(t *testing.T, sizeMB int) *ext4Disk {
 	}
 	out, err := exec.Command("losetup", "--find", "--show", d.image).CombinedOutput()
 	if err != nil {
-		cannotMount(t, fmt.Sprintf("losetup: %v: %s", err, out))
+		CannotMount(t, fmt.Sprintf("losetup: %v: %s", err, out))
 	}
 	d.dev = strings.TrimSpace(string(out))
 	t.Cleanup(func() {
@@ -127,26 +129,26 @@ func mountExt4(t *testing.T, sizeMB int) *ext4Disk {
 	})
 	d.mount(t)
 	if _, err := os.Stat(d.triggerFile()); err != nil {
-		cannotMount(t, "this kernel has no ext4 trigger_fs_error to make a file system read-only: "+err.Error())
+		CannotMount(t, "this kernel has no ext4 trigger_fs_error to make a file system read-only: "+err.Error())
 	}
 	return d
 }
 
-func (d *ext4Disk) triggerFile() string {
+func (d *Disk) triggerFile() string {
 	return filepath.Join("/sys/fs/ext4", filepath.Base(d.dev), "trigger_fs_error")
 }
 
-func (d *ext4Disk) mount(t *testing.T) {
+func (d *Disk) mount(t testing.TB) {
 	t.Helper()
-	if err := run1("mount", "-t", "ext4", "-o", "errors=remount-ro", d.dev, d.dir); err != nil {
-		cannotMount(t, err.Error())
+	if err := run1("mount", "-t", "ext4", "-o", "errors=remount-ro", d.dev, d.Dir); err != nil {
+		CannotMount(t, err.Error())
 	}
-	unmountAtEnd(t, d.dir)
+	unmountAtEnd(t, d.Dir)
 }
 
-// takesWrites reports whether a new file can be made on the file system.
-func (d *ext4Disk) takesWrites() bool {
-	p := filepath.Join(d.dir, "write-test")
+// TakesWrites reports whether a new file can be made on the file system.
+func (d *Disk) TakesWrites() bool {
+	p := filepath.Join(d.Dir, "write-test")
 	f, err := os.Create(p)
 	if err != nil {
 		return false
@@ -156,40 +158,40 @@ func (d *ext4Disk) takesWrites() bool {
 	return true
 }
 
-// failAndGoReadOnly reports a file system error to ext4, as the kernel does
+// FailAndGoReadOnly reports a file system error to ext4, as the kernel does
 // when it finds corruption: with errors=remount-ro it aborts the journal and
 // refuses writes from then on, files open or not. It returns once a write
 // is refused.
-func (d *ext4Disk) failAndGoReadOnly(t *testing.T) {
+func (d *Disk) FailAndGoReadOnly(t testing.TB) {
 	t.Helper()
 	if err := os.WriteFile(d.triggerFile(), []byte("1"), 0o200); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); d.takesWrites(); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); d.TakesWrites(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the file system still takes writes after trigger_fs_error")
 		}
 	}
 }
 
-// remountReadWrite tries to make the file system writable again in place,
+// RemountReadWrite tries to make the file system writable again in place,
 // and reports whether it takes writes afterwards. Current kernels refuse
 // this after an emergency read-only (the journal is aborted): the file
-// system must be unmounted and checked (repair).
-func (d *ext4Disk) remountReadWrite(t *testing.T) bool {
+// system must be unmounted and checked (Repair).
+func (d *Disk) RemountReadWrite(t testing.TB) bool {
 	t.Helper()
 	// --options-mode ignore: mount(8) would pass back the "emergency_ro"
 	// that /proc/mounts shows, which ext4 does not take as an option.
-	err := run1("mount", "--options-mode", "ignore", "-o", "remount,rw", d.dir)
-	t.Logf("remount read-write: %v; takes writes: %v", err, d.takesWrites())
-	return d.takesWrites()
+	err := run1("mount", "--options-mode", "ignore", "-o", "remount,rw", d.Dir)
+	t.Logf("remount read-write: %v; takes writes: %v", err, d.TakesWrites())
+	return d.TakesWrites()
 }
 
-// repair unmounts the file system, checks it with e2fsck (which replays
+// Repair unmounts the file system, checks it with e2fsck (which replays
 // the journal) and mounts it again. Nothing may have a file open on it.
-func (d *ext4Disk) repair(t *testing.T) {
+func (d *Disk) Repair(t testing.TB) {
 	t.Helper()
-	if err := run1("umount", d.dir); err != nil {
+	if err := run1("umount", d.Dir); err != nil {
 		t.Fatal(err)
 	}
 	// e2fsck exits 1 when it corrected something, as it does after an
@@ -199,14 +201,14 @@ func (d *ext4Disk) repair(t *testing.T) {
 	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() < 4) {
 		t.Fatal(err)
 	}
-	if err := run1("mount", "-t", "ext4", "-o", "errors=remount-ro", d.dev, d.dir); err != nil {
+	if err := run1("mount", "-t", "ext4", "-o", "errors=remount-ro", d.dev, d.Dir); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// fill writes a file of zeros on dir's file system until it is full, and
+// Fill writes a file of zeros on dir's file system until it is full, and
 // returns its path: removing it is space returning.
-func fill(t *testing.T, dir string) string {
+func Fill(t testing.TB, dir string) string {
 	t.Helper()
 	p := filepath.Join(dir, "filler")
 	f, err := os.Create(p)
@@ -214,13 +216,17 @@ func fill(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
+	// 64 KiB at a time, then what a 64 KiB write left over.
+	for _, size := range []int{64 << 10, 512} {
+		buf := make([]byte, size)
+		for {
+			if _, err := f.Write(buf); err != nil {
+				if !errors.Is(err, syscall.ENOSPC) {
+					t.Fatal(err)
+				}
+				break
 			}
-			return p
 		}
 	}
+	return p
 }
