@@ -104,11 +104,7 @@ func runLog(args []string) error {
 	if err != nil {
 		return err
 	}
-	addrs := []string{*listen}
-	if *adminListen != "" {
-		addrs = append(addrs, *adminListen)
-	}
-	lns, err := openListeners(addrs...)
+	lns, err := openListeners(*listen, *adminListen)
 	if err != nil {
 		return err
 	}

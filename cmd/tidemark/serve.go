@@ -17,12 +17,16 @@ import (
 // server's own Close.
 const shutdownTimeout = 30 * time.Second
 
-// openListeners opens a listener on each address, all or none. Servers open
-// their listeners before they create anything (keys, state), so that a start
-// that fails because an address is taken leaves nothing behind.
+// openListeners opens a listener on each address (skipping empty ones), all
+// or none. Servers open their listeners before they create anything (keys,
+// state), so that a start that fails because an address is taken leaves
+// nothing behind.
 func openListeners(addrs ...string) ([]net.Listener, error) {
 	var lns []net.Listener
 	for _, a := range addrs {
+		if a == "" {
+			continue // an optional listener not asked for (--admin-listen)
+		}
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
 			closeListeners(lns)

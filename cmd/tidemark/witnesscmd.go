@@ -58,11 +58,7 @@ func runWitness(args []string) error {
 
 	// The listeners first: witness.New checks everything else before it
 	// creates the key and the state, so a start that fails leaves nothing.
-	addrs := []string{*listen}
-	if *adminListen != "" {
-		addrs = append(addrs, *adminListen)
-	}
-	lns, err := openListeners(addrs...)
+	lns, err := openListeners(*listen, *adminListen)
 	if err != nil {
 		return err
 	}
