@@ -261,10 +261,24 @@ func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEve
 	var b *batch
 	if anyKey {
 		var err error
-		if b, err = s.dedup.begin(source, keyed); err != nil {
+		if b, err = s.dedup.begin(ctx, source, keyed); err != nil {
 			var kc *keyConflict
 			if errors.As(err, &kc) {
 				return nil, keyConflictError(evs[kc.pos], kc)
+			}
+			if errors.Is(err, errIndexUnavailable) {
+				if kind := s.indexDiskFault(err); kind != "" {
+					// The SQLite index shares the log's disk.
+					s.metrics.storageErrors.WithLabelValues(kind).Inc()
+					s.storageLog.log(s, kind, err)
+					e := errorf(http.StatusServiceUnavailable, "disk_"+kind, "%s", storageMessage(kind, evs, nil))
+					e.retryAfter = storageRetryAfter
+					return nil, e
+				}
+				s.log.Warn("a write with idempotency keys was refused: the index could not claim its keys", "err", err)
+				e := errorf(http.StatusServiceUnavailable, "index_unavailable", "the idempotency index could not record this request's keys; nothing was logged: retry")
+				e.retryAfter = 1
+				return nil, e
 			}
 			return nil, err
 		}
@@ -316,11 +330,10 @@ func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEve
 	}
 	if s.afterAppend != nil {
 		if err := s.afterAppend(); err != nil {
-			// A test stands in for a process that dies here: nothing of the
-			// index is written and the watermark must not pass these entries.
+			// A test stands in for a process that dies here: nothing more
+			// of the index is written; the claims stay open in the store.
 			if b != nil {
-				s.dedup.frozen.Store(true)
-				b.finish(nil, err)
+				b.abandon()
 			}
 			return nil, err
 		}
@@ -346,7 +359,7 @@ func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEve
 				return nil, ctx.Err()
 			}
 			if st.wait.err != nil {
-				e := errorf(http.StatusServiceUnavailable, "retry", "an earlier request with the same idempotency key failed: retry")
+				e := errorf(http.StatusServiceUnavailable, "retry", "an earlier request with the same idempotency key failed (%v): retry", st.wait.err)
 				e.retryAfter = 1
 				return nil, e
 			}

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -269,21 +268,28 @@ func TestPartialAppendFailureIndexesWhatWasWritten(t *testing.T) {
 	}
 }
 
-// An index file of the first layout (no event hashes) is dropped at start
-// and rebuilt from the leaves, so that retries still find their entries.
+// An index file of an earlier layout (the in-memory index's rows, with a
+// watermark) is dropped at start and the index is built from the leaves,
+// so that retries still find their entries.
 func TestOldIndexLayoutIsRebuiltFromTheLog(t *testing.T) {
 	tl := newTestLog(t, nil)
 	a := tl.postEvent(`{"id":"old-1"}`)
 	b := tl.postEvent(`{"action":"x"}`, "Idempotency-Key", "old-2")
 	tl.close()
-	db, err := sql.Open("sqlite", filepath.Join(tl.dir, stateDir, "idempotency.db"))
+	path := filepath.Join(tl.dir, stateDir, "idempotency.db")
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Remove(path + suffix); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+	}
+	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
-		`DROP TABLE idempotency_keys`,
-		`CREATE TABLE idempotency_keys (idx INTEGER PRIMARY KEY, h BLOB NOT NULL)`,
-		`DELETE FROM meta WHERE name = 'schema'`,
+		`CREATE TABLE idempotency_keys (idx INTEGER PRIMARY KEY, h BLOB NOT NULL, ev BLOB NOT NULL)`,
+		`CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)`,
+		`INSERT INTO meta VALUES ('schema', 2), ('indexed_to', 2)`,
 	} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(err)
@@ -307,15 +313,16 @@ func TestOldIndexLayoutIsRebuiltFromTheLog(t *testing.T) {
 // in flight together). An explicit retry of an event logged as the
 // variant is still a retry, not a 422.
 func TestExplicitRetryFindsItsEventUnderTheVariant(t *testing.T) {
-	d, err := OpenDedup(filepath.Join(t.TempDir(), "idempotency.db"), slog.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := openTestDedup(t, filepath.Join(t.TempDir(), "idempotency.db"))
 	defer d.Close()
 	a, b := eventHash([]byte(`{"a":1}`)), eventHash([]byte(`{"b":1}`))
-	d.index[keyHash("src", "k:K")] = indexEntry{idx: 4, ev: b}
-	d.index[variantHash("src", "k:K", a)] = indexEntry{idx: 5, ev: a}
-	bt, err := d.begin("src", []keyedEvent{{key: "k:K", explicit: true, ev: a}})
+	if err := d.store.insertComplete(context.Background(), d.store.db, []dedupRow{
+		{h: keyHash("src", "k:K"), idx: 4, ev: b},
+		{h: variantHash("src", "k:K", a), idx: 5, ev: a},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	bt, err := d.begin(context.Background(), "src", []keyedEvent{{key: "k:K", explicit: true, ev: a}})
 	if err != nil {
 		t.Fatalf("explicit retry of the variant's event refused: %v", err)
 	}
@@ -323,7 +330,7 @@ func TestExplicitRetryFindsItsEventUnderTheVariant(t *testing.T) {
 	if st := bt.states[0]; !st.found || st.idx != 5 {
 		t.Errorf("state %+v, want found at 5", st)
 	}
-	if _, err := d.begin("src", []keyedEvent{{key: "k:K", explicit: true, ev: eventHash([]byte(`{"c":1}`))}}); err == nil {
+	if _, err := d.begin(context.Background(), "src", []keyedEvent{{key: "k:K", explicit: true, ev: eventHash([]byte(`{"c":1}`))}}); err == nil {
 		t.Errorf("a third event under the explicit key was not refused")
 	}
 }

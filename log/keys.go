@@ -189,6 +189,14 @@ func CheckExistingCheckpoint(dir string, vkeys []string) error {
 	if err != nil {
 		return fmt.Errorf("couldn't read the existing checkpoint: %w", err)
 	}
+	if err := checkCheckpointKeys(b, vkeys); err != nil {
+		return fmt.Errorf("none of the keys given verifies the checkpoint already in %s (%w): is this the right key for this data directory?", dir, err)
+	}
+	return nil
+}
+
+// checkCheckpointKeys says whether one of vkeys verifies checkpoint b.
+func checkCheckpointKeys(b []byte, vkeys []string) error {
 	var verifiers []note.Verifier
 	for _, k := range vkeys {
 		v, err := checkpoint.NewLogVerifier(k)
@@ -197,8 +205,6 @@ func CheckExistingCheckpoint(dir string, vkeys []string) error {
 		}
 		verifiers = append(verifiers, v)
 	}
-	if _, _, err := checkpoint.Open(b, verifiers...); err != nil {
-		return fmt.Errorf("none of the keys given verifies the checkpoint already in %s (%w): is this the right key for this data directory?", dir, err)
-	}
-	return nil
+	_, _, err := checkpoint.Open(b, verifiers...)
+	return err
 }

@@ -2,12 +2,8 @@ package log
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/transparency-dev/tessera/api/layout"
 	"go.opentelemetry.io/otel"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -114,11 +110,14 @@ func newMetrics(s *Server, reg *prometheus.Registry) (*metrics, error) {
 			Name: "tidemark_log_checkpoint_age_seconds",
 			Help: "Time since the published checkpoint was last written (published or republished).",
 		}, func() float64 {
-			fi, err := os.Stat(filepath.Join(s.cfg.Dir, layout.CheckpointPath))
+			if s.backend == nil {
+				return -1
+			}
+			age, err := s.backend.checkpointAge(s.ctx)
 			if err != nil {
 				return -1
 			}
-			return time.Since(fi.ModTime()).Seconds()
+			return age.Seconds()
 		}),
 	); err != nil {
 		return nil, err

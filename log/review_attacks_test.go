@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/tidemark/tidemark/internal/testmount"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tidemark/tidemark/internal/testmount"
 
 	"github.com/tidemark/tidemark/checkpoint"
 	"github.com/transparency-dev/tessera"

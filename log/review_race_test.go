@@ -16,13 +16,13 @@ import (
 )
 
 // Senders that reuse one id for different events, all at once, then a crash
-// before any index row or watermark is written: after Rebuild every event
-// is answered with the index it was answered before, whose leaf holds it,
-// and nothing is logged twice.
+// before any claim is completed: after recovery every event is answered
+// with the index it was answered before, whose leaf holds it, and nothing
+// is logged twice.
 func TestReusedIDsRacingThenCrashAnswerAsBefore(t *testing.T) {
 	tl := newTestLog(t, nil)
-	// No row and no watermark reaches the file: everything is rebuilt.
-	tl.s.dedup.frozen.Store(true)
+	// No claim is completed in the store: recovery finds them all.
+	tl.s.dedup.lossy.Store(true)
 	events := []string{}
 	for i := range 6 {
 		events = append(events, fmt.Sprintf(`{"id":"X","n":%d}`, i))
@@ -78,15 +78,12 @@ func TestReusedIDsRacingThenCrashAnswerAsBefore(t *testing.T) {
 }
 
 // Two requests reuse an id for two events: A claims the key, B (a
-// different event) is logged under the variant hash, and B's entry comes
-// first in the log (index 0, A at 1). B's row reaches the index file, then
-// the process dies before A's row does. The first start's Rebuild maps the
-// key to B (index 0, first in log order), but the file holds one row per
-// log index (idx is the primary key), so that mapping lives in memory only
-// (INSERT OR IGNORE drops it), while the watermark moves past both. From
-// the second start on, the file has B's variant and A's variant and no row
-// for the key itself: a retry of B (or of A) found no key, claimed it, and
-// was logged a second time.
+// different event) claims the variant hash, and B's entry comes first in
+// the log (index 0, A at 1). The process dies before either claim is
+// completed. Recovery must complete each claim with its own event's entry
+// (the key with A's, the variant with B's), not the first entry under the
+// key, and keep doing so over more restarts: a retry of B (or of A) is
+// then answered, not logged a second time.
 func TestReusedIDRetryAfterTwoRestartsIsNotLoggedAgain(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "idempotency.db")
 	const src, key = "svc", "i:s:K"
@@ -99,25 +96,20 @@ func TestReusedIDRetryAfterTwoRestartsIsNotLoggedAgain(t *testing.T) {
 		}
 		bundle = append(bundle, tessera.NewEntry(leaf).MarshalBundleData(uint64(i))...)
 	}
-	read := func(context.Context, uint64, uint8) ([]byte, error) { return bundle, nil }
+	ls := fixedLeaves(bundle, 2)
 	hA, hB := eventHash(evA), eventHash(evB)
 
-	// What the dead process left: B's row only, no watermark.
-	d, err := OpenDedup(path, slog.Default())
-	if err != nil {
+	// What the dead process left: both claims open.
+	d := openTestDedup(t, path)
+	if err := d.store.insertClaims(context.Background(), d.store.db, d.owner, 0, []newClaim{{keyHash(src, key), hA}, {variantHash(src, key, hB), hB}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.insert([]dedupRow{{variantHash(src, key, hB), 0, hB}}, 0); err != nil {
-		t.Fatal(err)
-	}
+	d.halt()
 	d.Close()
 
 	for start := 1; start <= 2; start++ {
-		d, err := OpenDedup(path, slog.Default())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := d.Rebuild(context.Background(), 2, read); err != nil {
+		d := openTestDedup(t, path)
+		if _, _, err := d.Recover(context.Background(), ls, 0); err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range []struct {
@@ -125,7 +117,7 @@ func TestReusedIDRetryAfterTwoRestartsIsNotLoggedAgain(t *testing.T) {
 			ev   [16]byte
 			idx  uint64
 		}{{"B", hB, 0}, {"A", hA, 1}} {
-			b, err := d.begin(src, []keyedEvent{{key: key, ev: c.ev}})
+			b, err := d.begin(context.Background(), src, []keyedEvent{{key: key, ev: c.ev}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -135,5 +127,24 @@ func TestReusedIDRetryAfterTwoRestartsIsNotLoggedAgain(t *testing.T) {
 			b.finish(nil, nil)
 		}
 		d.Close()
+	}
+}
+
+// openTestDedup opens an idempotency index in the SQLite file at path.
+func openTestDedup(t *testing.T, path string) *Dedup {
+	t.Helper()
+	d, _, err := OpenSQLiteDedup(path, slog.Default(), func() (uint64, error) { return 0, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// fixedLeaves is a log of size entries, all in one bundle.
+func fixedLeaves(bundle []byte, size uint64) leafSource {
+	return leafSource{
+		size:   func(context.Context) (uint64, error) { return size, nil },
+		next:   func(context.Context) (uint64, error) { return size, nil },
+		bundle: func(context.Context, uint64, uint8) ([]byte, error) { return bundle, nil },
 	}
 }

@@ -20,13 +20,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/tidemark/tidemark/checkpoint"
 	"github.com/transparency-dev/tessera"
-	"github.com/transparency-dev/tessera/storage/posix"
 )
 
 // Config configures a log server. Zero values take the defaults below.
 type Config struct {
 	// Dir holds the tiles (Tessera's POSIX layout) and the server's state.
+	// With MySQL it holds only what a frontend keeps for itself.
 	Dir string
+	// MySQL, when set, is the DSN of the MySQL-compatible database the
+	// log runs on (Tessera's MySQL driver) instead of Dir's files; any
+	// number of frontends may share it, and the idempotency index lives
+	// there too. With S3 it is where entries are sequenced.
+	MySQL string
+	// S3, when set (with MySQL), keeps tiles and bundles in an
+	// S3-compatible bucket (Tessera's AWS driver).
+	S3 *S3Config
 	// Keys sign checkpoints; all share one origin. The first is the
 	// current key, the others are kept during a rotation.
 	Keys Keys
@@ -87,6 +95,10 @@ type Config struct {
 
 	Logger   *slog.Logger
 	Registry *prometheus.Registry // metrics go here (default: a new registry)
+
+	// frontendLease, when set by a test, replaces frontendLease: how long
+	// a frontend may be silent before others recover its claims.
+	frontendLease time.Duration
 
 	// wrapAdd, when set by a test, wraps Tessera's Add: faults injected
 	// there are what a failing disk would do under the sequencer.
@@ -156,6 +168,7 @@ type Server struct {
 
 	ctx      context.Context
 	cancel   context.CancelFunc
+	backend  *backend
 	appender *tessera.Appender
 	shutdown func(context.Context) error
 	reader   tessera.LogReader
@@ -222,8 +235,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := cfg.checkBounds(); err != nil {
 		return nil, err
 	}
-	if err := CheckExistingCheckpoint(cfg.Dir, cfg.Keys.VKeys); err != nil {
-		return nil, err
+	if cfg.MySQL == "" {
+		if err := CheckExistingCheckpoint(cfg.Dir, cfg.Keys.VKeys); err != nil {
+			return nil, err
+		}
 	}
 	s := &Server{
 		cfg:        cfg,
@@ -255,9 +270,16 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := checkDirWritable(cfg.Dir); err != nil {
 		return nil, err
 	}
-	driver, err := posix.New(s.ctx, posix.Config{Path: cfg.Dir, HTTPClient: witnessClient})
-	if err != nil {
-		return nil, fmt.Errorf("couldn't open POSIX storage in %s: %w", cfg.Dir, err)
+	if s.backend, err = openBackend(s.ctx, cfg, witnessClient); err != nil {
+		s.cancel()
+		return nil, err
+	}
+	if s.backend.kind != "posix" {
+		if err := s.checkStoredCheckpoint(); err != nil {
+			s.cancel()
+			s.backend.close()
+			return nil, err
+		}
 	}
 	opts := tessera.NewAppendOptions().
 		WithCheckpointSigner(cfg.Keys.Signers[0], cfg.Keys.Signers[1:]...).
@@ -270,10 +292,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if witnesses != nil {
 		opts = opts.WithWitnesses(*witnesses, &tessera.WitnessOptions{Timeout: cfg.WitnessTimeout, FailOpen: cfg.FailOpen})
 	}
-	s.appender, s.shutdown, s.reader, err = tessera.NewAppender(s.ctx, driver, opts)
+	if m, ok := s.backend.driver.(mysqlDriver); ok {
+		s.appender, s.shutdown, s.reader, err = m.appenderWith(s.ctx, opts, witnessClient)
+	} else {
+		s.appender, s.shutdown, s.reader, err = tessera.NewAppender(s.ctx, s.backend.driver, opts)
+	}
 	if err != nil {
 		s.cancel()
-		if classifyStorageError(cfg.Dir, err) == faultFull {
+		s.backend.close()
+		if s.backend.kind == "posix" && classifyStorageError(cfg.Dir, err) == faultFull {
 			// Only a new log writes in NewAppender (its version file, its
 			// first tree state and checkpoint): an existing one only reads.
 			return nil, fmt.Errorf("the data directory's disk is full (%s): free space and start again (a new log writes its first tree state and checkpoint before it serves anything): %w", cfg.Dir, err)
@@ -296,26 +323,48 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		if !s.indexReady.Load() {
 			return errIndexNotOpen
 		}
+		if s.backend.kind != "posix" {
+			return nil
+		}
 		return checkWritable(cfg.Dir)
 	}, cfg.Linger, 2*int(cfg.BatchSize))
 	s.seq.size = s.integratedSize
 	go s.seq.run(s.ctx)
 
-	// Stray temporary files of Tessera's from earlier failed writes: swept
-	// now, and again after failed appends.
-	s.strays = newStrayFiles(cfg.Dir, cfg.StrayTempAge, uint64(cfg.BatchSize), s.integratedSize, s.log, s.metrics.strayRemoved)
-	go s.strays.run(s.ctx, s.strays.sweep(time.Now()))
+	if s.backend.kind == "posix" {
+		// Stray temporary files of Tessera's from earlier failed writes:
+		// swept now, and again after failed appends.
+		s.strays = newStrayFiles(cfg.Dir, cfg.StrayTempAge, uint64(cfg.BatchSize), s.integratedSize, s.log, s.metrics.strayRemoved)
+		go s.strays.run(s.ctx, s.strays.sweep(time.Now()))
+	}
 
 	if err := s.openIndex(time.Time{}); err != nil {
 		kind := indexFault(cfg.Dir, err)
-		if kind == "" {
+		if kind == "" || s.backend.kind != "posix" {
 			s.cancel()
+			s.backend.close()
 			return nil, err
 		}
 		s.indexWaiting(kind, err)
 	}
 	go s.maintainIndex()
 	return s, nil
+}
+
+// checkStoredCheckpoint refuses keys that do not verify the checkpoint a
+// database or bucket already holds.
+func (s *Server) checkStoredCheckpoint() error {
+	b, err := s.backend.checkpoint(s.ctx)
+	if err != nil {
+		return fmt.Errorf("couldn't read the stored checkpoint: %w", err)
+	}
+	if b == nil {
+		return nil
+	}
+	if err := checkCheckpointKeys(b, s.cfg.Keys.VKeys); err != nil {
+		return fmt.Errorf("none of the keys given verifies the checkpoint already stored (%w): is this the right key for this database?", err)
+	}
+	return nil
 }
 
 // indexFile is the idempotency index, in stateDir.
@@ -325,31 +374,48 @@ const indexFile = "idempotency.db"
 // opened tries again.
 const indexRetryEvery = time.Second
 
-// openIndex opens the idempotency index and rebuilds it from the leaves
-// above its watermark, then sets s.dedup and lets writes in. On failure it
-// leaves nothing open, so that it can be called again. No write is taken
-// before it succeeds (acceptingWrites), so the tree size it reads is the
-// size it rebuilds to. waitingSince, when not zero, is when the log began
-// waiting for the index.
+// openIndex opens the idempotency index, builds it from the whole log if
+// it is new, and recovers the claims of frontends that died (on POSIX:
+// every claim, all left by an earlier process), then sets s.dedup and
+// lets writes in. On failure it leaves nothing open, so that it can be
+// called again. waitingSince, when not zero, is when the log began waiting
+// for the index.
 func (s *Server) openIndex(waitingSince time.Time) error {
-	d, err := OpenDedup(filepath.Join(s.cfg.Dir, stateDir, indexFile), s.log)
+	var d *Dedup
+	var fresh bool
+	var err error
+	lease := cmp.Or(s.cfg.frontendLease, frontendLease)
+	if s.backend.db != nil {
+		d, fresh, err = OpenMySQLDedup(s.backend.db, s.log, s.integratedSize)
+	} else {
+		d, fresh, err = OpenSQLiteDedup(filepath.Join(s.cfg.Dir, stateDir, indexFile), s.log, s.integratedSize)
+	}
 	if err != nil {
 		return err
 	}
-	size, err := s.reader.IntegratedSize(s.ctx)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		_ = d.Close() // the failure to report is the one above
-		return fmt.Errorf("couldn't read the tree size: %w", err)
+	d.lease = lease
+	if s.backend.db == nil {
+		lease = 0 // one process: whoever left claims is gone
 	}
 	start := time.Now()
-	scanned, err := d.Rebuild(s.ctx, size, s.reader.ReadEntryBundle)
+	ls := s.leafSource()
+	var scanned uint64
+	if fresh {
+		if scanned, err = d.Build(s.ctx, ls); err != nil {
+			d.halt()
+			_ = d.Close()
+			return fmt.Errorf("couldn't build the idempotency index from the log: %w", err)
+		}
+	}
+	completed, released, err := d.Recover(s.ctx, ls, lease)
 	if err != nil {
+		d.halt()
 		_ = d.Close()
-		return fmt.Errorf("couldn't rebuild the idempotency index: %w", err)
+		return fmt.Errorf("couldn't recover the idempotency index from the log: %w", err)
 	}
 	s.dedup = d
 	s.indexReady.Store(true) // after s.dedup: a request that sees it sees the index
-	attrs := []any{"tree_size", size, "rescanned_entries", scanned, "took", time.Since(start).Round(time.Millisecond)}
+	attrs := []any{"storage", s.backend.kind, "built_from_entries", scanned, "claims_completed_from_leaves", completed, "claims_released", released, "took", time.Since(start).Round(time.Millisecond)}
 	if waitingSince.IsZero() {
 		s.log.Info("idempotency index ready", attrs...)
 	} else {
@@ -357,6 +423,21 @@ func (s *Server) openIndex(waitingSince time.Time) error {
 			append(attrs, "waited", time.Since(waitingSince).Round(time.Second))...)
 	}
 	return nil
+}
+
+// leafSource reads the log for the idempotency index's recovery.
+func (s *Server) leafSource() leafSource {
+	return leafSource{
+		size: func(ctx context.Context) (uint64, error) { return s.integratedSize() },
+		next: func(ctx context.Context) (uint64, error) {
+			n, err := s.reader.NextIndex(ctx)
+			if errors.Is(err, os.ErrNotExist) {
+				return 0, nil
+			}
+			return n, err
+		},
+		bundle: s.reader.ReadEntryBundle,
+	}
 }
 
 // indexWaiting records why the idempotency index could not be opened (a
@@ -395,12 +476,13 @@ func (s *Server) acceptingWrites() error {
 	return indexNotOpenError(s.indexWaitKind())
 }
 
-// maintainIndex opens the idempotency index if New could not, then saves
-// its watermark until the server stops.
+// maintainIndex opens the idempotency index if New could not, then keeps
+// this frontend's heartbeat and recovers the claims of dead ones until the
+// server stops.
 func (s *Server) maintainIndex() {
 	defer close(s.done)
 	if s.awaitIndex() {
-		s.watermarkLoop()
+		s.dedup.watch(s.ctx, s.leafSource())
 	}
 }
 
@@ -448,27 +530,6 @@ func (c *Config) checkBounds() error {
 // stateDir is where the server keeps its own state inside the data
 // directory, beside Tessera's .state; neither is ever served.
 const stateDir = ".tidemark"
-
-func (s *Server) watermarkLoop() {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	failing := false // logged once when saving starts failing, and once when it works again
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-			err := s.dedup.SaveWatermark(s.integratedSize)
-			switch {
-			case err != nil && !failing:
-				s.log.Warn("idempotency watermark not saved; retrying every second (retries are still answered from memory)", "err", err)
-			case err == nil && failing:
-				s.log.Info("idempotency watermark saved again")
-			}
-			failing = err != nil
-		}
-	}
-}
 
 func (s *Server) integratedSize() (uint64, error) {
 	n, err := s.reader.IntegratedSize(s.ctx)
@@ -588,7 +649,7 @@ func (s *Server) waitPublished(ctx context.Context) error {
 func (s *Server) Close(ctx context.Context) error {
 	s.closing.Store(true)
 	var errs []error
-	if probeDisk(s.cfg.Dir) == faultReadOnly {
+	if s.backend.kind == "posix" && probeDisk(s.cfg.Dir) == faultReadOnly {
 		// Nothing can be published: waiting for it would only run out the
 		// deadline. Every answered entry is integrated already; the next
 		// start on a writable disk publishes a checkpoint over them.
@@ -600,19 +661,12 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.cancel()
 	<-s.done
-	if !s.indexReady.Load() {
-		return errors.Join(errs...) // nothing to save: nothing was written
-	}
-	if err := s.dedup.SaveWatermark(func() (uint64, error) {
-		n, err := s.reader.IntegratedSize(context.Background())
-		if errors.Is(err, os.ErrNotExist) {
-			return 0, nil
+	if s.indexReady.Load() {
+		if err := s.dedup.Close(); err != nil {
+			errs = append(errs, err)
 		}
-		return n, err
-	}); err != nil {
-		errs = append(errs, err)
 	}
-	if err := s.dedup.Close(); err != nil {
+	if err := s.backend.close(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -178,6 +178,16 @@ func indexFault(dir string, err error) string {
 	return ""
 }
 
+// indexDiskFault says whether the key store failed because the log's disk
+// is full or read-only (only the SQLite index beside a POSIX log shares
+// its disk), and which; "" otherwise.
+func (s *Server) indexDiskFault(err error) string {
+	if s.backend.kind != "posix" {
+		return ""
+	}
+	return indexFault(s.cfg.Dir, err)
+}
+
 // errIndexNotOpen is how the sequencer fails a group handed to it before
 // the idempotency index is open (see Server.acceptingWrites, which refuses
 // such writes earlier; this is the backstop).

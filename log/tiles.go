@@ -1,6 +1,7 @@
 package log
 
 import (
+	"compress/gzip"
 	"errors"
 	"io"
 	"io/fs"
@@ -24,8 +25,14 @@ const (
 
 // handleCheckpoint serves GET /checkpoint.
 func (s *Server) handleCheckpoint(w http.ResponseWriter, r *http.Request) {
-	b, err := os.ReadFile(filepath.Join(s.cfg.Dir, layout.CheckpointPath))
-	if errors.Is(err, fs.ErrNotExist) {
+	var b []byte
+	var err error
+	if s.backend.kind == "posix" {
+		b, err = os.ReadFile(filepath.Join(s.cfg.Dir, layout.CheckpointPath))
+	} else {
+		b, err = s.reader.ReadCheckpoint(r.Context())
+	}
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && b == nil) {
 		http.Error(w, "no checkpoint yet", http.StatusNotFound)
 		return
 	}
@@ -80,6 +87,10 @@ func (s *Server) handleTile(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		cache = privateCache
+	}
+	if s.backend.kind != "posix" {
+		s.serveStoredTile(w, r, entries, l, n, p, cache)
+		return
 	}
 	f, err := os.Open(filepath.Join(s.cfg.Dir, filepath.FromSlash(path)))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -152,4 +163,54 @@ func acceptsGzip(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// serveStoredTile serves a tile or entry bundle read through Tessera's
+// reader (MySQL, S3), exactly as tlog-tiles names it: a driver that returns
+// more than the partial width asked for is trimmed to it.
+func (s *Server) serveStoredTile(w http.ResponseWriter, r *http.Request, entries bool, l, n uint64, p uint8, cache string) {
+	var b []byte
+	var err error
+	if entries {
+		b, err = s.reader.ReadEntryBundle(r.Context(), n, p)
+	} else {
+		b, err = s.reader.ReadTile(r.Context(), l, n, p)
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		http.NotFound(w, r)
+		return
+	}
+	if err != nil {
+		if r.Context().Err() == nil {
+			s.fail(w, r, err)
+		}
+		return
+	}
+	if s.backend.trimsReads {
+		var ok bool
+		if entries {
+			b, ok = trimBundle(b, p)
+		} else {
+			b, ok = trimTile(b, p)
+		}
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Cache-Control", cache)
+	if entries {
+		h.Add("Vary", "Accept-Encoding")
+		if acceptsGzip(r) {
+			h.Set("Content-Encoding", "gzip")
+			zw := gzip.NewWriter(w)
+			_, _ = zw.Write(b)
+			_ = zw.Close()
+			return
+		}
+	}
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	_, _ = w.Write(b)
 }

@@ -46,6 +46,12 @@ func runLog(args []string) error {
 	witnessTimeout := fs.Duration("witness-timeout", 5*time.Second, "how long a new checkpoint waits for the witness quorum")
 	failOpen := fs.Bool("witness-fail-open", false, "publish a checkpoint that missed the witness quorum (default: fail-closed, not published until the quorum is met; receipts wait for the quorum either way)")
 	witnessWait := fs.Duration("witness-wait-timeout", 10*time.Second, "how long POST /v1/events?wait=witnessed waits for a witnessed checkpoint before answering 504 (the events stay logged)")
+	mysqlDSN := fs.String("mysql", "", "run on this MySQL-compatible database instead of --data's files (DSN user:password@tcp(host:3306)/database; the tables are created on first start): any number of frontends with the same --key may share it; --data then keeps only the frontend's own files")
+	s3Bucket := fs.String("s3-bucket", "", "keep tiles and entry bundles in this S3 bucket (with --mysql, which sequences); credentials from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION or the shared config)")
+	s3Endpoint := fs.String("s3-endpoint", "", "URL of an S3-compatible server other than AWS (path-style addressing)")
+	s3Prefix := fs.String("s3-prefix", "", "prefix of the log's objects in the bucket, to keep several logs in one")
+	s3Region := fs.String("s3-region", "", "the bucket's region (default from the AWS environment, else us-east-1)")
+	s3Retention := fs.Duration("s3-retention", 0, "write tiles and entry bundles under S3 Object Lock (compliance mode) for this long, e.g. 8760h: nobody, the operator included, can delete or overwrite them before then; the bucket must have Object Lock enabled")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if _, err := parse(fs, args); err != nil {
@@ -53,6 +59,15 @@ func runLog(args []string) error {
 	}
 	if *data == "" {
 		return usageError{"--data DIR is required (the log's directory; created if missing)"}
+	}
+	var s3 *tlog.S3Config
+	if *s3Bucket != "" {
+		if *mysqlDSN == "" {
+			return usageError{"--s3-bucket needs --mysql DSN: entries are sequenced in MySQL, tiles go to the bucket"}
+		}
+		s3 = &tlog.S3Config{Bucket: *s3Bucket, Endpoint: *s3Endpoint, Prefix: *s3Prefix, Region: *s3Region, Retention: *s3Retention}
+	} else if *s3Endpoint != "" || *s3Prefix != "" || *s3Retention != 0 {
+		return usageError{"--s3-endpoint, --s3-prefix and --s3-retention need --s3-bucket"}
 	}
 	logger, err := newLogger(*logFormat, *logLevel)
 	if err != nil {
@@ -117,7 +132,7 @@ func runLog(args []string) error {
 	}
 	ctx := context.Background()
 	srv, err := tlog.New(ctx, tlog.Config{
-		Dir: *data, Keys: k, Tokens: tokens, ReadTokens: readTokens,
+		Dir: *data, MySQL: *mysqlDSN, S3: s3, Keys: k, Tokens: tokens, ReadTokens: readTokens,
 		ClientCertWriters: clientCertWriters, WitnessRootCAs: witnessCAs,
 		MaxBody: *maxBody, MaxInFlight: *maxInFlight, MaxEventsPerRequest: *maxEvents, MaxInFlightBytes: *maxInFlightBytes,
 		BatchSize: *batchSize, BatchAge: *batchAge, Linger: *linger,
