@@ -3,6 +3,9 @@ SHELL := /bin/bash
 BIN := $(CURDIR)/.bin
 TESSERA := github.com/transparency-dev/tessera
 TESSERA_VERSION := v1.0.4
+# versitygw: an S3-compatible server (Apache 2.0), for the S3 storage tests.
+VERSITYGW := github.com/versity/versitygw/cmd/versitygw
+VERSITYGW_VERSION := v1.8.0
 
 .PHONY: run test tools build fmt vet fuzz
 
@@ -14,9 +17,11 @@ build:
 	go build -o $(BIN)/tidemark ./cmd/tidemark
 
 # Programs we did not write, that the tests check us with.
-tools: $(BIN)/hammer $(BIN)/fsck
+tools: $(BIN)/hammer $(BIN)/fsck $(BIN)/versitygw
 $(BIN)/hammer $(BIN)/fsck:
 	GOBIN=$(BIN) go install $(TESSERA)/internal/hammer@$(TESSERA_VERSION) $(TESSERA)/cmd/fsck@$(TESSERA_VERSION)
+$(BIN)/versitygw:
+	GOFLAGS= GOBIN=$(BIN) go install $(VERSITYGW)@$(VERSITYGW_VERSION)
 
 test: tools
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi

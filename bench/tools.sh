@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the benchmark tools into bench/.bin (gitignored):
 #   hammer, fsck, posix   Tessera v1.0.4's load tester, checker and POSIX conformance server
+#   aws                   Tessera v1.0.4's AWS conformance server (S3 + MySQL)
+#   versitygw             versitygw v1.8.0, an S3-compatible server (posix backend)
 #   keygen, loadgen       this folder's helpers
 #   tidemark              ./cmd/tidemark (skipped with a warning if it does not build yet)
 # Tessera's tools are installed once; FORCE=1 reinstalls them. tidemark, keygen and
@@ -9,18 +11,21 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TESSERA_VERSION="${TESSERA_VERSION:-v1.0.4}"
+VERSITYGW_VERSION="${VERSITYGW_VERSION:-v1.8.0}"
 mkdir -p "$BIN"
 print_env "$@"
 echo "bin:     $BIN"
 
 cd "$REPO_DIR"
-echo "== tessera tools ($TESSERA_VERSION)"
+echo "== tessera tools ($TESSERA_VERSION), versitygw ($VERSITYGW_VERSION)"
 declare -A PKG=(
   [hammer]="github.com/transparency-dev/tessera/internal/hammer@$TESSERA_VERSION"
   [fsck]="github.com/transparency-dev/tessera/cmd/fsck@$TESSERA_VERSION"
   [posix]="github.com/transparency-dev/tessera/cmd/conformance/posix@$TESSERA_VERSION"
+  [aws]="github.com/transparency-dev/tessera/cmd/conformance/aws@$TESSERA_VERSION"
+  [versitygw]="github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
 )
-for name in hammer fsck posix; do
+for name in hammer fsck posix aws versitygw; do
   if [[ -x "$BIN/$name" && "${FORCE:-0}" != 1 ]]; then
     echo "$name: already installed"
     continue

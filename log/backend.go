@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,9 +14,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	mysqldriver "github.com/go-sql-driver/mysql"
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/api/layout"
+	tesseraaws "github.com/transparency-dev/tessera/storage/aws"
 	"github.com/transparency-dev/tessera/storage/mysql"
 	"github.com/transparency-dev/tessera/storage/posix"
 )
@@ -221,4 +225,60 @@ func trimBundle(bundle []byte, p uint8) ([]byte, bool) {
 		}
 	}
 	return bundle[:off], true
+}
+
+// openS3Backend opens Tessera's AWS driver: tiles and bundles in the
+// bucket, sequencing in the MySQL database (whose tables the driver
+// creates), which the idempotency index shares.
+func openS3Backend(ctx context.Context, cfg Config, witnessClient *http.Client) (*backend, error) {
+	db, err := openMySQL(ctx, cfg.MySQL)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := cfg.S3.tesseraConfig(ctx)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("--s3-bucket %s: %w", cfg.S3.Bucket, err)
+	}
+	tc.DSN = cfg.MySQL
+	tc.HTTPClient = witnessClient
+	driver, err := tesseraaws.New(ctx, tc)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("couldn't open Tessera's AWS storage: %w", err)
+	}
+	client, err := cfg.S3.s3Client(ctx)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	key := cfg.S3.checkpointKey()
+	head := func(ctx context.Context) (*s3.HeadObjectOutput, error) {
+		return client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &cfg.S3.Bucket, Key: &key})
+	}
+	return &backend{kind: "s3", driver: driver, db: db,
+		checkpoint: func(ctx context.Context) ([]byte, error) {
+			out, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: &cfg.S3.Bucket, Key: &key})
+			if err != nil {
+				var nsk *s3types.NoSuchKey
+				if errors.As(err, &nsk) {
+					return nil, nil
+				}
+				return nil, err
+			}
+			defer out.Body.Close()
+			return io.ReadAll(io.LimitReader(out.Body, 1<<20))
+		},
+		checkpointAge: func(ctx context.Context) (time.Duration, error) {
+			out, err := head(ctx)
+			if err != nil {
+				return 0, err
+			}
+			if out.LastModified == nil {
+				return 0, errors.New("no Last-Modified")
+			}
+			return time.Since(*out.LastModified), nil
+		},
+		close: db.Close,
+	}, nil
 }

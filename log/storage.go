@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/transparency-dev/tessera"
 )
 
 // Storage faults: what the log does when its disk fills up or turns
@@ -223,6 +225,12 @@ func (s *Server) appendError(err error, evs []ingestEvent, written map[int]uint6
 	}
 	if errors.Is(err, errIndexNotOpen) {
 		return indexNotOpenError(s.indexWaitKind())
+	}
+	if errors.Is(err, tessera.ErrPushback) && len(written) == 0 {
+		// S3: too many entries sequenced and not yet integrated.
+		e := errorf(http.StatusServiceUnavailable, "pushback", "the log is integrating a backlog: nothing of this request was logged; retry after the time in Retry-After")
+		e.retryAfter = 1
+		return e
 	}
 	kind := classifyStorageError(s.cfg.Dir, err)
 	s.metrics.storageErrors.WithLabelValues(cmp.Or(kind, faultOther)).Inc()
