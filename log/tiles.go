@@ -37,7 +37,9 @@ func (s *Server) handleCheckpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		s.fail(w, r, err)
+		if r.Context().Err() == nil { // not a client that went away
+			s.fail(w, r, err)
+		}
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
