@@ -50,7 +50,7 @@ import (
 // appending and completing leaves claims that recovery (recovery.go)
 // resolves from the leaves above the claim's tree size.
 type Dedup struct {
-	store keyStore
+	store keyDB
 	// ownsDB: Close closes the database (SQLite; MySQL's is the log's).
 	ownsDB bool
 	log    *slog.Logger
@@ -140,7 +140,7 @@ func OpenMySQLDedup(db *sql.DB, logger *slog.Logger, size func() (uint64, error)
 // index was just created and must be built from the log (Build) before it
 // answers.
 func openDedup(db *sql.DB, d dialect, logger *slog.Logger, size func() (uint64, error)) (*Dedup, bool, error) {
-	k := keyStore{db: db, d: d}
+	k := &sqlKeys{db: db, d: d}
 	fresh, err := k.migrate(context.Background())
 	if err != nil {
 		return nil, false, err
@@ -167,13 +167,13 @@ func (d *Dedup) Close() error {
 		// A clean stop leaves no claims, so no frontend waits for this one
 		// to be declared dead.
 		if !d.halted.Load() {
-			_ = d.store.forget(context.Background(), d.store.db, []int64{d.owner})
+			_ = inTx(context.Background(), d.store, func(tx keyTx) error { return tx.forget(context.Background(), []int64{d.owner}) })
 		}
 	})
 	if !d.ownsDB {
 		return nil
 	}
-	return d.store.db.Close()
+	return d.store.close()
 }
 
 // Len returns the number of complete keys in the index.
@@ -302,7 +302,7 @@ func (b *batch) finish(written map[int]uint64, err error) {
 		delete(b.d.pending, h)
 		if idx, ok := written[i]; ok {
 			b.d.completing[h] = indexEntry{idx, c.ev}
-			done = append(done, completion{h, idx})
+			done = append(done, completion{h, idx, c.ev})
 			c.idx = idx
 		} else {
 			released = append(released, h)
@@ -346,7 +346,7 @@ func (d *Dedup) awaitRemote(remote map[[16]byte]*claim) {
 		for h := range remote {
 			hashes = append(hashes, h)
 		}
-		rows, err := d.store.lookup(context.Background(), d.store.db, hashes)
+		rows, err := lookupKeys(context.Background(), d.store, hashes)
 		for h, c := range remote {
 			r, ok := rows[h]
 			switch {
@@ -514,7 +514,7 @@ func (d *Dedup) commitOnce(claims []*claimOp, done []completion, released [][16]
 	}
 	defer tx.Rollback()
 	if len(done) > 0 {
-		lost, err := d.store.complete(ctx, tx, d.owner, done)
+		lost, err := tx.complete(ctx, d.owner, done)
 		if err != nil {
 			return err
 		}
@@ -524,7 +524,7 @@ func (d *Dedup) commitOnce(claims []*claimOp, done []completion, released [][16]
 		}
 	}
 	if len(released) > 0 {
-		if err := d.store.release(ctx, tx, d.owner, released); err != nil {
+		if err := tx.release(ctx, d.owner, released); err != nil {
 			return err
 		}
 	}
@@ -558,7 +558,7 @@ func (d *Dedup) dropClaims(c *claimOp) {
 // decide resolves one request's keyed events: from memory (this request,
 // this process's claims and completions), then from the store, claiming
 // in tx the keys nobody has.
-func (d *Dedup) decide(ctx context.Context, tx *sql.Tx, op *claimOp, from uint64) error {
+func (d *Dedup) decide(ctx context.Context, tx keyTx, op *claimOp, from uint64) error {
 	evs := op.evs
 	b := &batch{d: d, hashes: make([][16]byte, len(evs)), states: make([]keyState, len(evs)), claims: map[[16]byte]*claim{}}
 	remote := map[[16]byte]*claim{}
@@ -575,7 +575,7 @@ func (d *Dedup) decide(ctx context.Context, tx *sql.Tx, op *claimOp, from uint64
 	}
 	// What the store holds for every hash the request may use. Rows a
 	// claim of this process holds are answered from memory below.
-	rows, err := d.store.lookup(ctx, tx, want)
+	rows, err := tx.lookup(ctx, want)
 	if err != nil {
 		return err
 	}
@@ -699,8 +699,12 @@ func (d *Dedup) decide(ctx context.Context, tx *sql.Tx, op *claimOp, from uint64
 	if len(claims) == 0 {
 		return nil
 	}
-	if err := d.store.insertClaims(ctx, tx, d.owner, from, claims); err != nil {
+	inserted, err := tx.insertClaims(ctx, d.owner, from, claims)
+	if err != nil {
 		return err
+	}
+	if inserted == len(claims) {
+		return nil // every one ours
 	}
 	// Another frontend may have claimed some of them since the lookup:
 	// the rows say whose each claim is.
@@ -708,7 +712,7 @@ func (d *Dedup) decide(ctx context.Context, tx *sql.Tx, op *claimOp, from uint64
 	for i, c := range claims {
 		hs[i] = c.h
 	}
-	got, err := d.store.lookup(ctx, tx, hs)
+	got, err := tx.lookup(ctx, hs)
 	if err != nil {
 		return err
 	}

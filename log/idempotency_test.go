@@ -316,10 +316,11 @@ func TestExplicitRetryFindsItsEventUnderTheVariant(t *testing.T) {
 	d := openTestDedup(t, filepath.Join(t.TempDir(), "idempotency.db"))
 	defer d.Close()
 	a, b := eventHash([]byte(`{"a":1}`)), eventHash([]byte(`{"b":1}`))
-	if err := d.store.insertComplete(context.Background(), d.store.db, []dedupRow{
+	rows := []dedupRow{
 		{h: keyHash("src", "k:K"), idx: 4, ev: b},
 		{h: variantHash("src", "k:K", a), idx: 5, ev: a},
-	}); err != nil {
+	}
+	if err := inTx(context.Background(), d.store, func(tx keyTx) error { return tx.insertComplete(context.Background(), rows) }); err != nil {
 		t.Fatal(err)
 	}
 	bt, err := d.begin(context.Background(), "src", []keyedEvent{{key: "k:K", explicit: true, ev: a}})

@@ -25,6 +25,57 @@ import (
 // that appended it. Claims of a frontend that died are resolved from the
 // leaves (recovery.go).
 
+// keyDB is a key store: SQL (sqlKeys, SQLite or MySQL) or Pebble
+// (pebbleKeys, beside a POSIX log).
+type keyDB interface {
+	// migrate creates the store, and says whether it is new and must be
+	// built from the log (Dedup.Build) before it answers.
+	migrate(ctx context.Context) (fresh bool, err error)
+	markBuilt(ctx context.Context) error
+	begin(ctx context.Context) (keyTx, error)
+	heartbeat(ctx context.Context, id int64, host string) error
+	deadOwners(ctx context.Context, self int64, lease time.Duration) ([]int64, error)
+	claimsOf(ctx context.Context, owners []int64) ([]deadClaim, error)
+	count(ctx context.Context) (int64, error)
+	close() error
+}
+
+// keyTx is a transaction of a key store: everything it writes is
+// committed at once, durably, or not at all.
+type keyTx interface {
+	lookup(ctx context.Context, hashes [][16]byte) (map[[16]byte]keyRow, error)
+	insertClaims(ctx context.Context, owner int64, from uint64, claims []newClaim) (inserted int, err error)
+	complete(ctx context.Context, owner int64, rows []completion) (lost int, err error)
+	release(ctx context.Context, owner int64, hashes [][16]byte) error
+	resolve(ctx context.Context, rows []completion) error
+	forget(ctx context.Context, owners []int64) error
+	insertComplete(ctx context.Context, rows []dedupRow) error
+	Commit() error
+	Rollback() error
+}
+
+// inTx runs f in a transaction of db and commits it.
+func inTx(ctx context.Context, db keyDB, f func(keyTx) error) error {
+	tx, err := db.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := f(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// lookupKeys reads rows outside a transaction of the caller's.
+func lookupKeys(ctx context.Context, db keyDB, hashes [][16]byte) (rows map[[16]byte]keyRow, err error) {
+	err = inTx(ctx, db, func(tx keyTx) error {
+		rows, err = tx.lookup(ctx, hashes)
+		return err
+	})
+	return rows, err
+}
+
 // A dialect holds the SQL that differs between SQLite and MySQL.
 type dialect struct {
 	name string
@@ -97,16 +148,25 @@ type keyRow struct {
 	owner int64 // while claimed
 }
 
-// keyStore is the table of keys in a database.
-type keyStore struct {
+// sqlKeys is the key store in a SQL database (keyDB).
+type sqlKeys struct {
 	db *sql.DB
 	d  dialect
 }
 
+// sqlTx is a transaction of sqlKeys (keyTx).
+type sqlTx struct {
+	k  *sqlKeys
+	tx *sql.Tx
+}
+
+func (t sqlTx) Commit() error   { return t.tx.Commit() }
+func (t sqlTx) Rollback() error { return t.tx.Rollback() }
+
 // migrate creates the tables, and says whether the index must be rebuilt
 // from the whole log before it answers (a new table beside entries that
 // may carry keys: an index of an older layout, or a log migrated in).
-func (k *keyStore) migrate(ctx context.Context) (fresh bool, err error) {
+func (k *sqlKeys) migrate(ctx context.Context) (fresh bool, err error) {
 	if k.d.name == "sqlite" {
 		// The in-memory index of earlier versions kept its rows here.
 		for _, q := range []string{`DROP TABLE IF EXISTS idempotency_keys`, `DROP TABLE IF EXISTS meta`} {
@@ -129,7 +189,7 @@ func (k *keyStore) migrate(ctx context.Context) (fresh bool, err error) {
 }
 
 // markBuilt records that the index covers the whole log.
-func (k *keyStore) markBuilt(ctx context.Context) error {
+func (k *sqlKeys) markBuilt(ctx context.Context) error {
 	_, err := k.db.ExecContext(ctx, k.d.insertIgnore+` tidemark_meta (name, value) VALUES ('built', ?)`, keySchemaVersion)
 	return err
 }
@@ -137,32 +197,33 @@ func (k *keyStore) markBuilt(ctx context.Context) error {
 // begin starts a transaction. On MySQL it reads committed rows, not a
 // snapshot: after an insert that skipped a key another frontend claimed
 // meanwhile, the lookup must see that frontend's row.
-func (k *keyStore) begin(ctx context.Context) (*sql.Tx, error) {
+func (k *sqlKeys) begin(ctx context.Context) (keyTx, error) {
+	opts := (*sql.TxOptions)(nil)
 	if k.d.name == "mysql" {
-		return k.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+		opts = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
 	}
-	return k.db.BeginTx(ctx, nil)
+	tx, err := k.db.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return sqlTx{k, tx}, nil
 }
+
+func (k *sqlKeys) close() error { return k.db.Close() }
 
 // perStmt is how many rows one statement carries: the per-statement cost of
 // database/sql and the driver, not the row, dominates one row at a time.
 const perStmt = 256
 
-// queryer is a *sql.DB or a *sql.Tx.
-type queryer interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
 // lookup returns the rows of hashes that exist.
-func (k *keyStore) lookup(ctx context.Context, q queryer, hashes [][16]byte) (map[[16]byte]keyRow, error) {
+func (t sqlTx) lookup(ctx context.Context, hashes [][16]byte) (map[[16]byte]keyRow, error) {
 	out := make(map[[16]byte]keyRow, len(hashes))
 	for chunk := range slices.Chunk(hashes, perStmt) {
 		args := make([]any, len(chunk))
 		for i, h := range chunk {
 			args[i] = h[:]
 		}
-		rows, err := q.QueryContext(ctx, `SELECT h, ev, idx, owner FROM tidemark_keys WHERE h IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...)
+		rows, err := t.tx.QueryContext(ctx, `SELECT h, ev, idx, owner FROM tidemark_keys WHERE h IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -198,32 +259,61 @@ type newClaim struct {
 // insertClaims inserts claims by owner, skipping hashes that have a row.
 // Rows go in hash order, so that two frontends claiming overlapping keys
 // lock them in the same order.
-func (k *keyStore) insertClaims(ctx context.Context, q queryer, owner int64, from uint64, claims []newClaim) error {
+// It returns how many it inserted: all of them, unless another frontend
+// claimed some since they were looked up.
+func (t sqlTx) insertClaims(ctx context.Context, owner int64, from uint64, claims []newClaim) (inserted int, err error) {
 	slices.SortFunc(claims, func(a, b newClaim) int { return strings.Compare(string(a.h[:]), string(b.h[:])) })
 	for chunk := range slices.Chunk(claims, perStmt) {
 		args := make([]any, 0, 4*len(chunk))
 		for _, c := range chunk {
 			args = append(args, c.h[:], c.ev[:], owner, int64(from))
 		}
-		if _, err := q.ExecContext(ctx, k.d.insertIgnore+` tidemark_keys (h, ev, owner, from_size) VALUES (?, ?, ?, ?)`+
-			strings.Repeat(", (?, ?, ?, ?)", len(chunk)-1), args...); err != nil {
-			return err
+		res, err := t.tx.ExecContext(ctx, t.k.d.insertIgnore+` tidemark_keys (h, ev, owner, from_size) VALUES (?, ?, ?, ?)`+
+			strings.Repeat(", (?, ?, ?, ?)", len(chunk)-1), args...)
+		if err != nil {
+			return inserted, err
 		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return inserted, err
+		}
+		inserted += int(n)
 	}
-	return nil
+	return inserted, nil
 }
 
 // A completion sets the index of a claimed key.
 type completion struct {
 	h   [16]byte
 	idx uint64
+	ev  [16]byte
 }
 
 // complete records the indexes of claimed keys. Only owner's claims are
 // completed: a claim that recovery took over (the owner was thought dead)
 // is left as recovery set it, and counted in lost.
-func (k *keyStore) complete(ctx context.Context, q queryer, owner int64, rows []completion) (lost int, err error) {
+func (t sqlTx) complete(ctx context.Context, owner int64, rows []completion) (lost int, err error) {
 	slices.SortFunc(rows, func(a, b completion) int { return strings.Compare(string(a.h[:]), string(b.h[:])) })
+	if t.k.d.name == "sqlite" {
+		// An upsert finds each row by its key once; the CASE below costs
+		// SQLite a comparison per branch per row.
+		for chunk := range slices.Chunk(rows, perStmt) {
+			args := make([]any, 0, 2*len(chunk)+1)
+			for _, r := range chunk {
+				args = append(args, r.h[:], r.ev[:], int64(r.idx))
+			}
+			args = append(args, owner)
+			res, err := t.tx.ExecContext(ctx, `INSERT INTO tidemark_keys (h, ev, idx) VALUES (?, ?, ?)`+strings.Repeat(", (?, ?, ?)", len(chunk)-1)+
+				` ON CONFLICT(h) DO UPDATE SET idx = excluded.idx, owner = NULL, from_size = NULL WHERE tidemark_keys.owner = ? AND tidemark_keys.idx IS NULL`, args...)
+			if err != nil {
+				return lost, err
+			}
+			if n, err := res.RowsAffected(); err == nil {
+				lost += len(chunk) - int(n)
+			}
+		}
+		return lost, nil
+	}
 	// One UPDATE with a CASE per chunk: rows are found by primary key.
 	for chunk := range slices.Chunk(rows, perStmt) {
 		var sb strings.Builder
@@ -238,15 +328,11 @@ func (k *keyStore) complete(ctx context.Context, q queryer, owner int64, rows []
 		for _, r := range chunk {
 			args = append(args, r.h[:])
 		}
-		res, err := q.ExecContext(ctx, sb.String(), args...)
+		res, err := t.tx.ExecContext(ctx, sb.String(), args...)
 		if err != nil {
 			return lost, err
 		}
-		if n, err := res.RowsAffected(); err == nil && k.d.name == "sqlite" {
-			// MySQL counts rows changed, SQLite rows matched: both are the
-			// claims completed here.
-			lost += len(chunk) - int(n)
-		} else if err == nil {
+		if n, err := res.RowsAffected(); err == nil {
 			lost += len(chunk) - int(n)
 		}
 	}
@@ -254,14 +340,14 @@ func (k *keyStore) complete(ctx context.Context, q queryer, owner int64, rows []
 }
 
 // release deletes owner's claims on hashes whose entries were not appended.
-func (k *keyStore) release(ctx context.Context, q queryer, owner int64, hashes [][16]byte) error {
+func (t sqlTx) release(ctx context.Context, owner int64, hashes [][16]byte) error {
 	for chunk := range slices.Chunk(hashes, perStmt) {
 		args := make([]any, 0, len(chunk)+1)
 		args = append(args, owner)
 		for _, h := range chunk {
 			args = append(args, h[:])
 		}
-		if _, err := q.ExecContext(ctx, `DELETE FROM tidemark_keys WHERE owner = ? AND idx IS NULL AND h IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...); err != nil {
+		if _, err := t.tx.ExecContext(ctx, `DELETE FROM tidemark_keys WHERE owner = ? AND idx IS NULL AND h IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...); err != nil {
 			return err
 		}
 	}
@@ -269,7 +355,7 @@ func (k *keyStore) release(ctx context.Context, q queryer, owner int64, hashes [
 }
 
 // heartbeat records that frontend id is alive, by the database's clock.
-func (k *keyStore) heartbeat(ctx context.Context, id int64, host string) error {
+func (k *sqlKeys) heartbeat(ctx context.Context, id int64, host string) error {
 	_, err := k.db.ExecContext(ctx, k.d.upsertFrontend, id, host)
 	return err
 }
@@ -277,7 +363,7 @@ func (k *keyStore) heartbeat(ctx context.Context, id int64, host string) error {
 // deadOwners returns the owners of claims that are not alive: no heartbeat
 // within lease, by the database's clock, or no row at all. self is never
 // dead.
-func (k *keyStore) deadOwners(ctx context.Context, self int64, lease time.Duration) ([]int64, error) {
+func (k *sqlKeys) deadOwners(ctx context.Context, self int64, lease time.Duration) ([]int64, error) {
 	rows, err := k.db.QueryContext(ctx, `SELECT DISTINCT k.owner FROM tidemark_keys k LEFT JOIN tidemark_frontends f ON f.id = k.owner
 		WHERE k.idx IS NULL AND k.owner <> ? AND (f.id IS NULL OR f.seen < `+k.d.now+` - ?)`, self, lease.Milliseconds())
 	if err != nil {
@@ -303,7 +389,7 @@ type deadClaim struct {
 }
 
 // claimsOf returns the open claims of owners.
-func (k *keyStore) claimsOf(ctx context.Context, owners []int64) ([]deadClaim, error) {
+func (k *sqlKeys) claimsOf(ctx context.Context, owners []int64) ([]deadClaim, error) {
 	var out []deadClaim
 	for _, o := range owners {
 		rows, err := k.db.QueryContext(ctx, `SELECT h, ev, from_size FROM tidemark_keys WHERE owner = ? AND idx IS NULL`, o)
@@ -330,9 +416,9 @@ func (k *keyStore) claimsOf(ctx context.Context, owners []int64) ([]deadClaim, e
 }
 
 // resolve completes a dead owner's claim at idx, whoever owned it.
-func (k *keyStore) resolve(ctx context.Context, q queryer, rows []completion) error {
+func (t sqlTx) resolve(ctx context.Context, rows []completion) error {
 	for _, r := range rows {
-		if _, err := q.ExecContext(ctx, `UPDATE tidemark_keys SET idx = ?, owner = NULL, from_size = NULL WHERE h = ? AND idx IS NULL`, int64(r.idx), r.h[:]); err != nil {
+		if _, err := t.tx.ExecContext(ctx, `UPDATE tidemark_keys SET idx = ?, owner = NULL, from_size = NULL WHERE h = ? AND idx IS NULL`, int64(r.idx), r.h[:]); err != nil {
 			return err
 		}
 	}
@@ -341,12 +427,12 @@ func (k *keyStore) resolve(ctx context.Context, q queryer, rows []completion) er
 
 // forget deletes the open claims of owners (after recovery found their
 // appended entries) and their frontend rows.
-func (k *keyStore) forget(ctx context.Context, q queryer, owners []int64) error {
+func (t sqlTx) forget(ctx context.Context, owners []int64) error {
 	for _, o := range owners {
-		if _, err := q.ExecContext(ctx, `DELETE FROM tidemark_keys WHERE owner = ? AND idx IS NULL`, o); err != nil {
+		if _, err := t.tx.ExecContext(ctx, `DELETE FROM tidemark_keys WHERE owner = ? AND idx IS NULL`, o); err != nil {
 			return err
 		}
-		if _, err := q.ExecContext(ctx, `DELETE FROM tidemark_frontends WHERE id = ?`, o); err != nil {
+		if _, err := t.tx.ExecContext(ctx, `DELETE FROM tidemark_frontends WHERE id = ?`, o); err != nil {
 			return err
 		}
 	}
@@ -355,13 +441,13 @@ func (k *keyStore) forget(ctx context.Context, q queryer, owners []int64) error 
 
 // insertComplete adds complete rows (a rebuild from the leaves), keeping
 // rows that exist.
-func (k *keyStore) insertComplete(ctx context.Context, q queryer, rows []dedupRow) error {
+func (t sqlTx) insertComplete(ctx context.Context, rows []dedupRow) error {
 	for chunk := range slices.Chunk(rows, perStmt) {
 		args := make([]any, 0, 3*len(chunk))
 		for _, r := range chunk {
 			args = append(args, r.h[:], r.ev[:], int64(r.idx))
 		}
-		if _, err := q.ExecContext(ctx, k.d.insertIgnore+` tidemark_keys (h, ev, idx) VALUES (?, ?, ?)`+strings.Repeat(", (?, ?, ?)", len(chunk)-1), args...); err != nil {
+		if _, err := t.tx.ExecContext(ctx, t.k.d.insertIgnore+` tidemark_keys (h, ev, idx) VALUES (?, ?, ?)`+strings.Repeat(", (?, ?, ?)", len(chunk)-1), args...); err != nil {
 			return err
 		}
 	}
@@ -369,7 +455,7 @@ func (k *keyStore) insertComplete(ctx context.Context, q queryer, rows []dedupRo
 }
 
 // count returns the number of complete keys.
-func (k *keyStore) count(ctx context.Context) (int64, error) {
+func (k *sqlKeys) count(ctx context.Context) (int64, error) {
 	var n int64
 	err := k.db.QueryRowContext(ctx, `SELECT count(*) FROM tidemark_keys WHERE idx IS NOT NULL`).Scan(&n)
 	return n, err

@@ -132,7 +132,7 @@ func (d *Dedup) Build(ctx context.Context, ls leafSource) (scanned uint64, err e
 		for _, k := range keys {
 			want = append(want, k.h, k.hv)
 		}
-		have, err := d.store.lookup(ctx, d.store.db, want)
+		have, err := lookupKeys(ctx, d.store, want)
 		if err != nil {
 			return scanned, err
 		}
@@ -148,7 +148,7 @@ func (d *Dedup) Build(ctx context.Context, ls leafSource) (scanned uint64, err e
 			have[h] = keyRow{ev: l.ev, idx: l.idx, done: true}
 			rows = append(rows, dedupRow{h: h, idx: l.idx, ev: l.ev})
 		}
-		if err := d.store.insertComplete(ctx, d.store.db, rows); err != nil {
+		if err := inTx(ctx, d.store, func(tx keyTx) error { return tx.insertComplete(ctx, rows) }); err != nil {
 			return scanned, fmt.Errorf("couldn't write the idempotency index: %w", err)
 		}
 	}
@@ -184,7 +184,7 @@ func (d *Dedup) Recover(ctx context.Context, ls leafSource, lease time.Duration)
 		if _, err := ls.scanLeaves(ctx, from, size, func(idx uint64, source, key string, ev [16]byte) error {
 			for _, h := range [][16]byte{keyHash(source, key), variantHash(source, key, ev)} {
 				if c, ok := open[h]; ok && c.ev == ev && idx >= c.from {
-					rows = append(rows, completion{h, idx})
+					rows = append(rows, completion{h, idx, ev})
 					delete(open, h)
 					return nil
 				}
@@ -194,18 +194,12 @@ func (d *Dedup) Recover(ctx context.Context, ls leafSource, lease time.Duration)
 			return 0, 0, err
 		}
 	}
-	tx, err := d.store.db.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer tx.Rollback()
-	if err := d.store.resolve(ctx, tx, rows); err != nil {
-		return 0, 0, err
-	}
-	if err := d.store.forget(ctx, tx, owners); err != nil {
-		return 0, 0, err
-	}
-	if err := tx.Commit(); err != nil {
+	if err := inTx(ctx, d.store, func(tx keyTx) error {
+		if err := tx.resolve(ctx, rows); err != nil {
+			return err
+		}
+		return tx.forget(ctx, owners)
+	}); err != nil {
 		return 0, 0, err
 	}
 	if len(claims) > 0 {

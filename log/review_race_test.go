@@ -101,7 +101,10 @@ func TestReusedIDRetryAfterTwoRestartsIsNotLoggedAgain(t *testing.T) {
 
 	// What the dead process left: both claims open.
 	d := openTestDedup(t, path)
-	if err := d.store.insertClaims(context.Background(), d.store.db, d.owner, 0, []newClaim{{keyHash(src, key), hA}, {variantHash(src, key, hB), hB}}); err != nil {
+	if err := inTx(context.Background(), d.store, func(tx keyTx) error {
+		_, err := tx.insertClaims(context.Background(), d.owner, 0, []newClaim{{keyHash(src, key), hA}, {variantHash(src, key, hB), hB}})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	d.halt()
