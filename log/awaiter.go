@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/transparency-dev/tessera/client"
 	"log/slog"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/transparency-dev/tessera/client"
 
 	"github.com/tidemark/tidemark/checkpoint"
 )

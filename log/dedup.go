@@ -32,8 +32,8 @@ import (
 // request is refused (422). Every other key (an "id" member, a k8s auditID,
 // an OTLP log.record.uid) may be chosen by someone other than the sender —
 // the kube-apiserver takes auditID from the client's Audit-ID header — so
-// the event is logged as a new entry under variantHash(source, key, event),
-// which answers that event's own retries. An audit event is never dropped
+// the event is logged as a new entry under a variant of the key (keyID:
+// the key and the event), which answers that event's own retries. An audit event is never dropped
 // because somebody reused its ID.
 //
 // The index lives in a database (keystore.go): SQLite beside a POSIX log,
@@ -70,10 +70,10 @@ type Dedup struct {
 
 	mu sync.Mutex // guards pending and completing
 	// pending: this process's claims, from begin until finish.
-	pending map[[16]byte]*claim
+	pending map[keyID]*claim
 	// completing: keys appended by this process whose completion is not
 	// committed yet; the index answers their retries from here meanwhile.
-	completing map[[16]byte]indexEntry
+	completing map[keyID]indexEntry
 
 	// halted stands in for a process that died (tests): nothing more is
 	// written to the store.
@@ -102,45 +102,38 @@ type claim struct {
 	err  error
 }
 
-// OpenSQLiteDedup opens (or creates) the index in the SQLite file at path,
-// in WAL mode with synchronous=FULL: a claim must be durable before its
-// entry is appended, which Tessera's POSIX driver makes durable too.
-// Opening writes (the -wal and -shm files), so it fails on a full or
-// read-only disk; sqliteMayBeDisk tells such a failure from a damaged
-// file.
-func OpenSQLiteDedup(path string, logger *slog.Logger, size func() (uint64, error)) (*Dedup, bool, error) {
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=cache_size(-65536)")
+// OpenPebbleDedup opens (or creates) the index in the Pebble directory
+// dir, beside a POSIX log. Every commit is synced: a claim must be durable
+// before its entry is appended, which Tessera's POSIX driver makes durable
+// too. Opening writes, so it fails on a full or read-only disk; indexFault
+// tells such a failure from a damaged index.
+func OpenPebbleDedup(dir string, logger *slog.Logger, size func() (uint64, error)) (*Dedup, bool, error) {
+	k, err := openPebbleKeys(dir)
 	if err != nil {
-		return nil, false, fmt.Errorf("couldn't open the idempotency index: %w", err)
+		return nil, false, fmt.Errorf("couldn't open the idempotency index %s: %w%s", dir, err, indexAdvice(err))
 	}
-	// One connection: SQLite has one writer, and the writer goroutine and
-	// the lookups of waiting requests take turns on it.
-	db.SetMaxOpenConns(1)
-	d, fresh, err := openDedup(db, sqliteDialect, logger, size)
-	if err == nil {
-		d.ownsDB = true
-	}
+	d, fresh, err := newDedup(k, logger, size)
 	if err != nil {
-		db.Close()
-		return nil, false, fmt.Errorf("couldn't open the idempotency index %s: %w%s", path, err, sqliteAdvice(err))
+		k.close()
+		return nil, false, fmt.Errorf("couldn't open the idempotency index %s: %w%s", dir, err, indexAdvice(err))
 	}
+	d.ownsDB = true
 	return d, fresh, nil
 }
 
 // OpenMySQLDedup opens the index in the log's MySQL database.
 func OpenMySQLDedup(db *sql.DB, logger *slog.Logger, size func() (uint64, error)) (*Dedup, bool, error) {
-	d, fresh, err := openDedup(db, mysqlDialect, logger, size)
+	d, fresh, err := newDedup(&sqlKeys{db: db, d: mysqlDialect}, logger, size)
 	if err != nil {
 		return nil, false, fmt.Errorf("couldn't open the idempotency index in MySQL: %w", err)
 	}
 	return d, fresh, nil
 }
 
-// openDedup creates the tables and starts the writer. fresh says that the
-// index was just created and must be built from the log (Build) before it
-// answers.
-func openDedup(db *sql.DB, d dialect, logger *slog.Logger, size func() (uint64, error)) (*Dedup, bool, error) {
-	k := &sqlKeys{db: db, d: d}
+// newDedup creates the store's tables and starts the writer. fresh says
+// that the index was just created and must be built from the log (Build)
+// before it answers.
+func newDedup(k keyDB, logger *slog.Logger, size func() (uint64, error)) (*Dedup, bool, error) {
 	fresh, err := k.migrate(context.Background())
 	if err != nil {
 		return nil, false, err
@@ -150,7 +143,7 @@ func openDedup(db *sql.DB, d dialect, logger *slog.Logger, size func() (uint64, 
 	host, _ := os.Hostname()
 	dd := &Dedup{store: k, log: logger, owner: int64(binary.BigEndian.Uint64(b[:]) >> 1), host: host, size: size,
 		lease: frontendLease, ops: make(chan storeOp, 1024), writerDone: make(chan struct{}),
-		pending: map[[16]byte]*claim{}, completing: map[[16]byte]indexEntry{}}
+		pending: map[keyID]*claim{}, completing: map[keyID]indexEntry{}}
 	if err := k.heartbeat(context.Background(), dd.owner, host); err != nil {
 		return nil, false, err
 	}
@@ -189,6 +182,13 @@ func (d *Dedup) Len() int {
 // written (tests).
 func (d *Dedup) halt() { d.halted.Store(true) }
 
+// crash stops the index as a dying process would (tests): nothing more is
+// written, and the store is closed as it is, claims open.
+func (d *Dedup) crash() {
+	d.halt()
+	_ = d.Close()
+}
+
 // A keyedEvent is one event of a request as the index sees it.
 type keyedEvent struct {
 	key string // "" for an event without a key
@@ -211,16 +211,16 @@ type keyState struct {
 	// this position.
 	sameAs int
 	// reused: the key was used before for another event; this one is
-	// logged as a new entry under variantHash.
+	// logged as a new entry under a variant of the key.
 	reused bool
 }
 
 // A batch is one request's keyed events, from begin to finish.
 type batch struct {
 	d      *Dedup
-	hashes [][16]byte // per event, the hash it is indexed under
+	ids    []keyID // per event, the row it is indexed under
 	states []keyState
-	claims map[[16]byte]*claim // owned claims
+	claims map[keyID]*claim // owned claims
 }
 
 // A keyConflict refuses a request: event pos carries an explicit key that
@@ -291,9 +291,9 @@ func (b *batch) firstReusedKey(evs []keyedEvent) string {
 // deleted, and fail the requests waiting on them.
 func (b *batch) finish(written map[int]uint64, err error) {
 	var done []completion
-	var released [][16]byte
+	var released []keyID
 	b.d.mu.Lock()
-	for i, h := range b.hashes {
+	for i, h := range b.ids {
 		c := b.claims[h]
 		if !b.states[i].owned || c == nil {
 			continue
@@ -338,13 +338,13 @@ func (b *batch) abandon() {
 // store until each is complete (the other frontend's index answers) or
 // gone (its append failed, or recovery found its frontend died before
 // appending: the retry must be sent again).
-func (d *Dedup) awaitRemote(remote map[[16]byte]*claim) {
+func (d *Dedup) awaitRemote(remote map[keyID]*claim) {
 	deadline := time.Now().Add(d.lease + 3*recoverEvery)
 	for len(remote) > 0 {
 		time.Sleep(remotePoll)
 		hashes := make([][16]byte, 0, len(remote))
-		for h := range remote {
-			hashes = append(hashes, h)
+		for id := range remote {
+			hashes = append(hashes, id.base())
 		}
 		rows, err := lookupKeys(context.Background(), d.store, hashes)
 		for h, c := range remote {
@@ -378,7 +378,7 @@ const remotePoll = 20 * time.Millisecond
 type storeOp struct {
 	claim    *claimOp
 	complete []completion
-	release  [][16]byte
+	release  []keyID
 }
 
 // A claimOp is a request's begin, done by the writer.
@@ -388,7 +388,7 @@ type claimOp struct {
 	// Answers: the batch, or an error (a *keyConflict, or the store
 	// failing); remote claims for awaitRemote.
 	batch  *batch
-	remote map[[16]byte]*claim
+	remote map[keyID]*claim
 	err    error
 	done   chan struct{}
 }
@@ -399,7 +399,7 @@ type claimOp struct {
 func (d *Dedup) writer() {
 	defer close(d.writerDone)
 	var retryDone []completion
-	var retryReleased [][16]byte
+	var retryReleased []keyID
 	failing := false
 	for op := range d.ops {
 		group := []storeOp{op}
@@ -452,7 +452,7 @@ func (d *Dedup) writer() {
 			retryDone, retryReleased = nil, nil
 			d.mu.Lock()
 			for _, c := range done {
-				delete(d.completing, c.h)
+				delete(d.completing, c.id)
 			}
 			d.mu.Unlock()
 		default:
@@ -489,7 +489,7 @@ const maxRetryRows = 1 << 20
 
 // commit runs one transaction of the writer, retrying it when the database
 // asks (a deadlock between frontends).
-func (d *Dedup) commit(claims []*claimOp, done []completion, released [][16]byte) error {
+func (d *Dedup) commit(claims []*claimOp, done []completion, released []keyID) error {
 	var from uint64
 	if len(claims) > 0 {
 		var err error
@@ -506,7 +506,7 @@ func (d *Dedup) commit(claims []*claimOp, done []completion, released [][16]byte
 	}
 }
 
-func (d *Dedup) commitOnce(claims []*claimOp, done []completion, released [][16]byte, from uint64) error {
+func (d *Dedup) commitOnce(claims []*claimOp, done []completion, released []keyID, from uint64) error {
 	ctx := context.Background()
 	tx, err := d.store.begin(ctx)
 	if err != nil {
@@ -560,26 +560,27 @@ func (d *Dedup) dropClaims(c *claimOp) {
 // in tx the keys nobody has.
 func (d *Dedup) decide(ctx context.Context, tx keyTx, op *claimOp, from uint64) error {
 	evs := op.evs
-	b := &batch{d: d, hashes: make([][16]byte, len(evs)), states: make([]keyState, len(evs)), claims: map[[16]byte]*claim{}}
-	remote := map[[16]byte]*claim{}
-	hashes := make([][16]byte, len(evs))
-	variants := make([][16]byte, len(evs))
+	b := &batch{d: d, ids: make([]keyID, len(evs)), states: make([]keyState, len(evs)), claims: map[keyID]*claim{}}
+	remote := map[keyID]*claim{}
+	keys := make([]keyID, len(evs))
+	variants := make([]keyID, len(evs))
 	var want [][16]byte
 	for i, e := range evs {
 		b.states[i].sameAs = -1
 		if e.key != "" {
-			hashes[i] = keyHash(op.source, e.key)
-			variants[i] = variantHash(op.source, e.key, e.ev)
-			want = append(want, hashes[i], variants[i])
+			h := keyHash(op.source, e.key)
+			keys[i], variants[i] = keyOf(h), variantOf(h, e.ev)
+			want = append(want, h)
 		}
 	}
-	// What the store holds for every hash the request may use. Rows a
-	// claim of this process holds are answered from memory below.
+	// What the store holds for every key of the request, and its
+	// variants: one lookup per key. Rows a claim of this process holds are
+	// answered from memory below.
 	rows, err := tx.lookup(ctx, want)
 	if err != nil {
 		return err
 	}
-	first := map[[16]byte]int{} // hash: the first event of this request under it
+	first := map[keyID]int{} // row: the first event of this request under it
 	type found struct {
 		ok       bool
 		conflict bool
@@ -587,7 +588,7 @@ func (d *Dedup) decide(ctx context.Context, tx keyTx, op *claimOp, from uint64) 
 	// lookup resolves event i under hash h: a retry of an event already
 	// seen (in this request, in memory, in the store), or a conflict with
 	// another event under h; neither when nobody has h.
-	lookup := func(i int, h [16]byte) found {
+	lookup := func(i int, h keyID) found {
 		st, ev := &b.states[i], evs[i].ev
 		if j, ok := first[h]; ok {
 			if evs[j].ev != ev {
@@ -627,7 +628,7 @@ func (d *Dedup) decide(ctx context.Context, tx keyTx, op *claimOp, from uint64) 
 		return found{ok: true}
 	}
 	var claims []newClaim
-	own := func(i int, h [16]byte) {
+	own := func(i int, h keyID) {
 		c := &claim{ev: evs[i].ev, done: make(chan struct{})}
 		b.claims[h] = c
 		b.states[i].owned = true
@@ -639,7 +640,7 @@ func (d *Dedup) decide(ctx context.Context, tx keyTx, op *claimOp, from uint64) 
 		if e.key == "" {
 			continue
 		}
-		h := hashes[i]
+		h := keys[i]
 		r := lookup(i, h)
 		if !r.ok && !r.conflict {
 			// Nothing under the key itself, but this very event may be
@@ -679,9 +680,9 @@ func (d *Dedup) decide(ctx context.Context, tx keyTx, op *claimOp, from uint64) 
 				h = hv
 				switch v := lookup(i, h); {
 				case v.conflict:
-					// Two events with one variantHash: as likely as a
-					// forged hash. Log the event without a key rather
-					// than drop it.
+					// Two events with one eventHash under one key: as
+					// likely as a forged hash. Log the event without a
+					// key rather than drop it.
 					b.states[i].reused = false
 					continue
 				case !v.ok:
@@ -689,7 +690,7 @@ func (d *Dedup) decide(ctx context.Context, tx keyTx, op *claimOp, from uint64) 
 				}
 			}
 		}
-		b.hashes[i] = h
+		b.ids[i] = h
 	}
 	for h, c := range b.claims {
 		d.pending[h] = c
@@ -708,16 +709,16 @@ func (d *Dedup) decide(ctx context.Context, tx keyTx, op *claimOp, from uint64) 
 	}
 	// Another frontend may have claimed some of them since the lookup:
 	// the rows say whose each claim is.
-	hs := make([][16]byte, len(claims))
-	for i, c := range claims {
-		hs[i] = c.h
+	var hs [][16]byte
+	for _, c := range claims {
+		hs = append(hs, c.id.base())
 	}
 	got, err := tx.lookup(ctx, hs)
 	if err != nil {
 		return err
 	}
 	for i, st := range b.states {
-		h := b.hashes[i]
+		h := b.ids[i]
 		if !st.owned {
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	_ "modernc.org/sqlite" // to write an index of the earlier layout
 	"net/http"
 	"os"
 	"path/filepath"
@@ -276,12 +277,11 @@ func TestOldIndexLayoutIsRebuiltFromTheLog(t *testing.T) {
 	a := tl.postEvent(`{"id":"old-1"}`)
 	b := tl.postEvent(`{"action":"x"}`, "Idempotency-Key", "old-2")
 	tl.close()
-	path := filepath.Join(tl.dir, stateDir, "idempotency.db")
-	for _, suffix := range []string{"", "-wal", "-shm"} {
-		if err := os.Remove(path + suffix); err != nil && !os.IsNotExist(err) {
-			t.Fatal(err)
-		}
+	// What an earlier version left: its SQLite file, and no new index.
+	if err := os.RemoveAll(filepath.Join(tl.dir, stateDir, indexFile)); err != nil {
+		t.Fatal(err)
 	}
+	path := filepath.Join(tl.dir, stateDir, oldIndexFile)
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
@@ -297,6 +297,9 @@ func TestOldIndexLayoutIsRebuiltFromTheLog(t *testing.T) {
 	}
 	db.Close()
 	tl.start()
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the old index file is still there: %v", err)
+	}
 	if got := tl.postEvent(`{"id":"old-1"}`); got.Index != a.Index || !got.Duplicate {
 		t.Errorf("retry by id after the migration: %+v, want index %d", got, a.Index)
 	}
@@ -313,12 +316,12 @@ func TestOldIndexLayoutIsRebuiltFromTheLog(t *testing.T) {
 // in flight together). An explicit retry of an event logged as the
 // variant is still a retry, not a 422.
 func TestExplicitRetryFindsItsEventUnderTheVariant(t *testing.T) {
-	d := openTestDedup(t, filepath.Join(t.TempDir(), "idempotency.db"))
+	d := openTestDedup(t, filepath.Join(t.TempDir(), indexFile))
 	defer d.Close()
 	a, b := eventHash([]byte(`{"a":1}`)), eventHash([]byte(`{"b":1}`))
 	rows := []dedupRow{
-		{h: keyHash("src", "k:K"), idx: 4, ev: b},
-		{h: variantHash("src", "k:K", a), idx: 5, ev: a},
+		{id: keyOf(keyHash("src", "k:K")), idx: 4, ev: b},
+		{id: variantOf(keyHash("src", "k:K"), a), idx: 5, ev: a},
 	}
 	if err := inTx(context.Background(), d.store, func(tx keyTx) error { return tx.insertComplete(context.Background(), rows) }); err != nil {
 		t.Fatal(err)
@@ -347,18 +350,25 @@ func TestIndexThatCannotBeOpenedFailsTheStart(t *testing.T) {
 		want  []string
 	}{
 		{"damaged", func(t *testing.T, path string) {
-			if err := os.WriteFile(path, bytes.Repeat([]byte("not an index "), 400), 0o644); err != nil {
+			// Pebble's manifest, which names its tables, overwritten.
+			manifests, _ := filepath.Glob(filepath.Join(path, "MANIFEST-*"))
+			if len(manifests) == 0 {
+				t.Fatal("no MANIFEST in the index")
+			}
+			for _, m := range manifests {
+				if err := os.WriteFile(m, bytes.Repeat([]byte("not an index "), 400), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, []string{"move it away and start again"}},
+		{"a file", func(t *testing.T, path string) {
+			if err := os.RemoveAll(path); err != nil {
 				t.Fatal(err)
 			}
-		}, []string{"not a database", "move the file away and start again"}},
-		{"a directory", func(t *testing.T, path string) {
-			if err := os.Remove(path); err != nil {
+			if err := os.WriteFile(path, []byte("not an index"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.Mkdir(path, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}, []string{"unable to open", "read and write"}},
+		}, []string{"not a directory", "move it away and start again"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tl := newTestLog(t, nil)

@@ -25,7 +25,7 @@ func leafKey(leaf []byte) (source, key string, ev [16]byte, ok bool) {
 }
 
 type dedupRow struct {
-	h   [16]byte
+	id  keyID
 	idx uint64
 	ev  [16]byte
 }
@@ -46,23 +46,30 @@ func keyHash(source, key string) [16]byte {
 	return out
 }
 
-// variantHash names a key reused for another event: (source, key, event),
-// each length-prefixed, under a label of its own so that it never equals a
-// keyHash.
-func variantHash(source, key string, ev [16]byte) [16]byte {
-	h := sha256.New()
-	var n [8]byte
-	h.Write([]byte("tidemark reused key\x00"))
-	for _, part := range []string{source, key} {
-		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
-		h.Write(n[:])
-		h.Write([]byte(part))
-	}
-	h.Write(ev[:])
-	var sum [sha256.Size]byte
-	var out [16]byte
-	copy(out[:], h.Sum(sum[:0]))
-	return out
+// A keyID names a row of the idempotency index: a key's own row is its
+// keyHash with zeros after it; a key reused for another event (a variant)
+// is the keyHash followed by that event's eventHash. The index orders rows
+// by keyID, so one lookup of a keyHash finds the key and all its variants.
+type keyID [32]byte
+
+// keyOf is the row of key hash h itself.
+func keyOf(h [16]byte) (id keyID) {
+	copy(id[:16], h[:])
+	return id
+}
+
+// variantOf is the row of event ev logged under key hash h that was used
+// before for another event.
+func variantOf(h, ev [16]byte) (id keyID) {
+	copy(id[:16], h[:])
+	copy(id[16:], ev[:])
+	return id
+}
+
+// base is the key hash of a row.
+func (id keyID) base() (h [16]byte) {
+	copy(h[:], id[:16])
+	return h
 }
 
 // eventHash names an event: the first 16 bytes of SHA-256 over its

@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -25,8 +26,8 @@ import (
 // that appended it. Claims of a frontend that died are resolved from the
 // leaves (recovery.go).
 
-// keyDB is a key store: SQL (sqlKeys, SQLite or MySQL) or Pebble
-// (pebbleKeys, beside a POSIX log).
+// keyDB is a key store: MySQL (sqlKeys) or Pebble (pebbleKeys, beside a
+// POSIX log).
 type keyDB interface {
 	// migrate creates the store, and says whether it is new and must be
 	// built from the log (Dedup.Build) before it answers.
@@ -43,10 +44,12 @@ type keyDB interface {
 // keyTx is a transaction of a key store: everything it writes is
 // committed at once, durably, or not at all.
 type keyTx interface {
-	lookup(ctx context.Context, hashes [][16]byte) (map[[16]byte]keyRow, error)
+	// lookup returns the rows of the key hashes: each key's own row and
+	// those of its variants.
+	lookup(ctx context.Context, hashes [][16]byte) (map[keyID]keyRow, error)
 	insertClaims(ctx context.Context, owner int64, from uint64, claims []newClaim) (inserted int, err error)
 	complete(ctx context.Context, owner int64, rows []completion) (lost int, err error)
-	release(ctx context.Context, owner int64, hashes [][16]byte) error
+	release(ctx context.Context, owner int64, ids []keyID) error
 	resolve(ctx context.Context, rows []completion) error
 	forget(ctx context.Context, owners []int64) error
 	insertComplete(ctx context.Context, rows []dedupRow) error
@@ -68,7 +71,7 @@ func inTx(ctx context.Context, db keyDB, f func(keyTx) error) error {
 }
 
 // lookupKeys reads rows outside a transaction of the caller's.
-func lookupKeys(ctx context.Context, db keyDB, hashes [][16]byte) (rows map[[16]byte]keyRow, err error) {
+func lookupKeys(ctx context.Context, db keyDB, hashes [][16]byte) (rows map[keyID]keyRow, err error) {
 	err = inTx(ctx, db, func(tx keyTx) error {
 		rows, err = tx.lookup(ctx, hashes)
 		return err
@@ -90,37 +93,17 @@ type dialect struct {
 	upsertFrontend string
 }
 
-var sqliteDialect = dialect{
-	name: "sqlite",
-	schema: []string{
-		`CREATE TABLE IF NOT EXISTS tidemark_keys (
-			h     BLOB PRIMARY KEY, -- keyHash(source, key), or variantHash for a reused key
-			ev    BLOB NOT NULL,    -- eventHash of the event first logged under it
-			idx   INTEGER,          -- its log index; NULL while claimed
-			owner INTEGER,          -- the claiming frontend; NULL once complete
-			from_size INTEGER       -- the tree size when claimed: its entry, if any, is at or above it
-		) WITHOUT ROWID`,
-		`CREATE TABLE IF NOT EXISTS tidemark_frontends (
-			id   INTEGER PRIMARY KEY,
-			seen INTEGER NOT NULL, -- last heartbeat, ms
-			host TEXT NOT NULL
-		)`,
-		`CREATE TABLE IF NOT EXISTS tidemark_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)`,
-	},
-	insertIgnore:   "INSERT OR IGNORE INTO",
-	now:            "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
-	upsertFrontend: "INSERT INTO tidemark_frontends (id, seen, host) VALUES (?, CAST(unixepoch('subsec') * 1000 AS INTEGER), ?) ON CONFLICT(id) DO UPDATE SET seen = excluded.seen",
-}
-
 var mysqlDialect = dialect{
 	name: "mysql",
 	schema: []string{
 		"CREATE TABLE IF NOT EXISTS tidemark_keys (" +
-			"`h` BINARY(16) NOT NULL PRIMARY KEY, " +
+			"`h` BINARY(16) NOT NULL, " +
+			"`v` BINARY(16) NOT NULL, " +
 			"`ev` BINARY(16) NOT NULL, " +
 			"`idx` BIGINT UNSIGNED NULL, " +
 			"`owner` BIGINT NULL, " +
 			"`from_size` BIGINT UNSIGNED NULL, " +
+			"PRIMARY KEY (`h`, `v`), " +
 			"KEY `owner_claims` (`owner`)" +
 			") ENGINE=InnoDB",
 		"CREATE TABLE IF NOT EXISTS tidemark_frontends (" +
@@ -138,7 +121,7 @@ var mysqlDialect = dialect{
 // keySchemaVersion is the layout of the key store. SQLite indexes of the
 // layouts before it (idempotency_keys, held in memory) are dropped and
 // rebuilt from the log, which is their record.
-const keySchemaVersion = 3
+const keySchemaVersion = 4
 
 // A keyRow is what the store holds for a hash.
 type keyRow struct {
@@ -167,14 +150,6 @@ func (t sqlTx) Rollback() error { return t.tx.Rollback() }
 // from the whole log before it answers (a new table beside entries that
 // may carry keys: an index of an older layout, or a log migrated in).
 func (k *sqlKeys) migrate(ctx context.Context) (fresh bool, err error) {
-	if k.d.name == "sqlite" {
-		// The in-memory index of earlier versions kept its rows here.
-		for _, q := range []string{`DROP TABLE IF EXISTS idempotency_keys`, `DROP TABLE IF EXISTS meta`} {
-			if _, err := k.db.ExecContext(ctx, q); err != nil {
-				return false, err
-			}
-		}
-	}
 	for _, q := range k.d.schema {
 		if _, err := k.db.ExecContext(ctx, q); err != nil {
 			return false, err
@@ -182,10 +157,21 @@ func (k *sqlKeys) migrate(ctx context.Context) (fresh bool, err error) {
 	}
 	var v int64
 	err = k.db.QueryRowContext(ctx, `SELECT value FROM tidemark_meta WHERE name = 'built'`).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
 		return true, nil
+	case err != nil:
+		return false, err
+	case v != keySchemaVersion:
+		// Another layout: built again from the log, its record.
+		for _, q := range []string{`DROP TABLE IF EXISTS tidemark_keys`, `DELETE FROM tidemark_meta WHERE name = 'built'`} {
+			if _, err := k.db.ExecContext(ctx, q); err != nil {
+				return false, err
+			}
+		}
+		return k.migrate(ctx)
 	}
-	return false, err
+	return false, nil
 }
 
 // markBuilt records that the index covers the whole log.
@@ -216,32 +202,34 @@ func (k *sqlKeys) close() error { return k.db.Close() }
 const perStmt = 256
 
 // lookup returns the rows of hashes that exist.
-func (t sqlTx) lookup(ctx context.Context, hashes [][16]byte) (map[[16]byte]keyRow, error) {
-	out := make(map[[16]byte]keyRow, len(hashes))
+func (t sqlTx) lookup(ctx context.Context, hashes [][16]byte) (map[keyID]keyRow, error) {
+	out := make(map[keyID]keyRow, len(hashes))
 	for chunk := range slices.Chunk(hashes, perStmt) {
 		args := make([]any, len(chunk))
 		for i, h := range chunk {
 			args[i] = h[:]
 		}
-		rows, err := t.tx.QueryContext(ctx, `SELECT h, ev, idx, owner FROM tidemark_keys WHERE h IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...)
+		rows, err := t.tx.QueryContext(ctx, `SELECT h, v, ev, idx, owner FROM tidemark_keys WHERE h IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...)
 		if err != nil {
 			return nil, err
 		}
 		for rows.Next() {
-			var h, ev []byte
+			var h, v, ev []byte
 			var idx, owner sql.NullInt64
-			if err := rows.Scan(&h, &ev, &idx, &owner); err != nil {
+			if err := rows.Scan(&h, &v, &ev, &idx, &owner); err != nil {
 				rows.Close()
 				return nil, err
 			}
-			var key [16]byte
+			var id keyID
 			var r keyRow
-			if copy(key[:], h) != 16 || copy(r.ev[:], ev) != 16 {
+			if len(h) != 16 || len(v) != 16 || copy(r.ev[:], ev) != 16 {
 				rows.Close()
-				return nil, fmt.Errorf("the key store holds a row with a %d-byte key hash and a %d-byte event hash", len(h), len(ev))
+				return nil, fmt.Errorf("the key store holds a damaged row (%d, %d and %d bytes of hashes)", len(h), len(v), len(ev))
 			}
+			copy(id[:16], h)
+			copy(id[16:], v)
 			r.idx, r.done, r.owner = uint64(idx.Int64), idx.Valid, owner.Int64
-			out[key] = r
+			out[id] = r
 		}
 		if err := rows.Close(); err != nil {
 			return nil, err
@@ -252,7 +240,7 @@ func (t sqlTx) lookup(ctx context.Context, hashes [][16]byte) (map[[16]byte]keyR
 
 // A newClaim is a claim to insert.
 type newClaim struct {
-	h  [16]byte
+	id keyID
 	ev [16]byte
 }
 
@@ -262,14 +250,14 @@ type newClaim struct {
 // It returns how many it inserted: all of them, unless another frontend
 // claimed some since they were looked up.
 func (t sqlTx) insertClaims(ctx context.Context, owner int64, from uint64, claims []newClaim) (inserted int, err error) {
-	slices.SortFunc(claims, func(a, b newClaim) int { return strings.Compare(string(a.h[:]), string(b.h[:])) })
+	slices.SortFunc(claims, func(a, b newClaim) int { return bytes.Compare(a.id[:], b.id[:]) })
 	for chunk := range slices.Chunk(claims, perStmt) {
-		args := make([]any, 0, 4*len(chunk))
+		args := make([]any, 0, 5*len(chunk))
 		for _, c := range chunk {
-			args = append(args, c.h[:], c.ev[:], owner, int64(from))
+			args = append(args, c.id[:16], c.id[16:], c.ev[:], owner, int64(from))
 		}
-		res, err := t.tx.ExecContext(ctx, t.k.d.insertIgnore+` tidemark_keys (h, ev, owner, from_size) VALUES (?, ?, ?, ?)`+
-			strings.Repeat(", (?, ?, ?, ?)", len(chunk)-1), args...)
+		res, err := t.tx.ExecContext(ctx, t.k.d.insertIgnore+` tidemark_keys (h, v, ev, owner, from_size) VALUES (?, ?, ?, ?, ?)`+
+			strings.Repeat(", (?, ?, ?, ?, ?)", len(chunk)-1), args...)
 		if err != nil {
 			return inserted, err
 		}
@@ -284,7 +272,7 @@ func (t sqlTx) insertClaims(ctx context.Context, owner int64, from uint64, claim
 
 // A completion sets the index of a claimed key.
 type completion struct {
-	h   [16]byte
+	id  keyID
 	idx uint64
 	ev  [16]byte
 }
@@ -293,42 +281,18 @@ type completion struct {
 // completed: a claim that recovery took over (the owner was thought dead)
 // is left as recovery set it, and counted in lost.
 func (t sqlTx) complete(ctx context.Context, owner int64, rows []completion) (lost int, err error) {
-	slices.SortFunc(rows, func(a, b completion) int { return strings.Compare(string(a.h[:]), string(b.h[:])) })
-	if t.k.d.name == "sqlite" {
-		// An upsert finds each row by its key once; the CASE below costs
-		// SQLite a comparison per branch per row.
-		for chunk := range slices.Chunk(rows, perStmt) {
-			args := make([]any, 0, 2*len(chunk)+1)
-			for _, r := range chunk {
-				args = append(args, r.h[:], r.ev[:], int64(r.idx))
-			}
-			args = append(args, owner)
-			res, err := t.tx.ExecContext(ctx, `INSERT INTO tidemark_keys (h, ev, idx) VALUES (?, ?, ?)`+strings.Repeat(", (?, ?, ?)", len(chunk)-1)+
-				` ON CONFLICT(h) DO UPDATE SET idx = excluded.idx, owner = NULL, from_size = NULL WHERE tidemark_keys.owner = ? AND tidemark_keys.idx IS NULL`, args...)
-			if err != nil {
-				return lost, err
-			}
-			if n, err := res.RowsAffected(); err == nil {
-				lost += len(chunk) - int(n)
-			}
-		}
-		return lost, nil
-	}
-	// One UPDATE with a CASE per chunk: rows are found by primary key.
+	slices.SortFunc(rows, func(a, b completion) int { return bytes.Compare(a.id[:], b.id[:]) })
 	for chunk := range slices.Chunk(rows, perStmt) {
-		var sb strings.Builder
-		args := make([]any, 0, 3*len(chunk)+1)
-		sb.WriteString(`UPDATE tidemark_keys SET idx = CASE h`)
+		args := make([]any, 0, 4*len(chunk)+1)
 		for _, r := range chunk {
-			sb.WriteString(` WHEN ? THEN ?`)
-			args = append(args, r.h[:], int64(r.idx))
+			args = append(args, r.id[:16], r.id[16:], r.ev[:], int64(r.idx))
 		}
-		sb.WriteString(` END, owner = NULL, from_size = NULL WHERE owner = ? AND idx IS NULL AND h IN (?` + strings.Repeat(", ?", len(chunk)-1) + `)`)
 		args = append(args, owner)
-		for _, r := range chunk {
-			args = append(args, r.h[:])
-		}
-		res, err := t.tx.ExecContext(ctx, sb.String(), args...)
+		// A join with the rows as a derived table: one statement.
+		q := `UPDATE tidemark_keys k JOIN (SELECT CAST(? AS BINARY(16)) AS h, CAST(? AS BINARY(16)) AS v, CAST(? AS BINARY(16)) AS ev, ? AS idx` +
+			strings.Repeat(" UNION ALL SELECT CAST(? AS BINARY(16)), CAST(? AS BINARY(16)), CAST(? AS BINARY(16)), ?", len(chunk)-1) +
+			`) c ON k.h = c.h AND k.v = c.v SET k.idx = c.idx, k.owner = NULL, k.from_size = NULL WHERE k.owner = ? AND k.idx IS NULL`
+		res, err := t.tx.ExecContext(ctx, q, args...)
 		if err != nil {
 			return lost, err
 		}
@@ -340,14 +304,14 @@ func (t sqlTx) complete(ctx context.Context, owner int64, rows []completion) (lo
 }
 
 // release deletes owner's claims on hashes whose entries were not appended.
-func (t sqlTx) release(ctx context.Context, owner int64, hashes [][16]byte) error {
-	for chunk := range slices.Chunk(hashes, perStmt) {
-		args := make([]any, 0, len(chunk)+1)
+func (t sqlTx) release(ctx context.Context, owner int64, ids []keyID) error {
+	for chunk := range slices.Chunk(ids, perStmt) {
+		args := make([]any, 0, 2*len(chunk)+1)
 		args = append(args, owner)
-		for _, h := range chunk {
-			args = append(args, h[:])
+		for _, id := range chunk {
+			args = append(args, id[:16], id[16:])
 		}
-		if _, err := t.tx.ExecContext(ctx, `DELETE FROM tidemark_keys WHERE owner = ? AND idx IS NULL AND h IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`, args...); err != nil {
+		if _, err := t.tx.ExecContext(ctx, `DELETE FROM tidemark_keys WHERE owner = ? AND idx IS NULL AND (h, v) IN ((?, ?)`+strings.Repeat(", (?, ?)", len(chunk)-1)+`)`, args...); err != nil {
 			return err
 		}
 	}
@@ -383,7 +347,8 @@ func (k *sqlKeys) deadOwners(ctx context.Context, self int64, lease time.Duratio
 
 // A deadClaim is a claim of a frontend that died.
 type deadClaim struct {
-	h, ev [16]byte
+	id    keyID
+	ev    [16]byte
 	owner int64
 	from  uint64
 }
@@ -392,19 +357,20 @@ type deadClaim struct {
 func (k *sqlKeys) claimsOf(ctx context.Context, owners []int64) ([]deadClaim, error) {
 	var out []deadClaim
 	for _, o := range owners {
-		rows, err := k.db.QueryContext(ctx, `SELECT h, ev, from_size FROM tidemark_keys WHERE owner = ? AND idx IS NULL`, o)
+		rows, err := k.db.QueryContext(ctx, `SELECT h, v, ev, from_size FROM tidemark_keys WHERE owner = ? AND idx IS NULL`, o)
 		if err != nil {
 			return nil, err
 		}
 		for rows.Next() {
-			var h, ev []byte
+			var h, v, ev []byte
 			var from int64
-			if err := rows.Scan(&h, &ev, &from); err != nil {
+			if err := rows.Scan(&h, &v, &ev, &from); err != nil {
 				rows.Close()
 				return nil, err
 			}
 			c := deadClaim{owner: o, from: uint64(from)}
-			copy(c.h[:], h)
+			copy(c.id[:16], h)
+			copy(c.id[16:], v)
 			copy(c.ev[:], ev)
 			out = append(out, c)
 		}
@@ -418,7 +384,7 @@ func (k *sqlKeys) claimsOf(ctx context.Context, owners []int64) ([]deadClaim, er
 // resolve completes a dead owner's claim at idx, whoever owned it.
 func (t sqlTx) resolve(ctx context.Context, rows []completion) error {
 	for _, r := range rows {
-		if _, err := t.tx.ExecContext(ctx, `UPDATE tidemark_keys SET idx = ?, owner = NULL, from_size = NULL WHERE h = ? AND idx IS NULL`, int64(r.idx), r.h[:]); err != nil {
+		if _, err := t.tx.ExecContext(ctx, `UPDATE tidemark_keys SET idx = ?, owner = NULL, from_size = NULL WHERE h = ? AND v = ? AND idx IS NULL`, int64(r.idx), r.id[:16], r.id[16:]); err != nil {
 			return err
 		}
 	}
@@ -443,11 +409,11 @@ func (t sqlTx) forget(ctx context.Context, owners []int64) error {
 // rows that exist.
 func (t sqlTx) insertComplete(ctx context.Context, rows []dedupRow) error {
 	for chunk := range slices.Chunk(rows, perStmt) {
-		args := make([]any, 0, 3*len(chunk))
+		args := make([]any, 0, 4*len(chunk))
 		for _, r := range chunk {
-			args = append(args, r.h[:], r.ev[:], int64(r.idx))
+			args = append(args, r.id[:16], r.id[16:], r.ev[:], int64(r.idx))
 		}
-		if _, err := t.tx.ExecContext(ctx, t.k.d.insertIgnore+` tidemark_keys (h, ev, idx) VALUES (?, ?, ?)`+strings.Repeat(", (?, ?, ?)", len(chunk)-1), args...); err != nil {
+		if _, err := t.tx.ExecContext(ctx, t.k.d.insertIgnore+` tidemark_keys (h, v, ev, idx) VALUES (?, ?, ?, ?)`+strings.Repeat(", (?, ?, ?, ?)", len(chunk)-1), args...); err != nil {
 			return err
 		}
 	}
@@ -462,12 +428,11 @@ func (k *sqlKeys) count(ctx context.Context) (int64, error) {
 }
 
 // retryable says whether a transaction failed for a reason that another
-// attempt may not meet: a MySQL deadlock or lock wait timeout, or SQLite's
-// busy database.
+// attempt may not meet: a MySQL deadlock or lock wait timeout.
 func retryable(err error) bool {
 	var me *mysqldriver.MySQLError
 	if errors.As(err, &me) {
 		return me.Number == 1213 || me.Number == 1205 // ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT
 	}
-	return sqliteCode(err) == 5 || sqliteCode(err) == 6 // SQLITE_BUSY, SQLITE_LOCKED
+	return false
 }

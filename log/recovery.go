@@ -118,35 +118,31 @@ func (d *Dedup) Build(ctx context.Context, ls leafSource) (scanned uint64, err e
 	const chunk = 64 * layout.EntryBundleWidth
 	for from := uint64(0); from < size; from += chunk {
 		var leaves []dedupRow
-		var keys []struct{ h, hv [16]byte }
+		var keys [][16]byte
 		n, err := ls.scanLeaves(ctx, from, min(from+chunk, size), func(idx uint64, source, key string, ev [16]byte) error {
 			leaves = append(leaves, dedupRow{idx: idx, ev: ev})
-			keys = append(keys, struct{ h, hv [16]byte }{keyHash(source, key), variantHash(source, key, ev)})
+			keys = append(keys, keyHash(source, key))
 			return nil
 		})
 		scanned += n
 		if err != nil {
 			return scanned, err
 		}
-		want := make([][16]byte, 0, 2*len(keys))
-		for _, k := range keys {
-			want = append(want, k.h, k.hv)
-		}
-		have, err := lookupKeys(ctx, d.store, want)
+		have, err := lookupKeys(ctx, d.store, keys)
 		if err != nil {
 			return scanned, err
 		}
 		var rows []dedupRow
 		for i, l := range leaves {
-			h := keys[i].h
+			h := keyOf(keys[i])
 			if cur, ok := have[h]; ok && cur.ev != l.ev {
-				h = keys[i].hv
+				h = variantOf(keys[i], l.ev)
 			}
 			if _, ok := have[h]; ok {
 				continue
 			}
 			have[h] = keyRow{ev: l.ev, idx: l.idx, done: true}
-			rows = append(rows, dedupRow{h: h, idx: l.idx, ev: l.ev})
+			rows = append(rows, dedupRow{id: h, idx: l.idx, ev: l.ev})
 		}
 		if err := inTx(ctx, d.store, func(tx keyTx) error { return tx.insertComplete(ctx, rows) }); err != nil {
 			return scanned, fmt.Errorf("couldn't write the idempotency index: %w", err)
@@ -173,16 +169,17 @@ func (d *Dedup) Recover(ctx context.Context, ls leafSource, lease time.Duration)
 	if err != nil {
 		return 0, 0, err
 	}
-	open := map[[16]byte]deadClaim{}
+	open := map[keyID]deadClaim{}
 	from := size
 	for _, c := range claims {
-		open[c.h] = c
+		open[c.id] = c
 		from = min(from, c.from)
 	}
 	var rows []completion
 	if len(open) > 0 {
 		if _, err := ls.scanLeaves(ctx, from, size, func(idx uint64, source, key string, ev [16]byte) error {
-			for _, h := range [][16]byte{keyHash(source, key), variantHash(source, key, ev)} {
+			h := keyHash(source, key)
+			for _, h := range []keyID{keyOf(h), variantOf(h, ev)} {
 				if c, ok := open[h]; ok && c.ev == ev && idx >= c.from {
 					rows = append(rows, completion{h, idx, ev})
 					delete(open, h)

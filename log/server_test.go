@@ -79,7 +79,7 @@ func (tl *testLog) kill() {
 	tl.s.cancel()
 	<-tl.s.done
 	if tl.s.indexReady.Load() {
-		tl.s.dedup.halt() // not Close: a dead process commits nothing more
+		tl.s.dedup.crash() // a dead process commits nothing more
 	}
 	tl.s = nil
 }
@@ -483,7 +483,7 @@ func TestTilesAndReadTokens(t *testing.T) {
 	for _, p := range []string{
 		"/tile/0/00.p/3", "/tile/0/0.p/3", "/tile/00/000.p/3", "/tile/0/000.p/03", "/tile/0/000.p/3/",
 		"/tile/0/x000/000.p/3", "/tile/entries/00.p/3", "/tile/0/000.p/0", "/tile/0/000.p/256", "/tile/64/000",
-		"/tile/0/../log.key", "/tile/../log.key", "/log.key", "/.state/treeState", "/.tidemark/idempotency.db",
+		"/tile/0/../log.key", "/tile/../log.key", "/log.key", "/.state/treeState", "/.tidemark/idempotency.db", "/.tidemark/idempotency/CURRENT",
 		"/tile/0/000", "/tile/entries/000", "/tile/1/000.p/1", "/tile/x/000",
 	} {
 		if r := tl.get(p, "Authorization", "Bearer r3ad"); r.status != 404 {
