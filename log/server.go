@@ -275,6 +275,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if s.backend.kind != "posix" {
+		if s.backend.db != nil {
+			if err := checkNoMigrationPending(s.ctx, s.backend.db); err != nil {
+				s.cancel()
+				s.backend.close()
+				return nil, err
+			}
+		}
 		if err := s.checkStoredCheckpoint(); err != nil {
 			s.cancel()
 			s.backend.close()

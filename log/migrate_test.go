@@ -1,0 +1,296 @@
+package log
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/checkpoint"
+	"github.com/tidemark/tidemark/client"
+	"github.com/tidemark/tidemark/internal/testmysql"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	tclient "github.com/transparency-dev/tessera/client"
+)
+
+// fillKeyed posts n events with ids ("<prefix>-<i>", keyed implicitly) in
+// NDJSON batches and returns the index of each id.
+func (tl *testLog) fillKeyed(prefix string, n int) map[string]uint64 {
+	tl.t.Helper()
+	out := map[string]uint64{}
+	for from := 0; from < n; from += 500 {
+		var nd bytes.Buffer
+		var ids []string
+		for i := from; i < min(from+500, n); i++ {
+			id := fmt.Sprintf("%s-%d", prefix, i)
+			ids = append(ids, id)
+			fmt.Fprintf(&nd, "{\"id\":%q,\"action\":\"migrate.test\",\"n\":%d}\n", id, i)
+		}
+		r := tl.post("/v1/events", "application/x-ndjson", nd.Bytes())
+		var res struct{ Results []eventResult }
+		if r.status != 200 || json.Unmarshal(r.body, &res) != nil || len(res.Results) != len(ids) {
+			tl.t.Fatalf("batch: %d %s", r.status, r.body)
+		}
+		for i, id := range ids {
+			out[id] = res.Results[i].Index
+		}
+	}
+	return out
+}
+
+func (tl *testLog) receipt(index uint64) checkpoint.Receipt {
+	tl.t.Helper()
+	r := tl.get(fmt.Sprintf("/v1/receipt/%d", index))
+	if r.status != 200 {
+		tl.t.Fatalf("GET /v1/receipt/%d: %d %s", index, r.status, r.body)
+	}
+	rc, err := checkpoint.ParseReceipt(r.body)
+	if err != nil {
+		tl.t.Fatal(err)
+	}
+	return rc
+}
+
+// signedCheckpoint reads GET /checkpoint and verifies it with the log key.
+func (tl *testLog) signedCheckpoint() checkpoint.Checkpoint {
+	tl.t.Helper()
+	r := tl.get("/checkpoint")
+	if r.status != 200 {
+		tl.t.Fatalf("GET /checkpoint: %d %s", r.status, r.body)
+	}
+	c, _, err := checkpoint.Open(r.body, mustVerifier(tl.t, tl.cfg.Keys.VKeys[0]))
+	if err != nil {
+		tl.t.Fatalf("the checkpoint does not verify: %v\n%s", err, r.body)
+	}
+	return c
+}
+
+// A POSIX log with a few thousand keyed entries is migrated into MySQL and
+// a log started there with the same key: same tree, old receipts still
+// verify and are consistent with the new log's checkpoints, retries of old
+// events are answered with their old indexes, new entries follow.
+func TestMigratePOSIXToMySQL(t *testing.T) {
+	old := newTestLog(t, nil)
+	const n = 3001 // not a whole number of bundles
+	ids := old.fillKeyed("old", n-1)
+	keyed := old.postEvent(`{"action":"deploy"}`, "Idempotency-Key", "deploy-1")
+	waitForCheckpoint(t, old, n)
+	oldCP := old.signedCheckpoint()
+	if oldCP.Size != n {
+		t.Fatalf("old log size %d, want %d", oldCP.Size, n)
+	}
+	oldReceipt := old.receipt(ids["old-1234"])
+	policy := old.policy()
+	if _, err := client.Verify(policy, &oldReceipt); err != nil {
+		t.Fatalf("the old receipt does not verify on the old log: %v", err)
+	}
+	old.close()
+
+	dsn := testmysql.New(t)
+	var calls int
+	res, err := Migrate(context.Background(), MigrateConfig{From: old.dir, MySQL: dsn, ProgressEvery: 100 * time.Millisecond,
+		Progress: func(p MigrateProgress) {
+			calls++
+			if p.Total != n || p.Integrated > n || p.Copied > n {
+				t.Errorf("progress %+v", p)
+			}
+		}})
+	if err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	if res.Size != n || !bytes.Equal(res.Root, oldCP.Hash) || res.Origin != "test.example/log" || res.Resumed != 0 {
+		t.Errorf("result %+v", res)
+	}
+	if calls == 0 {
+		t.Error("no progress reported")
+	}
+	t.Logf("migrated %d entries in %s (%.0f entries/s)", n, res.Took.Round(time.Millisecond), float64(n)/res.Took.Seconds())
+
+	// Running it again does nothing and succeeds.
+	again, err := Migrate(context.Background(), MigrateConfig{From: old.dir, MySQL: dsn})
+	if err != nil || !again.AlreadyDone {
+		t.Fatalf("second Migrate: %+v, %v", again, err)
+	}
+
+	// The log on MySQL, with the same key.
+	nl := &testLog{t: t, dir: t.TempDir(), cfg: Config{MySQL: dsn, Keys: old.cfg.Keys, BatchAge: 5 * time.Millisecond, CheckpointInterval: time.Second, RepublishInterval: time.Second}}
+	nl.cfg.Dir = nl.dir
+	nl.start()
+	t.Cleanup(func() {
+		if nl.s != nil {
+			nl.close()
+		}
+	})
+	if s := nl.size(); s != n {
+		t.Fatalf("new log size %d, want %d", s, n)
+	}
+	c := nl.signedCheckpoint()
+	if c.Size != n || !bytes.Equal(c.Hash, oldCP.Hash) || c.Origin != oldCP.Origin {
+		t.Fatalf("new log's checkpoint %d %x %q, the old one %d %x %q", c.Size, c.Hash, c.Origin, n, oldCP.Hash, oldCP.Origin)
+	}
+
+	// Retries of old events: their old indexes, no new entry.
+	for _, id := range []string{"old-0", "old-255", "old-256", "old-1234", fmt.Sprintf("old-%d", n-2)} {
+		var i int
+		fmt.Sscanf(id, "old-%d", &i)
+		r := nl.postEvent(fmt.Sprintf("{\"id\":%q,\"action\":\"migrate.test\",\"n\":%d}", id, i))
+		if r.Index != ids[id] || !r.Duplicate {
+			t.Errorf("retry of %s: %+v, want index %d, duplicate", id, r, ids[id])
+		}
+	}
+	if r := nl.postEvent(`{"action":"deploy"}`, "Idempotency-Key", "deploy-1"); r.Index != keyed.Index || !r.Duplicate {
+		t.Errorf("retry of the explicitly keyed event: %+v, want index %d, duplicate", r, keyed.Index)
+	}
+	if s := nl.size(); s != n {
+		t.Fatalf("retries appended: size %d, want %d", s, n)
+	}
+	// New events follow the old ones.
+	newIDs := nl.fillKeyed("new", 300)
+	if newIDs["new-0"] != n {
+		t.Errorf("first new entry at %d, want %d", newIDs["new-0"], n)
+	}
+	waitForCheckpoint(t, nl, n+300)
+
+	// The old receipt verifies, and its checkpoint is consistent with the
+	// new log's; the new log's receipt for the same entry holds the same
+	// leaf.
+	if _, err := client.Verify(nl.policy(), &oldReceipt); err != nil {
+		t.Errorf("the old receipt does not verify with the new log's policy: %v", err)
+	}
+	pr, err := checkpoint.ParseProof([]byte(oldReceipt.Proof))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcp, _, err := checkpoint.Open(pr.Checkpoint, mustVerifier(t, nl.cfg.Keys.VKeys[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newCP := nl.signedCheckpoint()
+	u, _ := url.Parse(nl.hs.URL + "/")
+	f, err := tclient.NewHTTPFetcher(u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := tclient.NewProofBuilder(context.Background(), newCP.Size, f.ReadTile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := pb.ConsistencyProof(context.Background(), rcp.Size, newCP.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, rcp.Size, newCP.Size, cons, rcp.Hash, newCP.Hash); err != nil {
+		t.Errorf("the old receipt's checkpoint (size %d) is not consistent with the new log's (size %d): %v", rcp.Size, newCP.Size, err)
+	}
+	nr := nl.receipt(oldReceipt.Index)
+	if !bytes.Equal(nr.Leaf, oldReceipt.Leaf) {
+		t.Errorf("the new log's entry %d is not the old one's", oldReceipt.Index)
+	}
+	if _, err := client.Verify(nl.policy(), &nr); err != nil {
+		t.Errorf("the new log's receipt does not verify: %v", err)
+	}
+
+	// The log has moved on: migrating again is refused.
+	nl.close()
+	if _, err := Migrate(context.Background(), MigrateConfig{From: old.dir, MySQL: dsn}); err == nil || !strings.Contains(err.Error(), "more than the source's") {
+		t.Errorf("migrating into the log that moved on: %v, want a refusal", err)
+	}
+}
+
+// A database that holds another log is refused, and so is a log's
+// migration verified with the wrong key.
+func TestMigrateRefusesAnotherLog(t *testing.T) {
+	src := newTestLog(t, nil)
+	src.fillKeyed("a", 600)
+	waitForCheckpoint(t, src, 600)
+	src.close()
+
+	// Another log, with another key, on the target.
+	dsn := testmysql.New(t)
+	otherKeys, _, err := LoadKeys(t.TempDir(), nil, "other.example/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := &testLog{t: t, dir: t.TempDir(), cfg: Config{MySQL: dsn, Keys: otherKeys, BatchAge: 5 * time.Millisecond, CheckpointInterval: time.Second}}
+	other.cfg.Dir = other.dir
+	other.start()
+	other.fillKeyed("b", 10)
+	waitForCheckpoint(t, other, 10)
+	other.close()
+
+	_, err = Migrate(context.Background(), MigrateConfig{From: src.dir, MySQL: dsn})
+	if err == nil || !strings.Contains(err.Error(), "already holds another log") {
+		t.Fatalf("migrating into another log's database: %v, want a refusal", err)
+	}
+	t.Logf("refused: %v", err)
+
+	// Same origin and key, a different tree (another log made with the
+	// same key): refused as not a prefix.
+	dsn2 := testmysql.New(t)
+	twin := &testLog{t: t, dir: t.TempDir(), cfg: Config{MySQL: dsn2, Keys: src.cfg.Keys, BatchAge: 5 * time.Millisecond, CheckpointInterval: time.Second}}
+	twin.cfg.Dir = twin.dir
+	twin.start()
+	twin.fillKeyed("c", 10)
+	waitForCheckpoint(t, twin, 10)
+	twin.close()
+	_, err = Migrate(context.Background(), MigrateConfig{From: src.dir, MySQL: dsn2})
+	if err == nil || !strings.Contains(err.Error(), "not a prefix") {
+		t.Fatalf("migrating into a database with a different tree: %v, want a refusal", err)
+	}
+	t.Logf("refused: %v", err)
+
+	// The wrong key for the source.
+	wrong := t.TempDir() + "/wrong.key"
+	skey, _, _ := checkpoint.GenerateLogKey("test.example/log")
+	if err := os.WriteFile(wrong, []byte(skey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Migrate(context.Background(), MigrateConfig{From: src.dir, MySQL: testmysql.New(t), KeyFiles: []string{wrong}}); err == nil || !strings.Contains(err.Error(), "does not verify") {
+		t.Errorf("migrating with the wrong key: %v, want a refusal", err)
+	}
+}
+
+// An interrupted migration leaves a database no log starts on; running it
+// again finishes it.
+func TestMigrateInterruptedResumes(t *testing.T) {
+	src := newTestLog(t, nil)
+	ids := src.fillKeyed("a", 2000)
+	waitForCheckpoint(t, src, 2000)
+	src.close()
+	dsn := testmysql.New(t)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := Migrate(ctx, MigrateConfig{From: src.dir, MySQL: dsn, Workers: 1, ProgressEvery: 10 * time.Millisecond,
+		Progress: func(p MigrateProgress) {
+			if p.Copied > 0 {
+				cancel()
+			}
+		}})
+	if err == nil {
+		t.Fatal("Migrate finished though cancelled")
+	}
+	t.Logf("interrupted: %v", err)
+
+	nl := &testLog{t: t, dir: t.TempDir(), cfg: Config{MySQL: dsn, Keys: src.cfg.Keys, BatchAge: 5 * time.Millisecond, CheckpointInterval: time.Second}}
+	nl.cfg.Dir = nl.dir
+	if _, err := New(context.Background(), nl.cfg); err == nil || !strings.Contains(err.Error(), "has not finished") {
+		t.Fatalf("a log started on a half-migrated database: %v, want a refusal", err)
+	}
+
+	res, err := Migrate(context.Background(), MigrateConfig{From: src.dir, MySQL: dsn})
+	if err != nil {
+		t.Fatalf("Migrate again: %v", err)
+	}
+	t.Logf("resumed from %d", res.Resumed)
+	nl.start()
+	defer nl.close()
+	if r := nl.postEvent(`{"id":"a-1999","action":"migrate.test","n":1999}`); r.Index != ids["a-1999"] || !r.Duplicate {
+		t.Errorf("retry after a resumed migration: %+v, want %d", r, ids["a-1999"])
+	}
+}
