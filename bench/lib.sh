@@ -146,7 +146,7 @@ snapshot_tidemark() {
   TIDEMARK_BIN="$BENCH_TMP/tidemark"
   local info
   info="$(go version -m "$TIDEMARK_BIN" 2>/dev/null | awk '$2 ~ /^vcs\.(revision|time|modified)=/ {printf "%s ", $2}')"
-  echo "tidemark binary: built $(date -u -r "$BIN/tidemark" +%Y-%m-%dT%H:%M:%SZ), ${info:-no vcs info}sha256 $(sha256sum "$TIDEMARK_BIN" | cut -c1-16)"
+  echo "tidemark binary: built $(date -u -r "$BIN/tidemark" +%Y-%m-%dT%H:%M:%SZ), ${info:-no vcs info, }sha256 $(sha256sum "$TIDEMARK_BIN" | cut -c1-16)"
 }
 
 # start_conformance DATA_DIR PORT KEYFILE LOGFILE: Tessera's conformance/posix, sets SERVER_PID.
