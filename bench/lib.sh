@@ -9,6 +9,8 @@ export GOFLAGS="${GOFLAGS:--mod=mod}"
 # Every server/process a script starts is recorded here and killed on exit.
 BENCH_PIDS=()
 BENCH_TMP=""
+# Every MySQL database a script creates (mysql_create_db) is dropped on exit.
+BENCH_DBS=()
 
 bench_cleanup() {
   local pid
@@ -23,6 +25,11 @@ bench_cleanup() {
     wait "$pid" 2>/dev/null || true
   done
   BENCH_PIDS=()
+  local db
+  for db in "${BENCH_DBS[@]:-}"; do
+    [[ -n "$db" ]] && mysql_drop_db "$db"
+  done
+  BENCH_DBS=()
   if [[ -n "$BENCH_TMP" && -d "$BENCH_TMP" && "${KEEP_TMP:-0}" != 1 ]]; then
     rm -rf "$BENCH_TMP"
   fi
@@ -139,7 +146,7 @@ snapshot_tidemark() {
   TIDEMARK_BIN="$BENCH_TMP/tidemark"
   local info
   info="$(go version -m "$TIDEMARK_BIN" 2>/dev/null | awk '$2 ~ /^vcs\.(revision|time|modified)=/ {printf "%s ", $2}')"
-  echo "tidemark binary: built $(date -u -r "$BIN/tidemark" +%Y-%m-%dT%H:%M:%SZ), ${info:-no vcs info}sha256 $(sha256sum "$TIDEMARK_BIN" | cut -c1-16)"
+  echo "tidemark binary: built $(date -u -r "$BIN/tidemark" +%Y-%m-%dT%H:%M:%SZ), ${info:-no vcs info, }sha256 $(sha256sum "$TIDEMARK_BIN" | cut -c1-16)"
 }
 
 # start_conformance DATA_DIR PORT KEYFILE LOGFILE: Tessera's conformance/posix, sets SERVER_PID.
@@ -273,4 +280,104 @@ median_of() {
 settle_disk() {
   [[ "${KEEP_TMP:-0}" == 1 ]] || rm -rf "$1"
   sync
+}
+
+# --- MySQL (MariaDB) helpers, for mysql.sh, memory.sh and mysql-witness.sh.
+# The server: MYSQL_ADDR [127.0.0.1:3306], MYSQL_USER [root], MYSQL_PASSWORD [empty].
+MYSQL_ADDR="${MYSQL_ADDR:-127.0.0.1:3306}"
+MYSQL_USER="${MYSQL_USER:-root}"
+MYSQL_PASSWORD="${MYSQL_PASSWORD:-}"
+
+# mysql_cli ARGS...: the mysql client on MYSQL_ADDR (password through MYSQL_PWD, not argv).
+mysql_cli() {
+  MYSQL_PWD="$MYSQL_PASSWORD" mysql -h "${MYSQL_ADDR%:*}" -P "${MYSQL_ADDR##*:}" -u "$MYSQL_USER" --protocol=tcp "$@"
+}
+
+# mysql_dsn DB: the Go DSN of database DB (no parameters: Tessera's conformance
+# server appends "?multiStatements=true" to it for its schema).
+mysql_dsn() {
+  echo "$MYSQL_USER:$MYSQL_PASSWORD@tcp($MYSQL_ADDR)/$1"
+}
+
+# mysql_create_db NAME: a fresh, empty database (dropped first if it exists);
+# recorded so that the exit trap drops it. Names should start tidemark_bench_.
+mysql_create_db() {
+  mysql_cli -e "DROP DATABASE IF EXISTS \`$1\`; CREATE DATABASE \`$1\`"
+  BENCH_DBS+=("$1")
+}
+
+# mysql_drop_db NAME: drops it (unless KEEP_TMP=1) and forgets it.
+mysql_drop_db() {
+  local d keep=()
+  if [[ "${KEEP_TMP:-0}" != 1 ]]; then
+    mysql_cli -e "DROP DATABASE IF EXISTS \`$1\`" || echo "warning: could not drop database $1" >&2
+  fi
+  for d in "${BENCH_DBS[@]:-}"; do [[ "$d" == "$1" || -z "$d" ]] || keep+=("$d"); done
+  BENCH_DBS=("${keep[@]:-}")
+}
+
+# mysql_db_bytes NAME: data + index bytes of its tables (InnoDB's estimate).
+mysql_db_bytes() {
+  mysql_cli -N -e "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = '$1'"
+}
+
+# mysql_tree_size NAME: the integrated tree size in Tessera's TreeState row (sequenced
+# and integrated, whether or not a checkpoint was published); empty if there is none yet.
+mysql_tree_size() {
+  mysql_cli -N -e "SELECT size FROM \`$1\`.TreeState WHERE id = 0" 2>/dev/null || true
+}
+
+# start_mysql_server KIND DSN DATA_DIR KEYFILE LOGFILE: KIND is tidemark (`tidemark log
+# --mysql DSN --data DATA_DIR`, flags from $TIDEMARK_FLAGS) or conformance (Tessera's
+# conformance/mysql with its schema and --publish_interval=1s, tidemark's default
+# checkpoint interval; flags from $CONFORMANCE_FLAGS). Picks a free port (retrying if
+# another process takes it first); sets SERVER_PORT and SERVER_PID.
+start_mysql_server() {
+  local kind="$1" dsn="$2" data="$3" key="$4" logf="$5" attempt
+  for attempt in 1 2 3; do
+    SERVER_PORT="$(free_port)"
+    case "$kind" in
+      tidemark)
+        # shellcheck disable=SC2086
+        "${TIDEMARK_BIN:-$BIN/tidemark}" log --mysql "$dsn" --data "$data" --listen "127.0.0.1:$SERVER_PORT" \
+          --key "$key" ${TIDEMARK_FLAGS:-} >"$logf" 2>&1 &
+        ;;
+      conformance)
+        # shellcheck disable=SC2086
+        "$BIN/conformance-mysql" --mysql_uri "$dsn" --init_schema_path "$BIN/conformance-mysql-schema.sql" \
+          --private_key_path "$key" --listen "127.0.0.1:$SERVER_PORT" --publish_interval=1s \
+          ${CONFORMANCE_FLAGS:-} >"$logf" 2>&1 &
+        ;;
+      *) echo "unknown server $kind (tidemark|conformance)" >&2; return 1 ;;
+    esac
+    SERVER_PID=$!
+    BENCH_PIDS+=("$SERVER_PID")
+    if wait_ready "http://127.0.0.1:$SERVER_PORT/checkpoint" "$SERVER_PID" "${READY_TIMEOUT:-30}"; then
+      return 0
+    fi
+    stop_pid "$SERVER_PID"
+    if ! grep -q 'address already in use' "$logf"; then
+      echo "--- tail of $logf" >&2; tail -n 30 "$logf" >&2
+      return 1
+    fi
+    echo "port $SERVER_PORT was taken; retrying on another" >&2
+  done
+  return 1
+}
+
+# proc_mem PID: "VmRSS VmHWM" of PID in KiB (from /proc/PID/status), or "nan nan".
+proc_mem() {
+  awk '/^VmRSS:/ {r = $2} /^VmHWM:/ {h = $2} END {if (r == "") print "nan nan"; else print r, h}' "/proc/$1/status" 2>/dev/null || echo "nan nan"
+}
+
+# run_fsck URL PUBFILE LOGFILE: Tessera's fsck over a log; prints " fsck=ok" or " fsck=FAILED(...)"
+# and returns non-zero on failure (fsck exits 0 even when the check fails: read its log).
+run_fsck() {
+  if "$BIN/fsck" --storage_url "$1/" --public_key "$2" --N 4 --ui=false >"$3" 2>&1 \
+    && ! grep -q 'fsck failed' "$3"; then
+    echo " fsck=ok"
+  else
+    echo " fsck=FAILED($(grep -m1 -o 'fsck failed.*' "$3" | cut -c1-200))"
+    return 1
+  fi
 }

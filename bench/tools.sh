@@ -3,6 +3,9 @@
 #   hammer, fsck, posix   Tessera v1.0.4's load tester, checker and POSIX conformance server
 #   aws                   Tessera v1.0.4's AWS conformance server (S3 + MySQL)
 #   versitygw             versitygw v1.8.0, an S3-compatible server (posix backend)
+#   conformance-mysql     Tessera v1.0.4's MySQL conformance server (cmd/conformance/mysql),
+#                         with its schema beside it as conformance-mysql-schema.sql
+#                         (its --init_schema_path; the file is storage/mysql/schema.sql)
 #   keygen, loadgen       this folder's helpers
 #   tidemark              ./cmd/tidemark (skipped with a warning if it does not build yet)
 # Tessera's tools are installed once; FORCE=1 reinstalls them. tidemark, keygen and
@@ -24,10 +27,28 @@ declare -A PKG=(
   [posix]="github.com/transparency-dev/tessera/cmd/conformance/posix@$TESSERA_VERSION"
   [aws]="github.com/transparency-dev/tessera/cmd/conformance/aws@$TESSERA_VERSION"
   [versitygw]="github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+  [conformance-mysql]="github.com/transparency-dev/tessera/cmd/conformance/mysql@$TESSERA_VERSION"
 )
-for name in hammer fsck posix aws versitygw; do
-  if [[ -x "$BIN/$name" && "${FORCE:-0}" != 1 ]]; then
+for name in hammer fsck posix aws versitygw conformance-mysql; do
+  if [[ -x "$BIN/$name" && "${FORCE:-0}" != 1 && ( "$name" != conformance-mysql || -f "$BIN/conformance-mysql-schema.sql" ) ]]; then
     echo "$name: already installed"
+    continue
+  fi
+  if [[ "$name" == conformance-mysql ]]; then
+    # go install names the binary after its package (mysql): install it into a
+    # directory of its own and rename it, so that it cannot be taken for the client.
+    gobin="$BIN/.conformance-mysql"
+    mkdir -p "$gobin"
+    echo "+ GOBIN=$gobin go install ${PKG[$name]} && mv $gobin/mysql $BIN/$name"
+    GOFLAGS= GOBIN="$gobin" go install "${PKG[$name]}"
+    mv "$gobin/mysql" "$BIN/$name"
+    rmdir "$gobin"
+    # Its schema (--init_schema_path), from the same module version.
+    moddir="$(GOFLAGS= go mod download -json "github.com/transparency-dev/tessera@$TESSERA_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    echo "+ cp $moddir/storage/mysql/schema.sql $BIN/conformance-mysql-schema.sql"
+    cp "$moddir/storage/mysql/schema.sql" "$BIN/conformance-mysql-schema.sql"
+    chmod 644 "$BIN/conformance-mysql-schema.sql"
+    echo "$name: installed"
     continue
   fi
   echo "+ GOBIN=$BIN go install ${PKG[$name]}"
