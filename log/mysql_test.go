@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tidemark/tidemark/checkpoint"
 	"github.com/tidemark/tidemark/internal/testmysql"
 	"github.com/transparency-dev/tessera/api"
 	"github.com/transparency-dev/tessera/api/layout"
@@ -207,4 +210,62 @@ func TestMySQLRefusesAFrontendWithAnotherKey(t *testing.T) {
 		t.Logf("refused: %v", err)
 	}
 	_ = httptest.NewServer
+}
+
+// On MySQL, Tessera asks the witnesses while it holds the row lock every
+// batch needs. A quorum that stops answering must not stop the writes for
+// the witness timeout at every attempt: the witnesses that did not answer
+// are skipped, without the network, until they answer a probe, and the
+// log publishes witnessed checkpoints again by itself once they do.
+func TestMySQLHungWitnessesDoNotStopWrites(t *testing.T) {
+	ws := []*fakeWitness{newFakeWitness(t, "a", nil, 0), newFakeWitness(t, "b", nil, 0), newFakeWitness(t, "c", nil, 0)}
+	var b strings.Builder
+	fe := newMySQLFrontends(t, 1, func(c *Config) {
+		b.WriteString("log " + c.Keys.VKeys[0] + "\n")
+		for _, w := range ws {
+			fmt.Fprintf(&b, "witness %s %s %s\n", w.name, w.vkey, w.hs.URL)
+		}
+		b.WriteString("group g 2 a b c\nquorum g\n")
+		p, err := checkpoint.ParsePolicy([]byte(b.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Policy, c.PolicyText = p, []byte(b.String())
+		c.WitnessTimeout = 2 * time.Second
+		c.WitnessWaitTimeout = 30 * time.Second
+	})
+	tl := fe[0]
+	witnessed := func(n int) {
+		t.Helper()
+		r := tl.post("/v1/events?wait=witnessed", "application/json", fmt.Appendf(nil, `{"n":%d}`, n))
+		var a witnessedAnswer
+		if r.status != 200 || json.Unmarshal(r.body, &a) != nil || a.Receipt == nil {
+			t.Fatalf("event %d, wait=witnessed: %d %s", n, r.status, r.body)
+		}
+	}
+	witnessed(0)
+	for _, w := range ws {
+		w.hung.Store(true)
+	}
+	start := time.Now()
+	const n = 200
+	for i := range n {
+		if r := tl.post("/v1/events", "application/json", fmt.Appendf(nil, `{"n":%d}`, 1000+i)); r.status != 200 {
+			t.Fatalf("write with the quorum hung: %d %s", r.status, r.body)
+		}
+	}
+	t.Logf("%d single writes with the quorum hung took %v (witness timeout 2s)", n, time.Since(start).Round(time.Millisecond))
+	skipped := 0.0
+	for _, w := range ws {
+		if v, err := strconv.ParseFloat(tl.metric(`tidemark_log_witness_requests_total{outcome="skipped_down",witness="`+w.name+`"}`), 64); err == nil {
+			skipped += v
+		}
+	}
+	if skipped == 0 {
+		t.Errorf("no witness request was skipped while the quorum hung")
+	}
+	for _, w := range ws {
+		w.hung.Store(false)
+	}
+	witnessed(1) // publishing resumes by itself
 }

@@ -189,6 +189,12 @@ func (s *Server) setupWitnessing() (*tessera.WitnessGroup, *http.Client, error) 
 	if err != nil {
 		return nil, nil, err
 	}
+	if cfg.MySQL != "" {
+		// Tessera asks the witnesses under the tree-state row lock: keep
+		// the ones that do not answer out of it (witnessbreaker.go).
+		obs.breaker = newWitnessBreaker(transport, cfg.WitnessTimeout, s.log)
+		obs.ctx = s.ctx
+	}
 	mode := "fail-closed: a checkpoint without the quorum is not published"
 	if cfg.FailOpen {
 		mode = "fail-open: a checkpoint without the quorum is published anyway; receipts still wait for the quorum"

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +32,9 @@ type fakeWitness struct {
 	// spoil turns a good answer line into what the witness sends.
 	spoil func(line string) string
 	delay time.Duration
+	// hung: the witness takes requests and never answers them, as a
+	// stopped process behind an open socket does.
+	hung atomic.Bool
 
 	mu   sync.Mutex
 	size uint64
@@ -53,7 +57,11 @@ func newFakeWitness(t *testing.T, name string, spoil func(string) string, delay 
 }
 
 func (w *fakeWitness) addCheckpoint(rw http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
+	body, _ := io.ReadAll(r.Body) // first: the server notices a client that hangs up only after the body
+	if w.hung.Load() {
+		<-r.Context().Done()
+		return
+	}
 	head, signed, ok := bytes.Cut(body, []byte("\n\n"))
 	old, err := strconv.ParseUint(strings.TrimPrefix(strings.SplitN(string(head), "\n", 2)[0], "old "), 10, 64)
 	if !ok || err != nil {

@@ -52,6 +52,14 @@ type witnessObserver struct {
 	seconds        *prometheus.HistogramVec
 	quorumFailures prometheus.Counter
 
+	// breaker, when set (logs on MySQL), keeps witnesses that do not
+	// answer out of Tessera's publishing (witnessbreaker.go).
+	breaker *witnessBreaker
+	ctx     context.Context // ends the breaker's probes
+	// quorumLog bounds the warnings of missed quorums: with the breaker,
+	// a quorum that is down fails at every batch.
+	quorumLog rateLimited
+
 	mu    sync.Mutex // guards round
 	round *witnessRound
 }
@@ -75,6 +83,7 @@ const (
 	outcomeTimeout      = "timeout"             // no answer within the witness timeout
 	outcomeError        = "error"               // no HTTP answer (refused, reset, DNS, TLS)
 	outcomeInvalid      = "invalid_cosignature" // 200 without a cosignature line that verifies
+	outcomeSkipped      = "skipped_down"        // not sent: the witness did not answer before (witnessBreaker)
 	// otherwise "http_<status>"
 )
 
@@ -87,7 +96,7 @@ func newWitnessObserver(next http.RoundTripper, names map[string]string, p *chec
 		next: next, names: names, keys: keys, policy: p, failOpen: failOpen, log: logger,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tidemark_log_witness_requests_total",
-			Help: "add-checkpoint requests to each witness of the policy, by outcome (cosigned, size_mismatch, canceled, timeout, error, invalid_cosignature, http_<status>).",
+			Help: "add-checkpoint requests to each witness of the policy, by outcome (cosigned, size_mismatch, canceled, timeout, error, invalid_cosignature, http_<status>, and skipped_down: not sent, the witness did not answer before; MySQL logs only).",
 		}, []string{"witness", "outcome"}),
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tidemark_log_witness_request_seconds",
@@ -100,7 +109,7 @@ func newWitnessObserver(next http.RoundTripper, names map[string]string, p *chec
 		}),
 	}
 	for _, name := range names {
-		for _, oc := range []string{outcomeCosigned, outcomeError, outcomeTimeout, outcomeInvalid} {
+		for _, oc := range []string{outcomeCosigned, outcomeError, outcomeTimeout, outcomeInvalid, outcomeSkipped} {
 			o.requests.WithLabelValues(name, oc) // so that rates start from zero
 		}
 	}
@@ -115,9 +124,10 @@ func (o *witnessObserver) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !ok || req.Method != http.MethodPost {
 		return o.next.RoundTrip(req)
 	}
-	var signed []byte
+	var signed, sent []byte
 	if req.Body != nil {
 		body, err := io.ReadAll(req.Body)
+		sent = body
 		req.Body.Close()
 		if err != nil {
 			return nil, err
@@ -128,6 +138,11 @@ func (o *witnessObserver) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	r := o.roundFor(signed)
+	if o.breaker != nil && o.breaker.isDown(req.URL.String()) {
+		o.requests.WithLabelValues(name, outcomeSkipped).Inc()
+		o.finish(r, name, outcomeSkipped, errWitnessDown.Error())
+		return nil, errWitnessDown
+	}
 	start := time.Now()
 	resp, err := o.next.RoundTrip(req)
 	elapsed := time.Since(start)
@@ -176,6 +191,9 @@ func (o *witnessObserver) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	o.requests.WithLabelValues(name, outcome).Inc()
+	if o.breaker != nil && (outcome == outcomeTimeout || outcome == outcomeError) && sent != nil {
+		o.breaker.failed(o.ctx, name, req.URL.String(), sent, req.Header)
+	}
 	switch outcome {
 	case outcomeCosigned, outcomeSizeMismatch, outcomeCanceled:
 		o.log.Debug("witness answered", "witness", name, "outcome", outcome, "took", elapsed)
@@ -322,8 +340,16 @@ func (o *witnessObserver) closeRound(r *witnessRound) {
 	if o.failOpen {
 		msg = "checkpoint published WITHOUT the witness quorum (fail-open): receipts wait for a checkpoint that has it"
 	}
-	o.log.Warn(msg, "size", size, "quorum", o.policy.Quorum, "cosigned", slices.Sorted(maps.Keys(r.cosigned)), "failed", strings.Join(reasons, "; "))
+	held, ok := o.quorumLog.allow(quorumLogEvery)
+	if !ok {
+		return
+	}
+	o.log.Warn(msg, "size", size, "quorum", o.policy.Quorum, "cosigned", slices.Sorted(maps.Keys(r.cosigned)), "failed", strings.Join(reasons, "; "), "not_logged_since", held)
 }
+
+// quorumLogEvery bounds how often a missed quorum is logged (each is
+// counted in tidemark_log_witness_quorum_failures_total).
+const quorumLogEvery = 10 * time.Second
 
 // checkpointBody returns the text of a signed note, before its signatures.
 func checkpointBody(signed []byte) []byte {
