@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -55,8 +56,8 @@ type MigrateConfig struct {
 	KeyFiles []string
 	// MySQL is the DSN of the target database.
 	MySQL string
-	// S3, with MySQL, would keep the tiles in a bucket: not supported
-	// yet.
+	// S3, with MySQL, is a bucket to copy the tiles and bundles into, as
+	// `tidemark log --s3-bucket` keeps them (MySQL then sequences).
 	S3 *S3Config
 	// Workers is how many entry bundles are copied at once (default 4).
 	Workers uint
@@ -103,6 +104,10 @@ type MigrateResult struct {
 // has not finished; its value is the source's tree size.
 const migratingMarker = "migrating"
 
+// migratingSourceMarker, beside it, is the source's fingerprint
+// (sourceFingerprint).
+const migratingSourceMarker = "migrating_source"
+
 // Migrate copies the POSIX log in cfg.From into cfg.MySQL and verifies the
 // copy (see Migration above).
 func Migrate(ctx context.Context, cfg MigrateConfig) (MigrateResult, error) {
@@ -125,9 +130,6 @@ func Migrate(ctx context.Context, cfg MigrateConfig) (MigrateResult, error) {
 	if cfg.MySQL == "" {
 		return MigrateResult{}, errors.New("no target: give the DSN of the MySQL database to migrate into")
 	}
-	if cfg.S3 != nil {
-		return MigrateResult{}, errors.New("migrating into S3 is not supported yet: migrate into MySQL alone")
-	}
 
 	// The source: its checkpoint, verified.
 	vkeys, err := migrationVerifierKeys(cfg.From, cfg.KeyFiles)
@@ -141,8 +143,18 @@ func Migrate(ctx context.Context, cfg MigrateConfig) (MigrateResult, error) {
 	res := MigrateResult{Origin: src.Origin, Size: src.Size, Root: src.Hash}
 	log := cfg.Logger.With("origin", src.Origin)
 
+	leaf0, err := sourceFingerprint(cfg.From, src.Size)
+	if err != nil {
+		return res, err
+	}
+
 	// The target.
-	t, err := openMySQLTarget(ctx, cfg.MySQL)
+	var t migrationTarget
+	if cfg.S3 != nil {
+		t, err = openS3Target(ctx, cfg)
+	} else {
+		t, err = openMySQLTarget(ctx, cfg.MySQL)
+	}
 	if err != nil {
 		return res, err
 	}
@@ -154,12 +166,15 @@ func Migrate(ctx context.Context, cfg MigrateConfig) (MigrateResult, error) {
 	if err != nil {
 		return res, err
 	}
+	if err := t.checkFingerprint(ctx, leaf0); err != nil {
+		return res, err
+	}
 	res.Resumed = have
 	if have == src.Size {
 		res.AlreadyDone = true
 		log.Info("the target already holds the source's whole tree; checking it and storing the checkpoint", "size", src.Size)
 	} else {
-		if err := t.setMarker(ctx, src.Size); err != nil {
+		if err := t.setMarker(ctx, src.Size, leaf0); err != nil {
 			return res, err
 		}
 		if have > 0 {
@@ -169,7 +184,7 @@ func Migrate(ctx context.Context, cfg MigrateConfig) (MigrateResult, error) {
 			return res, err
 		}
 	}
-	if err := t.finish(ctx, src, srcSigned, srcTime); err != nil {
+	if err := t.finish(ctx, cfg, src, srcSigned, srcTime); err != nil {
 		return res, err
 	}
 	res.Took = time.Since(start)
@@ -281,39 +296,75 @@ func sourceBundles(dir string, copied *atomic.Uint64, fail func(error)) tclient.
 	}
 }
 
-// mysqlTarget is a MySQL database being migrated into.
-type mysqlTarget struct {
+// migrationTarget is where a migration copies to: a MySQL database
+// (mysqlTarget), or an S3 bucket with a MySQL database (s3Target).
+type migrationTarget interface {
+	// lock keeps another migration out until close.
+	lock(ctx context.Context) error
+	// inspect refuses a target that holds anything but a prefix of the
+	// source tree, or that a log runs on, and returns the size it holds.
+	inspect(ctx context.Context, src checkpoint.Checkpoint, vkeys []string, from string) (uint64, error)
+	// checkFingerprint refuses a target an unfinished migration of
+	// another log left.
+	checkFingerprint(ctx context.Context, leaf0 int64) error
+	// setMarker marks a migration of a source of size entries under way.
+	setMarker(ctx context.Context, size uint64, leaf0 int64) error
+	// copyTree runs Tessera's migration from have to src.Size.
+	copyTree(ctx context.Context, cfg MigrateConfig, src checkpoint.Checkpoint, have uint64, log *slog.Logger) error
+	// finish verifies the copy, stores the source checkpoint, sets what
+	// a log started there needs, and clears the marker.
+	finish(ctx context.Context, cfg MigrateConfig, src checkpoint.Checkpoint, signed []byte, at time.Time) error
+	close()
+}
+
+// targetDB is the MySQL database of a migration target: Tidemark's tables
+// (the marker, the frontends, the idempotency index) and Tessera's.
+type targetDB struct {
 	db   *sql.DB
-	st   *mysql.Storage
 	name string
 	conn *sql.Conn // holds the migration lock
 }
 
-func openMySQLTarget(ctx context.Context, dsn string) (*mysqlTarget, error) {
+// openTargetDB opens the database and creates Tidemark's tables.
+func openTargetDB(ctx context.Context, dsn string) (targetDB, error) {
 	db, err := openMySQL(ctx, dsn)
 	if err != nil {
-		return nil, err
+		return targetDB{}, err
 	}
 	c, _ := mysqldriver.ParseDSN(dsn)
-	t := &mysqlTarget{db: db, name: c.DBName}
-	if err := applySchema(ctx, db, tesseraMySQLSchema); err != nil {
-		db.Close()
-		return nil, err
-	}
 	for _, q := range mysqlDialect.schema {
 		if _, err := db.ExecContext(ctx, q); err != nil {
 			db.Close()
-			return nil, fmt.Errorf("couldn't create Tidemark's tables: %w", err)
+			return targetDB{}, fmt.Errorf("couldn't create Tidemark's tables: %w", err)
 		}
 	}
-	if t.st, err = mysql.New(ctx, db); err != nil {
-		db.Close()
+	return targetDB{db: db, name: c.DBName}, nil
+}
+
+// mysqlTarget is a MySQL database being migrated into.
+type mysqlTarget struct {
+	targetDB
+	st *mysql.Storage
+}
+
+func openMySQLTarget(ctx context.Context, dsn string) (*mysqlTarget, error) {
+	tdb, err := openTargetDB(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	t := &mysqlTarget{targetDB: tdb}
+	if err := applySchema(ctx, t.db, tesseraMySQLSchema); err != nil {
+		t.db.Close()
+		return nil, err
+	}
+	if t.st, err = mysql.New(ctx, t.db); err != nil {
+		t.db.Close()
 		return nil, fmt.Errorf("couldn't open Tessera's MySQL storage: %w", err)
 	}
 	return t, nil
 }
 
-func (t *mysqlTarget) close() {
+func (t *targetDB) close() {
 	if t.conn != nil {
 		_, _ = t.conn.ExecContext(context.Background(), "SELECT RELEASE_LOCK(?)", t.lockName())
 		t.conn.Close()
@@ -321,11 +372,11 @@ func (t *mysqlTarget) close() {
 	t.db.Close()
 }
 
-func (t *mysqlTarget) lockName() string { return "tidemark_migrate." + t.name }
+func (t *targetDB) lockName() string { return "tidemark_migrate." + t.name }
 
 // lock takes a server lock for the duration, so that two migrations into
 // one database do not run at once.
-func (t *mysqlTarget) lock(ctx context.Context) error {
+func (t *targetDB) lock(ctx context.Context) error {
 	conn, err := t.db.Conn(ctx)
 	if err != nil {
 		return err
@@ -375,17 +426,40 @@ func (t *mysqlTarget) inspect(ctx context.Context, src checkpoint.Checkpoint, vk
 			return 0, fmt.Errorf("the database %s already holds a tree of %d entries that is not a prefix of the source log (%v): it holds another log; refusing to migrate into it", t.name, size, err)
 		}
 	}
-	// No log may run on it meanwhile.
+	// Nor may it hold a log on S3 (Tessera's AWS tables).
+	if n, err := t.tableSize(ctx, "SELECT seq FROM IntCoord WHERE id = 0"); err != nil {
+		return 0, fmt.Errorf("couldn't read the target's tables: %w", err)
+	} else if n > 0 {
+		return 0, fmt.Errorf("the database %s is the sequencer of a log of %d entries on S3: refusing to migrate into it; give an empty database", t.name, n)
+	}
+	return size, t.checkNoLogRunning(ctx)
+}
+
+// tableSize runs a query for one number, 0 when there is no row or no
+// table.
+func (t *targetDB) tableSize(ctx context.Context, q string) (uint64, error) {
+	var n uint64
+	err := t.db.QueryRowContext(ctx, q).Scan(&n)
+	var me *mysqldriver.MySQLError
+	if errors.Is(err, sql.ErrNoRows) || errors.As(err, &me) && me.Number == 1146 {
+		return 0, nil
+	}
+	return n, err
+}
+
+// checkNoLogRunning refuses a database a log has been seen running on
+// lately.
+func (t *targetDB) checkNoLogRunning(ctx context.Context) error {
 	var host string
 	var ago int64
-	err = t.db.QueryRowContext(ctx, "SELECT host, "+mysqlDialect.now+" - seen FROM tidemark_frontends ORDER BY seen DESC LIMIT 1").Scan(&host, &ago)
+	err := t.db.QueryRowContext(ctx, "SELECT host, "+mysqlDialect.now+" - seen FROM tidemark_frontends ORDER BY seen DESC LIMIT 1").Scan(&host, &ago)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("couldn't read the target's frontends: %w", err)
+		return fmt.Errorf("couldn't read the target's frontends: %w", err)
 	}
 	if err == nil && time.Duration(ago)*time.Millisecond < frontendLease {
-		return 0, fmt.Errorf("a log is running on the database %s (a frontend on %s was seen %s ago): stop every `tidemark log` on it before migrating", t.name, host, (time.Duration(ago) * time.Millisecond).Round(time.Second))
+		return fmt.Errorf("a log is running on the database %s (a frontend on %s was seen %s ago): stop every `tidemark log` on it before migrating", t.name, host, (time.Duration(ago) * time.Millisecond).Round(time.Second))
 	}
-	return size, nil
+	return nil
 }
 
 // checkPrefix checks that (size, root) is the source tree's at size, with
@@ -409,13 +483,60 @@ func checkPrefix(ctx context.Context, dir string, src checkpoint.Checkpoint, siz
 	return proof.VerifyConsistency(rfc6962.DefaultHasher, size, src.Size, p, root, src.Hash)
 }
 
-// setMarker records that a migration into the database is under way.
-func (t *mysqlTarget) setMarker(ctx context.Context, size uint64) error {
-	_, err := t.db.ExecContext(ctx, "REPLACE INTO tidemark_meta (name, value) VALUES (?, ?)", migratingMarker, int64(size))
+// setMarker records that a migration into the database is under way,
+// and of which log (leaf0, the source's fingerprint).
+func (t *targetDB) setMarker(ctx context.Context, size uint64, leaf0 int64) error {
+	_, err := t.db.ExecContext(ctx, "REPLACE INTO tidemark_meta (name, value) VALUES (?, ?), (?, ?)", migratingMarker, int64(size), migratingSourceMarker, leaf0)
 	if err != nil {
 		return fmt.Errorf("couldn't mark the migration in the target: %w", err)
 	}
 	return nil
+}
+
+// marker returns the migration marker's size (ok false when there is
+// none).
+func (t *targetDB) marker(ctx context.Context) (size uint64, ok bool, err error) {
+	err = t.db.QueryRowContext(ctx, "SELECT value FROM tidemark_meta WHERE name = ?", migratingMarker).Scan(&size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	return size, err == nil, err
+}
+
+// checkFingerprint refuses a database where an unfinished migration of
+// another log left its marker: the bundles it copied are not this log's.
+func (t *targetDB) checkFingerprint(ctx context.Context, leaf0 int64) error {
+	var v int64
+	err := t.db.QueryRowContext(ctx, "SELECT value FROM tidemark_meta WHERE name = ?", migratingSourceMarker).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("couldn't read the target's migration state: %w", err)
+	}
+	if v != leaf0 {
+		return fmt.Errorf("the database %s holds an unfinished migration of another log (its first entry is not the source's): refusing to migrate into it; give an empty database", t.name)
+	}
+	return nil
+}
+
+// sourceFingerprint is the first 8 bytes of the leaf hash of the source's
+// first entry, as a number: it tells an unfinished migration of this log
+// from another's.
+func sourceFingerprint(dir string, size uint64) (int64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, layout.EntriesPath(0, 0)))
+	if errors.Is(err, fs.ErrNotExist) && size < layout.EntryBundleWidth {
+		b, err = os.ReadFile(filepath.Join(dir, layout.EntriesPath(0, uint8(size))))
+	}
+	if err != nil {
+		return 0, fmt.Errorf("couldn't read the source's first entry bundle: %w", err)
+	}
+	first, ok := trimBundle(b, 1)
+	if !ok || len(first) < 2 {
+		return 0, errors.New("the source's first entry bundle is damaged")
+	}
+	h := rfc6962.DefaultHasher.HashLeaf(first[2:])
+	return int64(binary.BigEndian.Uint64(h[:8])), nil
 }
 
 // copyTree runs Tessera's migration from have to src.Size.
@@ -426,7 +547,14 @@ func (t *mysqlTarget) copyTree(ctx context.Context, cfg MigrateConfig, src check
 	if _, err := t.db.ExecContext(ctx, "DELETE FROM TiledLeaves WHERE tile_index >= ?", have/layout.EntryBundleWidth); err != nil {
 		return fmt.Errorf("couldn't clear the bundles of an earlier run: %w", err)
 	}
-	mt, err := tessera.NewMigrationTarget(ctx, t.st, tessera.NewMigrationOptions())
+	return runMigration(ctx, cfg, src, have, t.st, t.st.IntegratedSize, log)
+}
+
+// runMigration runs Tessera's migration into driver from have to
+// src.Size, reporting progress (integrated reads the target's tree size)
+// and failing when the tree stops growing.
+func runMigration(ctx context.Context, cfg MigrateConfig, src checkpoint.Checkpoint, have uint64, driver tessera.Driver, integrated func(context.Context) (uint64, error), log *slog.Logger) error {
+	mt, err := tessera.NewMigrationTarget(ctx, driver, tessera.NewMigrationOptions())
 	if err != nil {
 		return err
 	}
@@ -444,7 +572,7 @@ func (t *mysqlTarget) copyTree(ctx context.Context, cfg MigrateConfig, src check
 	copied.Store(have)
 	began := time.Now()
 	progress := func() MigrateProgress {
-		n, _ := t.st.IntegratedSize(ctx)
+		n, _ := integrated(ctx)
 		return MigrateProgress{Total: src.Size, Start: have, Copied: copied.Load(), Integrated: n, Elapsed: time.Since(began)}
 	}
 	done := make(chan struct{})
@@ -494,7 +622,7 @@ func (t *mysqlTarget) copyTree(ctx context.Context, cfg MigrateConfig, src check
 // finish checks the target's tree against the source checkpoint once
 // more, repairs what Tessera's migration leaves for a log to start on,
 // stores the source checkpoint, and clears the marker.
-func (t *mysqlTarget) finish(ctx context.Context, src checkpoint.Checkpoint, signed []byte, at time.Time) error {
+func (t *mysqlTarget) finish(ctx context.Context, _ MigrateConfig, src checkpoint.Checkpoint, signed []byte, at time.Time) error {
 	var size uint64
 	var root []byte
 	if err := t.db.QueryRowContext(ctx, "SELECT size, root FROM TreeState WHERE id = 0").Scan(&size, &root); err != nil {
@@ -541,7 +669,7 @@ func (t *mysqlTarget) finish(ctx context.Context, src checkpoint.Checkpoint, sig
 	// The idempotency index is built from the leaves when the log first
 	// starts: one marked built before (an empty log started here) is
 	// built again; Build keeps the rows it has.
-	if _, err := tx.ExecContext(ctx, "DELETE FROM tidemark_meta WHERE name IN ('built', ?)", migratingMarker); err != nil {
+	if _, err := tx.ExecContext(ctx, "DELETE FROM tidemark_meta WHERE name IN ('built', ?, ?)", migratingMarker, migratingSourceMarker); err != nil {
 		return fmt.Errorf("couldn't clear the migration marker: %w", err)
 	}
 	return tx.Commit()

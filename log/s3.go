@@ -125,8 +125,36 @@ func (c S3Config) awsSDKConfig(ctx context.Context) (*aws.Config, func(*s3.Optio
 		if c.Retention > 0 {
 			o.APIOptions = append(o.APIOptions, c.objectLockMiddleware(time.Now))
 		}
+		if c.Prefix != "" {
+			o.APIOptions = append(o.APIOptions, c.doublePrefixMiddleware())
+		}
 	}
 	return &sdk, opts, nil
+}
+
+// doublePrefixMiddleware works around a defect of Tessera v1.0.4's AWS
+// driver with a bucket prefix: when a conditional write (If-None-Match: *)
+// of a tile or bundle finds the object there already, the driver reads it
+// to check it holds the same bytes, but with the prefix joined to the key
+// twice ("<prefix>/<prefix>/tile/..."); the read fails, and so does the
+// write, though it is an identical rewrite, every time it is retried. An
+// integration retried after a tile was written, or a migration resumed
+// over bundles it copied before, then never gets past it. No key of the
+// log begins with the prefix twice (they are "checkpoint" and "tile/..."
+// under it), so a GetObject for one is sent for the key meant.
+func (c S3Config) doublePrefixMiddleware() func(*middleware.Stack) error {
+	p := path.Clean(c.Prefix) + "/"
+	mw := middleware.InitializeMiddlewareFunc("TidemarkDoublePrefix", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+		if get, ok := in.Parameters.(*s3.GetObjectInput); ok {
+			if k := aws.ToString(get.Key); strings.HasPrefix(k, p+p) {
+				get.Key = aws.String(k[len(p):])
+			}
+		}
+		return next.HandleInitialize(ctx, in)
+	})
+	return func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(mw, middleware.Before)
+	}
 }
 
 // tesseraConfig returns the configuration of Tessera's AWS driver for c:

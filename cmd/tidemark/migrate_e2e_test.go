@@ -109,3 +109,26 @@ func getReceipt(t *testing.T, logURL string, index uint64) string {
 		}
 	}
 }
+
+// The S3 flags of `tidemark migrate` are `tidemark log`'s, with its checks.
+func TestMigrateS3Flags(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"migrate", "--from", dir, "--s3-bucket", "b"}, "--s3-bucket needs --mysql DSN"},
+		{[]string{"migrate", "--from", dir, "--mysql", "root@tcp(127.0.0.1:3306)/x", "--s3-prefix", "p"}, "need --s3-bucket"},
+		{[]string{"migrate", "--from", dir, "--mysql", "root@tcp(127.0.0.1:3306)/x", "--s3-retention", "1h"}, "need --s3-bucket"},
+	} {
+		if out, code := run(t, dir, tc.args...); code != 2 || !strings.Contains(out, tc.want) {
+			t.Errorf("%v: exit %d, %s; want 2 and %q", tc.args, code, out, tc.want)
+		}
+	}
+	out, _ := run(t, dir, "migrate", "--help")
+	for _, f := range []string{"--s3-bucket", "--s3-endpoint", "--s3-prefix", "--s3-region", "--s3-retention"} {
+		if !strings.Contains(out, f) {
+			t.Errorf("migrate --help does not mention %s:\n%s", f, out)
+		}
+	}
+}
