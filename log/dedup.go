@@ -102,20 +102,27 @@ type claim struct {
 	err  error
 }
 
-// OpenPebbleDedup opens (or creates) the index in the Pebble directory
-// dir, beside a POSIX log. Every commit is synced: a claim must be durable
-// before its entry is appended, which Tessera's POSIX driver makes durable
-// too. Opening writes, so it fails on a full or read-only disk; indexFault
-// tells such a failure from a damaged index.
-func OpenPebbleDedup(dir string, logger *slog.Logger, size func() (uint64, error)) (*Dedup, bool, error) {
-	k, err := openPebbleKeys(dir)
+// sqlitePragmas open the SQLite index: WAL, every commit synced (a claim
+// must be durable before its entry is appended, which Tessera's POSIX
+// driver makes durable too), a 64 MiB page cache (the bound of its memory).
+const sqlitePragmas = "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=cache_size(-65536)"
+
+// OpenSQLiteDedup opens (or creates) the index in the SQLite file at path,
+// beside a POSIX log. Opening writes (the -wal and -shm files), so it fails
+// on a full or read-only disk; sqliteMayBeDisk tells such a failure from a
+// damaged file.
+func OpenSQLiteDedup(path string, logger *slog.Logger, size func() (uint64, error)) (*Dedup, bool, error) {
+	db, err := sql.Open("sqlite", "file:"+path+sqlitePragmas)
 	if err != nil {
-		return nil, false, fmt.Errorf("couldn't open the idempotency index %s: %w%s", dir, err, indexAdvice(err))
+		return nil, false, fmt.Errorf("couldn't open the idempotency index: %w", err)
 	}
-	d, fresh, err := newDedup(k, logger, size)
+	// One connection: SQLite has one writer, and the writer goroutine and
+	// the lookups of waiting requests take turns on it.
+	db.SetMaxOpenConns(1)
+	d, fresh, err := newDedup(&sqlKeys{db: db, d: sqliteDialect}, logger, size)
 	if err != nil {
-		k.close()
-		return nil, false, fmt.Errorf("couldn't open the idempotency index %s: %w%s", dir, err, indexAdvice(err))
+		db.Close()
+		return nil, false, fmt.Errorf("couldn't open the idempotency index %s: %w%s", path, err, sqliteAdvice(err))
 	}
 	d.ownsDB = true
 	return d, fresh, nil

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	_ "modernc.org/sqlite" // to write an index of the earlier layout
 	"net/http"
 	"os"
 	"path/filepath"
@@ -277,11 +276,12 @@ func TestOldIndexLayoutIsRebuiltFromTheLog(t *testing.T) {
 	a := tl.postEvent(`{"id":"old-1"}`)
 	b := tl.postEvent(`{"action":"x"}`, "Idempotency-Key", "old-2")
 	tl.close()
-	// What an earlier version left: its SQLite file, and no new index.
-	if err := os.RemoveAll(filepath.Join(tl.dir, stateDir, indexFile)); err != nil {
-		t.Fatal(err)
+	path := filepath.Join(tl.dir, stateDir, "idempotency.db")
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Remove(path + suffix); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
 	}
-	path := filepath.Join(tl.dir, stateDir, oldIndexFile)
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
@@ -297,9 +297,6 @@ func TestOldIndexLayoutIsRebuiltFromTheLog(t *testing.T) {
 	}
 	db.Close()
 	tl.start()
-	if _, err := os.Stat(path); !os.IsNotExist(err) {
-		t.Errorf("the old index file is still there: %v", err)
-	}
 	if got := tl.postEvent(`{"id":"old-1"}`); got.Index != a.Index || !got.Duplicate {
 		t.Errorf("retry by id after the migration: %+v, want index %d", got, a.Index)
 	}
@@ -316,7 +313,7 @@ func TestOldIndexLayoutIsRebuiltFromTheLog(t *testing.T) {
 // in flight together). An explicit retry of an event logged as the
 // variant is still a retry, not a 422.
 func TestExplicitRetryFindsItsEventUnderTheVariant(t *testing.T) {
-	d := openTestDedup(t, filepath.Join(t.TempDir(), indexFile))
+	d := openTestDedup(t, filepath.Join(t.TempDir(), "idempotency.db"))
 	defer d.Close()
 	a, b := eventHash([]byte(`{"a":1}`)), eventHash([]byte(`{"b":1}`))
 	rows := []dedupRow{
@@ -350,25 +347,18 @@ func TestIndexThatCannotBeOpenedFailsTheStart(t *testing.T) {
 		want  []string
 	}{
 		{"damaged", func(t *testing.T, path string) {
-			// Pebble's manifest, which names its tables, overwritten.
-			manifests, _ := filepath.Glob(filepath.Join(path, "MANIFEST-*"))
-			if len(manifests) == 0 {
-				t.Fatal("no MANIFEST in the index")
-			}
-			for _, m := range manifests {
-				if err := os.WriteFile(m, bytes.Repeat([]byte("not an index "), 400), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}, []string{"move it away and start again"}},
-		{"a file", func(t *testing.T, path string) {
-			if err := os.RemoveAll(path); err != nil {
+			if err := os.WriteFile(path, bytes.Repeat([]byte("not an index "), 400), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(path, []byte("not an index"), 0o644); err != nil {
+		}, []string{"not a database", "move the file away and start again"}},
+		{"a directory", func(t *testing.T, path string) {
+			if err := os.Remove(path); err != nil {
 				t.Fatal(err)
 			}
-		}, []string{"not a directory", "move it away and start again"}},
+			if err := os.Mkdir(path, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"unable to open", "read and write"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tl := newTestLog(t, nil)

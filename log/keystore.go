@@ -26,8 +26,8 @@ import (
 // that appended it. Claims of a frontend that died are resolved from the
 // leaves (recovery.go).
 
-// keyDB is a key store: MySQL (sqlKeys) or Pebble (pebbleKeys, beside a
-// POSIX log).
+// keyDB is a key store: a SQL database (sqlKeys), SQLite beside a POSIX
+// log or the log's MySQL database.
 type keyDB interface {
 	// migrate creates the store, and says whether it is new and must be
 	// built from the log (Dedup.Build) before it answers.
@@ -93,6 +93,30 @@ type dialect struct {
 	upsertFrontend string
 }
 
+var sqliteDialect = dialect{
+	name: "sqlite",
+	schema: []string{
+		`CREATE TABLE IF NOT EXISTS tidemark_keys (
+			h     BLOB NOT NULL,    -- keyHash(source, key)
+			v     BLOB NOT NULL,    -- zeros for the key itself, the event's eventHash for a variant (keyID)
+			ev    BLOB NOT NULL,    -- eventHash of the event logged under it
+			idx   INTEGER,          -- its log index; NULL while claimed
+			owner INTEGER,          -- the claiming frontend; NULL once complete
+			from_size INTEGER,      -- the tree size when claimed: its entry, if any, is at or above it
+			PRIMARY KEY (h, v)
+		) WITHOUT ROWID`,
+		`CREATE TABLE IF NOT EXISTS tidemark_frontends (
+			id   INTEGER PRIMARY KEY,
+			seen INTEGER NOT NULL, -- last heartbeat, ms
+			host TEXT NOT NULL
+		)`,
+		`CREATE TABLE IF NOT EXISTS tidemark_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)`,
+	},
+	insertIgnore:   "INSERT OR IGNORE INTO",
+	now:            "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+	upsertFrontend: "INSERT INTO tidemark_frontends (id, seen, host) VALUES (?, CAST(unixepoch('subsec') * 1000 AS INTEGER), ?) ON CONFLICT(id) DO UPDATE SET seen = excluded.seen",
+}
+
 var mysqlDialect = dialect{
 	name: "mysql",
 	schema: []string{
@@ -150,6 +174,14 @@ func (t sqlTx) Rollback() error { return t.tx.Rollback() }
 // from the whole log before it answers (a new table beside entries that
 // may carry keys: an index of an older layout, or a log migrated in).
 func (k *sqlKeys) migrate(ctx context.Context) (fresh bool, err error) {
+	if k.d.name == "sqlite" {
+		// The in-memory index of earlier versions kept its rows here.
+		for _, q := range []string{`DROP TABLE IF EXISTS idempotency_keys`, `DROP TABLE IF EXISTS meta`} {
+			if _, err := k.db.ExecContext(ctx, q); err != nil {
+				return false, err
+			}
+		}
+	}
 	for _, q := range k.d.schema {
 		if _, err := k.db.ExecContext(ctx, q); err != nil {
 			return false, err
@@ -288,10 +320,15 @@ func (t sqlTx) complete(ctx context.Context, owner int64, rows []completion) (lo
 			args = append(args, r.id[:16], r.id[16:], r.ev[:], int64(r.idx))
 		}
 		args = append(args, owner)
-		// A join with the rows as a derived table: one statement.
+		// MySQL: a join with the rows as a derived table, one statement.
+		// SQLite: an upsert, which finds each row by its key once.
 		q := `UPDATE tidemark_keys k JOIN (SELECT CAST(? AS BINARY(16)) AS h, CAST(? AS BINARY(16)) AS v, CAST(? AS BINARY(16)) AS ev, ? AS idx` +
 			strings.Repeat(" UNION ALL SELECT CAST(? AS BINARY(16)), CAST(? AS BINARY(16)), CAST(? AS BINARY(16)), ?", len(chunk)-1) +
 			`) c ON k.h = c.h AND k.v = c.v SET k.idx = c.idx, k.owner = NULL, k.from_size = NULL WHERE k.owner = ? AND k.idx IS NULL`
+		if t.k.d.name == "sqlite" {
+			q = `INSERT INTO tidemark_keys (h, v, ev, idx) VALUES (?, ?, ?, ?)` + strings.Repeat(", (?, ?, ?, ?)", len(chunk)-1) +
+				` ON CONFLICT(h, v) DO UPDATE SET idx = excluded.idx, owner = NULL, from_size = NULL WHERE tidemark_keys.owner = ? AND tidemark_keys.idx IS NULL`
+		}
 		res, err := t.tx.ExecContext(ctx, q, args...)
 		if err != nil {
 			return lost, err
@@ -428,11 +465,12 @@ func (k *sqlKeys) count(ctx context.Context) (int64, error) {
 }
 
 // retryable says whether a transaction failed for a reason that another
-// attempt may not meet: a MySQL deadlock or lock wait timeout.
+// attempt may not meet: a MySQL deadlock or lock wait timeout, or SQLite's
+// busy database.
 func retryable(err error) bool {
 	var me *mysqldriver.MySQLError
 	if errors.As(err, &me) {
 		return me.Number == 1213 || me.Number == 1205 // ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT
 	}
-	return false
+	return sqliteCode(err) == 5 || sqliteCode(err) == 6 // SQLITE_BUSY, SQLITE_LOCKED
 }

@@ -7,15 +7,13 @@ import (
 	"testing"
 )
 
-// BenchmarkPebbleClaimComplete is one request of 1,000 new keys: the
-// lookups, claims and completions the writer does for it, on the Pebble
-// store of a POSIX log (go test -bench ClaimComplete ./log).
-func BenchmarkPebbleClaimComplete(b *testing.B) {
-	k, err := openPebbleKeys(filepath.Join(b.TempDir(), "idx"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer k.close()
+// BenchmarkSQLiteClaimComplete is one request of 1,000 new keys: the
+// lookup, claims and completions the writer does for it, on the SQLite
+// store of a POSIX log (go test -run X -bench ClaimComplete ./log).
+func BenchmarkSQLiteClaimComplete(b *testing.B) {
+	d := openTestDedup(b, filepath.Join(b.TempDir(), indexFile))
+	defer d.Close()
+	k := d.store
 	ctx := context.Background()
 	idx := uint64(0)
 	for b.Loop() {
@@ -32,13 +30,13 @@ func BenchmarkPebbleClaimComplete(b *testing.B) {
 			if _, err := tx.lookup(ctx, hs); err != nil {
 				return err
 			}
-			_, err := tx.insertClaims(ctx, 1, 0, claims)
+			_, err := tx.insertClaims(ctx, d.owner, 0, claims)
 			return err
 		}); err != nil {
 			b.Fatal(err)
 		}
 		if err := inTx(ctx, k, func(tx keyTx) error {
-			_, err := tx.complete(ctx, 1, done)
+			_, err := tx.complete(ctx, d.owner, done)
 			return err
 		}); err != nil {
 			b.Fatal(err)

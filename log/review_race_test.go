@@ -85,7 +85,7 @@ func TestReusedIDsRacingThenCrashAnswerAsBefore(t *testing.T) {
 // key, and keep doing so over more restarts: a retry of B (or of A) is
 // then answered, not logged a second time.
 func TestReusedIDRetryAfterTwoRestartsIsNotLoggedAgain(t *testing.T) {
-	path := filepath.Join(t.TempDir(), indexFile)
+	path := filepath.Join(t.TempDir(), "idempotency.db")
 	const src, key = "svc", "i:s:K"
 	evA, evB := []byte(`{"id":"K","n":"a"}`), []byte(`{"id":"K","n":"b"}`)
 	var bundle []byte
@@ -133,10 +133,10 @@ func TestReusedIDRetryAfterTwoRestartsIsNotLoggedAgain(t *testing.T) {
 	}
 }
 
-// openTestDedup opens an idempotency index in the Pebble directory path.
-func openTestDedup(t *testing.T, path string) *Dedup {
+// openTestDedup opens an idempotency index in the SQLite file at path.
+func openTestDedup(t testing.TB, path string) *Dedup {
 	t.Helper()
-	d, _, err := OpenPebbleDedup(path, slog.Default(), func() (uint64, error) { return 0, nil })
+	d, _, err := OpenSQLiteDedup(path, slog.Default(), func() (uint64, error) { return 0, nil })
 	if err != nil {
 		t.Fatal(err)
 	}

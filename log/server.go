@@ -374,13 +374,8 @@ func (s *Server) checkStoredCheckpoint() error {
 	return nil
 }
 
-// indexFile is the idempotency index of a POSIX log, a Pebble directory in
-// stateDir. oldIndexFile is the SQLite file of earlier versions, which held
-// the index in memory: it is removed, and the index built from the log.
-const (
-	indexFile    = "idempotency"
-	oldIndexFile = "idempotency.db"
-)
+// indexFile is the idempotency index of a POSIX log, in stateDir.
+const indexFile = "idempotency.db"
 
 // indexRetryEvery is how often a log whose idempotency index could not be
 // opened tries again.
@@ -400,8 +395,7 @@ func (s *Server) openIndex(waitingSince time.Time) error {
 	if s.backend.db != nil {
 		d, fresh, err = OpenMySQLDedup(s.backend.db, s.log, s.integratedSize)
 	} else {
-		s.removeOldIndex()
-		d, fresh, err = OpenPebbleDedup(filepath.Join(s.cfg.Dir, stateDir, indexFile), s.log, s.integratedSize)
+		d, fresh, err = OpenSQLiteDedup(filepath.Join(s.cfg.Dir, stateDir, indexFile), s.log, s.integratedSize)
 	}
 	if err != nil {
 		return err
@@ -436,18 +430,6 @@ func (s *Server) openIndex(waitingSince time.Time) error {
 			append(attrs, "waited", time.Since(waitingSince).Round(time.Second))...)
 	}
 	return nil
-}
-
-// removeOldIndex removes the SQLite index of earlier versions.
-func (s *Server) removeOldIndex() {
-	old := filepath.Join(s.cfg.Dir, stateDir, oldIndexFile)
-	if _, err := os.Stat(old); err != nil {
-		return
-	}
-	s.log.Warn("removing the idempotency index of an earlier version; the new one is built from the log's leaves at this start", "path", old)
-	for _, suffix := range []string{"", "-wal", "-shm"} {
-		_ = os.Remove(old + suffix)
-	}
 }
 
 // leafSource reads the log for the idempotency index's recovery.

@@ -161,30 +161,23 @@ func checkDirWritable(dir string) error {
 	return nil
 }
 
-// indexFault says whether err, a failure of the idempotency index beside
-// a POSIX log, comes from the disk under dir: faultFull or faultReadOnly,
-// or "" for anything else. Only an error of the operating system's counts
-// (diskErrno), and then only if the disk probes full or read-only (or the
-// error says full: a quota): a damaged index, or a failure to read the
-// log's own files, is never the disk's, even on a full disk.
+// indexFault says whether err, a failure to open or rebuild the idempotency
+// index, comes from the disk under dir: faultFull or faultReadOnly, or ""
+// for anything else. Only a SQLite error of a kind a disk can cause counts
+// (sqliteMayBeDisk), and then only if the disk probes full or read-only (or
+// SQLite says full: a quota): a damaged index file, or a failure to read
+// the log's own files, is never the disk's, even on a full disk.
 func indexFault(dir string, err error) string {
-	errno, ok := diskErrno(err)
-	if !ok {
+	if !sqliteMayBeDisk(err) {
 		return ""
 	}
 	if kind := probeDisk(dir); kind != "" {
 		return kind
 	}
-	if errno == syscall.ENOSPC || errno == syscall.EDQUOT {
+	if sqliteCode(err) == sqliteFull {
 		return faultFull
 	}
 	return ""
-}
-
-// diskErrno returns the error number of the system call in err's chain.
-func diskErrno(err error) (syscall.Errno, bool) {
-	var errno syscall.Errno
-	return errno, errors.As(err, &errno)
 }
 
 // indexDiskFault says whether the key store failed because the log's disk
