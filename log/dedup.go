@@ -41,14 +41,24 @@ import (
 // shares it. Memory holds only the claims of requests in flight and the
 // rows on their way to the database, so it does not grow with the log.
 //
-// A request claims its keys before it appends: one transaction inserts a
-// claim row per new key (committed durably, SQLite in synchronous=FULL),
-// so two requests with one key, on one frontend or on two, cannot both
-// append; the loser waits for the winner's index. Once appended, the claim
-// is completed with the index. The leaf carries its key (the header key
-// inside it, the id inside the event), so a frontend that dies between
-// appending and completing leaves claims that recovery (recovery.go)
-// resolves from the leaves above the claim's tree size.
+// On MySQL, a request claims its keys before it appends: one transaction
+// inserts a claim row per new key, committed durably, so two requests with
+// one key, on one frontend or on two, cannot both append; the loser waits
+// for the winner's index. Once appended, the claim is completed with the
+// index. The leaf carries its key (the header key inside it, the id inside
+// the event), so a frontend that dies between appending and completing
+// leaves claims that recovery (recovery.go) resolves from the leaves above
+// the claim's tree size.
+//
+// A POSIX log is one process, so its claims need not leave memory
+// (volatile): requests with one key meet in the pending map, and a row is
+// written once, complete, after the append, without waiting for a sync.
+// What a crash can lose is covered by a watermark instead: below it every
+// keyed entry has its row, and a start scans the leaves above it (Build).
+// The watermark moves only past entries whose requests have all handed
+// their rows to the writer (epochs), and is committed behind those rows, so
+// a crash at any moment is covered. That halves the index's writes per key
+// against durable claims (a claim, then its completion).
 type Dedup struct {
 	store keyDB
 	// ownsDB: Close closes the database (SQLite; MySQL's is the log's).
@@ -74,6 +84,14 @@ type Dedup struct {
 	// completing: keys appended by this process whose completion is not
 	// committed yet; the index answers their retries from here meanwhile.
 	completing map[keyID]indexEntry
+
+	// volatile: claims are held in memory only, and a watermark stands for
+	// them (a POSIX log, one process; see the comment on Dedup).
+	volatile bool
+	epochs   epochs
+	// frozen: the watermark stays where it is (a test's crash, or rows
+	// that could not be written); the next start scans past it.
+	frozen atomic.Bool
 
 	// halted stands in for a process that died (tests): nothing more is
 	// written to the store.
@@ -102,10 +120,11 @@ type claim struct {
 	err  error
 }
 
-// sqlitePragmas open the SQLite index: WAL, every commit synced (a claim
-// must be durable before its entry is appended, which Tessera's POSIX
-// driver makes durable too), a 64 MiB page cache (the bound of its memory).
-const sqlitePragmas = "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=cache_size(-65536)"
+// sqlitePragmas open the SQLite index: WAL with synchronous=NORMAL (WAL
+// keeps commits in order, so a durable watermark implies durable rows
+// below it, and rows a power cut loses are scanned again from the log), a
+// 64 MiB page cache (the bound of its memory).
+const sqlitePragmas = "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=cache_size(-65536)"
 
 // OpenSQLiteDedup opens (or creates) the index in the SQLite file at path,
 // beside a POSIX log. Opening writes (the -wal and -shm files), so it fails
@@ -124,7 +143,7 @@ func OpenSQLiteDedup(path string, logger *slog.Logger, size func() (uint64, erro
 		db.Close()
 		return nil, false, fmt.Errorf("couldn't open the idempotency index %s: %w%s", path, err, sqliteAdvice(err))
 	}
-	d.ownsDB = true
+	d.ownsDB, d.volatile = true, true
 	return d, fresh, nil
 }
 
@@ -154,6 +173,7 @@ func newDedup(k keyDB, logger *slog.Logger, size func() (uint64, error)) (*Dedup
 	if err := k.heartbeat(context.Background(), dd.owner, host); err != nil {
 		return nil, false, err
 	}
+	dd.epochs.init()
 	go dd.writer()
 	return dd, fresh, nil
 }
@@ -224,10 +244,14 @@ type keyState struct {
 
 // A batch is one request's keyed events, from begin to finish.
 type batch struct {
-	d      *Dedup
-	ids    []keyID // per event, the row it is indexed under
-	states []keyState
-	claims map[keyID]*claim // owned claims
+	d     *Dedup
+	epoch uint64 // volatile: the epoch the request began in
+	// epochBegun: epoch must be ended (finish, or dropClaims when the
+	// transaction that decided the batch did not commit).
+	epochBegun bool
+	ids        []keyID // per event, the row it is indexed under
+	states     []keyState
+	claims     map[keyID]*claim // owned claims
 }
 
 // A keyConflict refuses a request: event pos carries an explicit key that
@@ -297,6 +321,11 @@ func (b *batch) firstReusedKey(evs []keyedEvent) string {
 // retry finds what was written. Claims whose entries were not written are
 // deleted, and fail the requests waiting on them.
 func (b *batch) finish(written map[int]uint64, err error) {
+	if b.epochBegun {
+		// Ends once the rows are handed to the writer: a watermark that
+		// waits for this epoch is queued behind them.
+		defer b.d.epochs.end(b.epoch)
+	}
 	var done []completion
 	var released []keyID
 	b.d.mu.Lock()
@@ -322,6 +351,9 @@ func (b *batch) finish(written map[int]uint64, err error) {
 		close(c.done)
 	}
 	b.d.mu.Unlock()
+	if b.d.volatile {
+		released = nil // no claim rows
+	}
 	if len(done) > 0 || len(released) > 0 {
 		b.d.ops <- storeOp{complete: done, release: released}
 	}
@@ -331,6 +363,12 @@ func (b *batch) finish(written map[int]uint64, err error) {
 // batch's claims stay open in the store, for recovery to resolve, and the
 // requests waiting on them here fail.
 func (b *batch) abandon() {
+	if b.d.volatile {
+		b.d.frozen.Store(true) // the watermark must not pass these entries
+	}
+	if b.epochBegun {
+		defer b.d.epochs.end(b.epoch)
+	}
 	b.d.mu.Lock()
 	defer b.d.mu.Unlock()
 	for h, c := range b.claims {
@@ -386,6 +424,10 @@ type storeOp struct {
 	claim    *claimOp
 	complete []completion
 	release  []keyID
+	// mark, when not zero, is a watermark to commit behind the rows
+	// handed over before it (volatile); done gets the outcome.
+	mark     uint64
+	markDone chan error
 }
 
 // A claimOp is a request's begin, done by the writer.
@@ -431,6 +473,8 @@ func (d *Dedup) writer() {
 			}
 		}
 		var claims []*claimOp
+		var marks []chan error
+		var mark uint64
 		done, released := retryDone, retryReleased
 		for _, op := range group {
 			if op.claim != nil {
@@ -438,18 +482,39 @@ func (d *Dedup) writer() {
 			}
 			done = append(done, op.complete...)
 			released = append(released, op.release...)
+			if op.markDone != nil {
+				marks = append(marks, op.markDone)
+				mark = max(mark, op.mark)
+			}
 		}
 		if d.halted.Load() {
 			for _, c := range claims {
 				c.err = fmt.Errorf("%w: the log is stopping", errIndexUnavailable)
 				close(c.done)
 			}
+			for _, m := range marks {
+				m <- errFrozen
+			}
 			continue
 		}
 		if d.lossy.Load() {
 			done, released = nil, nil
+			d.frozen.Store(true)
 		}
-		err := d.commit(claims, done, released)
+		if d.frozen.Load() {
+			mark = 0
+		}
+		err := d.commit(claims, done, released, mark)
+		for _, m := range marks {
+			switch {
+			case err != nil:
+				m <- err
+			case d.frozen.Load():
+				m <- errFrozen
+			default:
+				m <- nil
+			}
+		}
 		switch {
 		case err == nil:
 			if failing {
@@ -475,6 +540,10 @@ func (d *Dedup) writer() {
 				// resolves them from the leaves at the next start.
 				d.log.Error("too many idempotency rows waiting to be written; leaving them to recovery at the next start", "rows", len(retryDone)+len(retryReleased))
 				retryDone, retryReleased = nil, nil
+				d.frozen.Store(true) // the next start scans past the watermark
+				d.mu.Lock()
+				clear(d.completing)
+				d.mu.Unlock()
 			}
 			for _, c := range claims {
 				d.dropClaims(c)
@@ -490,22 +559,50 @@ func (d *Dedup) writer() {
 	}
 }
 
+var errFrozen = errors.New("idempotency index missed rows; the watermark stays until the next start scans past it")
+
+// SaveWatermark (volatile) moves the watermark to the tree size read by
+// size, once every request that may have appended below it has handed its
+// rows to the writer, and they are committed. It is called every second or
+// so, and at shutdown.
+func (d *Dedup) SaveWatermark(size func() (uint64, error)) error {
+	if !d.volatile {
+		return nil
+	}
+	// Read the size first: every entry below it was appended by a request
+	// that began in the current epoch or an earlier one.
+	s, err := size()
+	if err != nil {
+		return err
+	}
+	d.epochs.advance()
+	if d.frozen.Load() {
+		return errFrozen
+	}
+	if s == 0 {
+		return nil
+	}
+	done := make(chan error, 1)
+	d.ops <- storeOp{mark: s, markDone: done}
+	return <-done
+}
+
 // maxRetryRows bounds the rows the writer keeps to write again after a
 // failed transaction (a full disk, a database away).
 const maxRetryRows = 1 << 20
 
 // commit runs one transaction of the writer, retrying it when the database
 // asks (a deadlock between frontends).
-func (d *Dedup) commit(claims []*claimOp, done []completion, released []keyID) error {
+func (d *Dedup) commit(claims []*claimOp, done []completion, released []keyID, mark uint64) error {
 	var from uint64
-	if len(claims) > 0 {
+	if len(claims) > 0 && !d.volatile {
 		var err error
 		if from, err = d.size(); err != nil {
 			return fmt.Errorf("couldn't read the tree size: %w", err)
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		err := d.commitOnce(claims, done, released, from)
+		err := d.commitOnce(claims, done, released, from, mark)
 		if err == nil || !retryable(err) || attempt >= 5 {
 			return err
 		}
@@ -513,14 +610,22 @@ func (d *Dedup) commit(claims []*claimOp, done []completion, released []keyID) e
 	}
 }
 
-func (d *Dedup) commitOnce(claims []*claimOp, done []completion, released []keyID, from uint64) error {
+func (d *Dedup) commitOnce(claims []*claimOp, done []completion, released []keyID, from, mark uint64) error {
 	ctx := context.Background()
 	tx, err := d.store.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if len(done) > 0 {
+	if len(done) > 0 && d.volatile {
+		rows := make([]dedupRow, len(done))
+		for i, c := range done {
+			rows[i] = dedupRow{id: c.id, idx: c.idx, ev: c.ev}
+		}
+		if err := tx.insertComplete(ctx, rows); err != nil {
+			return err
+		}
+	} else if len(done) > 0 {
 		lost, err := tx.complete(ctx, d.owner, done)
 		if err != nil {
 			return err
@@ -532,6 +637,11 @@ func (d *Dedup) commitOnce(claims []*claimOp, done []completion, released []keyI
 	}
 	if len(released) > 0 {
 		if err := tx.release(ctx, d.owner, released); err != nil {
+			return err
+		}
+	}
+	if mark > 0 {
+		if err := tx.setWatermark(ctx, mark); err != nil {
 			return err
 		}
 	}
@@ -551,6 +661,10 @@ func (d *Dedup) commitOnce(claims []*claimOp, done []completion, released []keyI
 func (d *Dedup) dropClaims(c *claimOp) {
 	if c.batch == nil {
 		return
+	}
+	if c.batch.epochBegun {
+		c.batch.epochBegun = false
+		d.epochs.end(c.batch.epoch)
 	}
 	d.mu.Lock()
 	for h, cl := range c.batch.claims {
@@ -702,10 +816,15 @@ func (d *Dedup) decide(ctx context.Context, tx keyTx, op *claimOp, from uint64) 
 	for h, c := range b.claims {
 		d.pending[h] = c
 	}
+	if d.volatile {
+		// The epoch begins before the claims can be appended under, and
+		// ends in finish once their rows are handed to the writer.
+		b.epoch, b.epochBegun = d.epochs.begin(), true
+	}
 	d.mu.Unlock()
 	op.batch, op.remote = b, remote
-	if len(claims) == 0 {
-		return nil
+	if len(claims) == 0 || d.volatile {
+		return nil // volatile: the claims are the pending map's alone
 	}
 	inserted, err := tx.insertClaims(ctx, d.owner, from, claims)
 	if err != nil {

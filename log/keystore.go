@@ -33,6 +33,7 @@ type keyDB interface {
 	// built from the log (Dedup.Build) before it answers.
 	migrate(ctx context.Context) (fresh bool, err error)
 	markBuilt(ctx context.Context) error
+	watermark(ctx context.Context) (uint64, error)
 	begin(ctx context.Context) (keyTx, error)
 	heartbeat(ctx context.Context, id int64, host string) error
 	deadOwners(ctx context.Context, self int64, lease time.Duration) ([]int64, error)
@@ -53,6 +54,9 @@ type keyTx interface {
 	resolve(ctx context.Context, rows []completion) error
 	forget(ctx context.Context, owners []int64) error
 	insertComplete(ctx context.Context, rows []dedupRow) error
+	// setWatermark records that every keyed entry below mark has its row
+	// (a POSIX log's volatile claims).
+	setWatermark(ctx context.Context, mark uint64) error
 	Commit() error
 	Rollback() error
 }
@@ -196,7 +200,7 @@ func (k *sqlKeys) migrate(ctx context.Context) (fresh bool, err error) {
 		return false, err
 	case v != keySchemaVersion:
 		// Another layout: built again from the log, its record.
-		for _, q := range []string{`DROP TABLE IF EXISTS tidemark_keys`, `DELETE FROM tidemark_meta WHERE name = 'built'`} {
+		for _, q := range []string{`DROP TABLE IF EXISTS tidemark_keys`, `DELETE FROM tidemark_meta WHERE name IN ('built', 'indexed_to')`} {
 			if _, err := k.db.ExecContext(ctx, q); err != nil {
 				return false, err
 			}
@@ -228,6 +232,22 @@ func (k *sqlKeys) begin(ctx context.Context) (keyTx, error) {
 }
 
 func (k *sqlKeys) close() error { return k.db.Close() }
+
+func (t sqlTx) setWatermark(ctx context.Context, mark uint64) error {
+	_, err := t.tx.ExecContext(ctx, `REPLACE INTO tidemark_meta (name, value) VALUES ('indexed_to', ?)`, int64(mark))
+	return err
+}
+
+// watermark returns the tree size below which every keyed entry has its
+// row (0 when none was saved).
+func (k *sqlKeys) watermark(ctx context.Context) (uint64, error) {
+	var v int64
+	err := k.db.QueryRowContext(ctx, `SELECT value FROM tidemark_meta WHERE name = 'indexed_to'`).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return uint64(v), err
+}
 
 // perStmt is how many rows one statement carries: the per-statement cost of
 // database/sql and the driver, not the row, dominates one row at a time.

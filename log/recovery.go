@@ -109,14 +109,20 @@ func (ls leafSource) settled(ctx context.Context) (uint64, error) {
 // them (the first entry under a key wins; a later one with another event
 // is its variant) and keeps rows that exist, so frontends that build at
 // once agree. It runs before the log takes a write.
-func (d *Dedup) Build(ctx context.Context, ls leafSource) (scanned uint64, err error) {
+//
+// A POSIX log's index (volatile claims) is built the same way at every
+// start from its watermark: the rows of entries above it may be missing.
+func (d *Dedup) Build(ctx context.Context, ls leafSource, start uint64) (scanned uint64, err error) {
 	size, err := ls.settled(ctx)
 	if err != nil {
 		return 0, err
 	}
+	if start > size {
+		return 0, fmt.Errorf("the idempotency index covers %d entries but the log has only %d: is this the index of another log?", start, size)
+	}
 	// Rows are decided a chunk of leaves at a time: memory holds one chunk.
 	const chunk = 64 * layout.EntryBundleWidth
-	for from := uint64(0); from < size; from += chunk {
+	for from := start; from < size; from += chunk {
 		var leaves []dedupRow
 		var keys [][16]byte
 		n, err := ls.scanLeaves(ctx, from, min(from+chunk, size), func(idx uint64, source, key string, ev [16]byte) error {
@@ -146,6 +152,11 @@ func (d *Dedup) Build(ctx context.Context, ls leafSource) (scanned uint64, err e
 		}
 		if err := inTx(ctx, d.store, func(tx keyTx) error { return tx.insertComplete(ctx, rows) }); err != nil {
 			return scanned, fmt.Errorf("couldn't write the idempotency index: %w", err)
+		}
+	}
+	if d.volatile && size > 0 {
+		if err := inTx(ctx, d.store, func(tx keyTx) error { return tx.setWatermark(ctx, size) }); err != nil {
+			return scanned, err
 		}
 	}
 	return scanned, d.store.markBuilt(ctx)

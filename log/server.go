@@ -407,8 +407,18 @@ func (s *Server) openIndex(waitingSince time.Time) error {
 	start := time.Now()
 	ls := s.leafSource()
 	var scanned uint64
-	if fresh {
-		if scanned, err = d.Build(s.ctx, ls); err != nil {
+	if fresh || d.volatile {
+		// A new index is built from the whole log; a POSIX log's from its
+		// watermark, above which rows may be missing.
+		var from uint64
+		if !fresh {
+			if from, err = d.store.watermark(s.ctx); err != nil {
+				d.halt()
+				_ = d.Close()
+				return fmt.Errorf("couldn't read the idempotency watermark: %w", err)
+			}
+		}
+		if scanned, err = d.Build(s.ctx, ls, from); err != nil {
 			d.halt()
 			_ = d.Close()
 			return fmt.Errorf("couldn't build the idempotency index from the log: %w", err)
@@ -488,9 +498,14 @@ func (s *Server) acceptingWrites() error {
 // server stops.
 func (s *Server) maintainIndex() {
 	defer close(s.done)
-	if s.awaitIndex() {
-		s.dedup.watch(s.ctx, s.leafSource())
+	if !s.awaitIndex() {
+		return
 	}
+	if s.dedup.volatile {
+		s.watermarkLoop()
+		return
+	}
+	s.dedup.watch(s.ctx, s.leafSource())
 }
 
 // awaitIndex tries to open the idempotency index every indexRetryEvery
@@ -537,6 +552,28 @@ func (c *Config) checkBounds() error {
 // stateDir is where the server keeps its own state inside the data
 // directory, beside Tessera's .state; neither is ever served.
 const stateDir = ".tidemark"
+
+// watermarkLoop saves a POSIX log's idempotency watermark every second.
+func (s *Server) watermarkLoop() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	failing := false // logged once when saving starts failing, and once when it works again
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			err := s.dedup.SaveWatermark(s.integratedSize)
+			switch {
+			case err != nil && !failing:
+				s.log.Warn("idempotency watermark not saved; retrying every second (retries are still answered; the next start scans the log above the last watermark saved)", "err", err)
+			case err == nil && failing:
+				s.log.Info("idempotency watermark saved again")
+			}
+			failing = err != nil
+		}
+	}
+}
 
 func (s *Server) integratedSize() (uint64, error) {
 	n, err := s.reader.IntegratedSize(s.ctx)
@@ -669,6 +706,15 @@ func (s *Server) Close(ctx context.Context) error {
 	s.cancel()
 	<-s.done
 	if s.indexReady.Load() {
+		if err := s.dedup.SaveWatermark(func() (uint64, error) {
+			n, err := s.reader.IntegratedSize(context.Background())
+			if errors.Is(err, os.ErrNotExist) {
+				return 0, nil
+			}
+			return n, err
+		}); err != nil {
+			errs = append(errs, err)
+		}
 		if err := s.dedup.Close(); err != nil {
 			errs = append(errs, err)
 		}
