@@ -93,6 +93,20 @@ type Dedup struct {
 	// that could not be written); the next start scans past it.
 	frozen atomic.Bool
 
+	// lostRows (volatile): rows of appended entries were dropped after the
+	// store kept failing (maxRetryRows); their keys have no row until the
+	// next start scans past the watermark, so keyed writes are refused
+	// until then.
+	lostRows atomic.Bool
+	// unflushed: the writer stopped with completions it could not write;
+	// Close then leaves this frontend's claims to recovery.
+	unflushed atomic.Bool
+	// lastBeat (MySQL) is when this frontend's heartbeat last reached the
+	// database (unix nanoseconds): a frontend whose heartbeats stall takes
+	// no keyed write, so that the others cannot take it for dead while it
+	// appends (fencing by lease).
+	lastBeat atomic.Int64
+
 	// halted stands in for a process that died (tests): nothing more is
 	// written to the store.
 	halted atomic.Bool
@@ -173,6 +187,7 @@ func newDedup(k keyDB, logger *slog.Logger, size func() (uint64, error)) (*Dedup
 	if err := k.heartbeat(context.Background(), dd.owner, host); err != nil {
 		return nil, false, err
 	}
+	dd.lastBeat.Store(time.Now().UnixNano())
 	dd.epochs.init()
 	go dd.writer()
 	return dd, fresh, nil
@@ -186,7 +201,7 @@ func (d *Dedup) Close() error {
 		<-d.writerDone
 		// A clean stop leaves no claims, so no frontend waits for this one
 		// to be declared dead.
-		if !d.halted.Load() {
+		if !d.halted.Load() && !d.unflushed.Load() {
 			_ = inTx(context.Background(), d.store, func(tx keyTx) error { return tx.forget(context.Background(), []int64{d.owner}) })
 		}
 	})
@@ -275,6 +290,12 @@ var errIndexUnavailable = errors.New("the idempotency index is unavailable")
 // was used for a different event. Otherwise finish must be called once the
 // request is done, whatever happened.
 func (d *Dedup) begin(ctx context.Context, source string, evs []keyedEvent) (*batch, error) {
+	if d.lostRows.Load() {
+		return nil, fmt.Errorf("%w: it could not write the rows of appended entries for too long; restart the log, which finds them in its leaves", errIndexUnavailable)
+	}
+	if !d.volatile && time.Since(time.Unix(0, d.lastBeat.Load())) > max(d.lease/2, 3*heartbeatEvery) {
+		return nil, fmt.Errorf("%w: this frontend's heartbeat has not reached the database for %s, and the others take it for dead after %s", errIndexUnavailable, time.Since(time.Unix(0, d.lastBeat.Load())).Round(time.Second), d.lease)
+	}
 	op := &claimOp{source: source, evs: evs, done: make(chan struct{})}
 	select {
 	case d.ops <- storeOp{claim: op}:
@@ -353,6 +374,11 @@ func (b *batch) finish(written map[int]uint64, err error) {
 	b.d.mu.Unlock()
 	if b.d.volatile {
 		released = nil // no claim rows
+		if ml := (*maybeLoggedError)(nil); errors.As(err, &ml) {
+			// Entries that failed may be in the tree all the same: the
+			// watermark stays below them, and the next start scans them.
+			b.d.frozen.Store(true)
+		}
 	}
 	if len(done) > 0 || len(released) > 0 {
 		b.d.ops <- storeOp{complete: done, release: released}
@@ -449,6 +475,7 @@ func (d *Dedup) writer() {
 	defer close(d.writerDone)
 	var retryDone []completion
 	var retryReleased []keyID
+	defer func() { d.unflushed.Store(len(retryDone) > 0) }()
 	failing := false
 	for op := range d.ops {
 		group := []storeOp{op}
@@ -541,11 +568,22 @@ func (d *Dedup) writer() {
 				d.log.Error("too many idempotency rows waiting to be written; leaving them to recovery at the next start", "rows", len(retryDone)+len(retryReleased))
 				retryDone, retryReleased = nil, nil
 				d.frozen.Store(true) // the next start scans past the watermark
+				if d.volatile {
+					d.lostRows.Store(true)
+				}
 				d.mu.Lock()
 				clear(d.completing)
 				d.mu.Unlock()
 			}
 			for _, c := range claims {
+				if !d.volatile && c.batch != nil {
+					// The commit may have happened all the same (a
+					// connection lost during COMMIT): delete the claims
+					// with the next transaction, which is safe if not.
+					for id := range c.batch.claims {
+						retryReleased = append(retryReleased, id)
+					}
+				}
 				d.dropClaims(c)
 				c.err = fmt.Errorf("%w: %w", errIndexUnavailable, err)
 			}
@@ -861,6 +899,15 @@ func (d *Dedup) decide(ctx context.Context, tx keyTx, op *claimOp, from uint64) 
 		delete(b.claims, h)
 		b.states[i].owned = false
 		if r.ev != evs[i].ev {
+			// The claims this request did insert are deleted in the same
+			// transaction: no other request should wait on them.
+			var mine []keyID
+			for id := range b.claims {
+				mine = append(mine, id)
+			}
+			if err := tx.release(ctx, d.owner, mine); err != nil {
+				return err
+			}
 			d.dropClaims(op)
 			op.err = fmt.Errorf("%w: another frontend claimed the key for a different event at the same moment: retry", errIndexUnavailable)
 			return nil

@@ -269,3 +269,31 @@ func TestMySQLHungWitnessesDoNotStopWrites(t *testing.T) {
 	}
 	witnessed(1) // publishing resumes by itself
 }
+
+// A frontend whose heartbeats stop reaching the database takes no keyed
+// write: the others would take it for dead after the lease and recover its
+// claims while it could still append under them (fencing by lease).
+func TestMySQLFrontendWithoutHeartbeatTakesNoKeyedWrite(t *testing.T) {
+	fe := newMySQLFrontends(t, 1, nil)
+	tl := fe[0]
+	tl.s.dedup.lastBeat.Store(time.Now().Add(-time.Minute).UnixNano())
+	r := tl.post("/v1/events", "application/json", []byte(`{"id":"fenced"}`))
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+		t.Fatalf("keyed write with a stale heartbeat: %d %s, want 503 with Retry-After", r.status, r.body)
+	}
+	if n := tl.size(); n != 0 {
+		t.Fatalf("tree size %d after the refused write", n)
+	}
+	// The next heartbeat lets writes in again.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r = tl.post("/v1/events", "application/json", []byte(`{"id":"fenced"}`))
+		if r.status == http.StatusOK || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r.status != http.StatusOK {
+		t.Fatalf("keyed write after the heartbeat came back: %d %s", r.status, r.body)
+	}
+}

@@ -233,6 +233,9 @@ func (d *Dedup) watch(ctx context.Context, ls leafSource) {
 				continue
 			}
 			err := d.store.heartbeat(ctx, d.owner, d.host)
+			if err == nil {
+				d.lastBeat.Store(time.Now().UnixNano())
+			}
 			if err != nil && !failing && ctx.Err() == nil {
 				d.log.Warn("couldn't record this frontend's heartbeat in the idempotency index; other frontends take it for dead after the lease", "lease", d.lease, "err", err)
 			}

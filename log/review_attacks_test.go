@@ -219,6 +219,14 @@ func TestStorageErrorAfterTheEntryIsInTheTreeIsNotNothingLogged(t *testing.T) {
 	if msg := errorMessage(t, "application/json", r); strings.Contains(msg, "nothing of this request was logged") {
 		t.Errorf("answered %d %q, but the event is in the log at index 0", r.status, msg)
 	}
+	// The answer said to retry with the same key. After a restart the
+	// retry finds the entry (the watermark stayed below it), not a second
+	// one.
+	tl.close()
+	tl.start()
+	if got := tl.postEvent(`{"action":"secret.delete"}`, "Idempotency-Key", "k1"); !got.Duplicate || got.Index != 0 {
+		t.Errorf("retry after a restart: %+v, want a duplicate of index 0", got)
+	}
 }
 
 // A log whose disk filled up keeps serving reads and answers writes 503
