@@ -418,13 +418,8 @@ func (t *mysqlTarget) inspect(ctx context.Context, src checkpoint.Checkpoint, vk
 	if err != nil {
 		return 0, fmt.Errorf("couldn't read the target's tree state: %w", err)
 	}
-	if size > src.Size {
-		return 0, fmt.Errorf("the database %s already holds a tree of %d entries, more than the source's %d: it is not an interrupted migration of this log (has a log taken entries there since?); refusing to migrate into it", t.name, size, src.Size)
-	}
-	if size > 0 {
-		if err := checkPrefix(ctx, from, src, size, root); err != nil {
-			return 0, fmt.Errorf("the database %s already holds a tree of %d entries that is not a prefix of the source log (%v): it holds another log; refusing to migrate into it", t.name, size, err)
-		}
+	if err := checkTargetTree(ctx, from, src, t.name, size, root); err != nil {
+		return 0, err
 	}
 	// Nor may it hold a log on S3 (Tessera's AWS tables).
 	if n, err := t.tableSize(ctx, "SELECT seq FROM IntCoord WHERE id = 0"); err != nil {
@@ -702,4 +697,19 @@ func checkNoMigrationPending(ctx context.Context, db *sql.DB) error {
 		return fmt.Errorf("couldn't read the database's migration state: %w", err)
 	}
 	return fmt.Errorf("a migration of a log of %d entries into this database has not finished: its tree is not yet that log's. Run `tidemark migrate` again (it resumes), and start the log once it succeeds", size)
+}
+
+// checkTargetTree refuses a target database (name) whose tree of size
+// entries and root is not a prefix of the source's: an interrupted
+// migration of this log may resume, nothing else.
+func checkTargetTree(ctx context.Context, from string, src checkpoint.Checkpoint, name string, size uint64, root []byte) error {
+	if size > src.Size {
+		return fmt.Errorf("the database %s already holds a tree of %d entries, more than the source's %d: it is not an interrupted migration of this log (has a log taken entries there since?); refusing to migrate into it", name, size, src.Size)
+	}
+	if size > 0 {
+		if err := checkPrefix(ctx, from, src, size, root); err != nil {
+			return fmt.Errorf("the database %s already holds a tree of %d entries that is not a prefix of the source log (%v): it holds another log; refusing to migrate into it", name, size, err)
+		}
+	}
+	return nil
 }

@@ -163,13 +163,8 @@ func (t *s3Target) inspect(ctx context.Context, src checkpoint.Checkpoint, vkeys
 	if err != nil {
 		return 0, fmt.Errorf("couldn't read the target's tree state: %w", err)
 	}
-	if size > src.Size {
-		return 0, fmt.Errorf("the database %s already holds a tree of %d entries, more than the source's %d: it is not an interrupted migration of this log (has a log taken entries there since?); refusing to migrate into it", t.name, size, src.Size)
-	}
-	if size > 0 {
-		if err := checkPrefix(ctx, from, src, size, root); err != nil {
-			return 0, fmt.Errorf("the database %s already holds a tree of %d entries that is not a prefix of the source log (%v): it holds another log; refusing to migrate into it", t.name, size, err)
-		}
+	if err := checkTargetTree(ctx, from, src, t.name, size, root); err != nil {
+		return 0, err
 	}
 	if next, err := t.tableSize(ctx, "SELECT next FROM SeqCoord WHERE id = 0"); err != nil {
 		return 0, fmt.Errorf("couldn't read the target's sequencer: %w", err)
