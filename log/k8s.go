@@ -22,7 +22,7 @@ import (
 //   - a redelivered event is not logged twice: each event's leaf carries
 //     the idempotency key "k8s:<auditID>/<stage>" (an event has one
 //     auditID and goes through up to four stages, each its own event), so
-//     the index answers a retry also after a restart or a crash (Rebuild
+//     the index answers a retry also after a restart or a crash (Build
 //     reads the key back from the leaf);
 //   - an event too large for a leaf does not fail the batch: it is logged
 //     as a truncated stand-in (truncatedEvent) that keeps its auditID,

@@ -484,7 +484,7 @@ func (s *Server) indexWaitKind() string {
 
 // acceptingWrites refuses a write until the idempotency index is open and
 // rebuilt: a retry of an entry above the index's watermark is recognised
-// only once Rebuild has read that entry back, so a write taken earlier
+// only once Build (or, on MySQL, Recover) has read that entry back, so a write taken earlier
 // could log an event twice.
 func (s *Server) acceptingWrites() error {
 	if s.indexReady.Load() {
