@@ -42,7 +42,7 @@ func init() {
 		{"verify", "--policy FILE RECEIPT", "check a receipt offline: log signature, witness quorum, inclusion", runVerify},
 		{"demo", "[--data DIR] [--exit]", "run a log and three witnesses here, post events, verify a receipt", runDemo},
 		{"audit", "--policy FILE [--follow] [--full] [flags]", "verify a log independently; alert on misbehaviour", runAudit},
-		{"migrate", "--from DIR --mysql DSN [--key FILE]", "copy a log from its data directory into MySQL, verified", runMigrate},
+		{"migrate", "--from DIR --mysql DSN [flags]", "copy a log from its data directory into MySQL or S3, verified", runMigrate},
 	}
 }
 
