@@ -3,8 +3,6 @@ package log
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,13 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/tidemark/tidemark/checkpoint"
-	"github.com/tidemark/tidemark/client"
 	"github.com/tidemark/tidemark/internal/testmysql"
 	"github.com/tidemark/tidemark/internal/tests3"
-	"github.com/transparency-dev/merkle/proof"
-	"github.com/transparency-dev/merkle/rfc6962"
-	tclient "github.com/transparency-dev/tessera/client"
 )
 
 // fsckURL checks the log served at logURL with Tessera's fsck from
@@ -48,17 +41,8 @@ func fsckURL(t *testing.T, logURL, pubFile string) {
 // of old events are answered with their old indexes, new entries follow
 // the old ones, the copied tiles are locked, and fsck passes.
 func TestMigratePOSIXToS3(t *testing.T) {
-	old := newTestLog(t, nil)
-	const n = 3001 // not a whole number of bundles
-	ids := old.fillKeyed("old", n-1)
-	keyed := old.postEvent(`{"action":"deploy"}`, "Idempotency-Key", "deploy-1")
-	waitForCheckpoint(t, old, n)
-	oldCP := old.signedCheckpoint()
-	oldReceipt := old.receipt(ids["old-1234"])
-	if _, err := client.Verify(old.policy(), &oldReceipt); err != nil {
-		t.Fatalf("the old receipt does not verify on the old log: %v", err)
-	}
-	old.close()
+	src := newMigrationSource(t, 3001) // not a whole number of bundles
+	old, n, oldCP := src.log, src.n, src.cp
 
 	srv, s3cfg := s3ForTest(t, tests3.Options{ObjectLock: true}, time.Hour)
 	dsn := testmysql.New(t)
@@ -114,66 +98,7 @@ func TestMigratePOSIXToS3(t *testing.T) {
 			nl.close()
 		}
 	})
-	if s := nl.size(); s != n {
-		t.Fatalf("new log size %d, want %d", s, n)
-	}
-	c := nl.signedCheckpoint()
-	if c.Size != n || !bytes.Equal(c.Hash, oldCP.Hash) || c.Origin != oldCP.Origin {
-		t.Fatalf("new log's checkpoint %d %x %q, the old one %d %x %q", c.Size, c.Hash, c.Origin, n, oldCP.Hash, oldCP.Origin)
-	}
-	for _, id := range []string{"old-0", "old-255", "old-256", "old-1234", fmt.Sprintf("old-%d", n-2)} {
-		var i int
-		fmt.Sscanf(id, "old-%d", &i)
-		r := nl.postEvent(fmt.Sprintf("{\"id\":%q,\"action\":\"migrate.test\",\"n\":%d}", id, i))
-		if r.Index != ids[id] || !r.Duplicate {
-			t.Errorf("retry of %s: %+v, want index %d, duplicate", id, r, ids[id])
-		}
-	}
-	if r := nl.postEvent(`{"action":"deploy"}`, "Idempotency-Key", "deploy-1"); r.Index != keyed.Index || !r.Duplicate {
-		t.Errorf("retry of the explicitly keyed event: %+v, want index %d, duplicate", r, keyed.Index)
-	}
-	if s := nl.size(); s != n {
-		t.Fatalf("retries appended: size %d, want %d", s, n)
-	}
-	newIDs := nl.fillKeyed("new", 300)
-	if newIDs["new-0"] != n {
-		t.Errorf("first new entry at %d, want %d", newIDs["new-0"], n)
-	}
-	waitForCheckpoint(t, nl, n+300)
-
-	// The old receipt verifies and its checkpoint is consistent with the
-	// new log's.
-	if _, err := client.Verify(nl.policy(), &oldReceipt); err != nil {
-		t.Errorf("the old receipt does not verify with the new log's policy: %v", err)
-	}
-	pr, err := checkpoint.ParseProof([]byte(oldReceipt.Proof))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcp, _, err := checkpoint.Open(pr.Checkpoint, mustVerifier(t, nl.cfg.Keys.VKeys[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	newCP := nl.signedCheckpoint()
-	u, _ := url.Parse(nl.hs.URL + "/")
-	f, err := tclient.NewHTTPFetcher(u, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pb, err := tclient.NewProofBuilder(ctx, newCP.Size, f.ReadTile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := pb.ConsistencyProof(ctx, rcp.Size, newCP.Size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, rcp.Size, newCP.Size, cons, rcp.Hash, newCP.Hash); err != nil {
-		t.Errorf("the old receipt's checkpoint (size %d) is not consistent with the new log's (size %d): %v", rcp.Size, newCP.Size, err)
-	}
-	if nr := nl.receipt(oldReceipt.Index); !bytes.Equal(nr.Leaf, oldReceipt.Leaf) {
-		t.Errorf("the new log's entry %d is not the old one's", oldReceipt.Index)
-	}
+	src.checkMigrated(t, nl)
 	fsckURL(t, nl.hs.URL, filepath.Join(old.dir, "log.pub"))
 
 	// The log has moved on: migrating again is refused.

@@ -76,21 +76,8 @@ func (tl *testLog) signedCheckpoint() checkpoint.Checkpoint {
 // verify and are consistent with the new log's checkpoints, retries of old
 // events are answered with their old indexes, new entries follow.
 func TestMigratePOSIXToMySQL(t *testing.T) {
-	old := newTestLog(t, nil)
-	const n = 3001 // not a whole number of bundles
-	ids := old.fillKeyed("old", n-1)
-	keyed := old.postEvent(`{"action":"deploy"}`, "Idempotency-Key", "deploy-1")
-	waitForCheckpoint(t, old, n)
-	oldCP := old.signedCheckpoint()
-	if oldCP.Size != n {
-		t.Fatalf("old log size %d, want %d", oldCP.Size, n)
-	}
-	oldReceipt := old.receipt(ids["old-1234"])
-	policy := old.policy()
-	if _, err := client.Verify(policy, &oldReceipt); err != nil {
-		t.Fatalf("the old receipt does not verify on the old log: %v", err)
-	}
-	old.close()
+	src := newMigrationSource(t, 3001) // not a whole number of bundles
+	old, n, oldCP := src.log, src.n, src.cp
 
 	dsn := testmysql.New(t)
 	var calls int
@@ -127,74 +114,7 @@ func TestMigratePOSIXToMySQL(t *testing.T) {
 			nl.close()
 		}
 	})
-	if s := nl.size(); s != n {
-		t.Fatalf("new log size %d, want %d", s, n)
-	}
-	c := nl.signedCheckpoint()
-	if c.Size != n || !bytes.Equal(c.Hash, oldCP.Hash) || c.Origin != oldCP.Origin {
-		t.Fatalf("new log's checkpoint %d %x %q, the old one %d %x %q", c.Size, c.Hash, c.Origin, n, oldCP.Hash, oldCP.Origin)
-	}
-
-	// Retries of old events: their old indexes, no new entry.
-	for _, id := range []string{"old-0", "old-255", "old-256", "old-1234", fmt.Sprintf("old-%d", n-2)} {
-		var i int
-		fmt.Sscanf(id, "old-%d", &i)
-		r := nl.postEvent(fmt.Sprintf("{\"id\":%q,\"action\":\"migrate.test\",\"n\":%d}", id, i))
-		if r.Index != ids[id] || !r.Duplicate {
-			t.Errorf("retry of %s: %+v, want index %d, duplicate", id, r, ids[id])
-		}
-	}
-	if r := nl.postEvent(`{"action":"deploy"}`, "Idempotency-Key", "deploy-1"); r.Index != keyed.Index || !r.Duplicate {
-		t.Errorf("retry of the explicitly keyed event: %+v, want index %d, duplicate", r, keyed.Index)
-	}
-	if s := nl.size(); s != n {
-		t.Fatalf("retries appended: size %d, want %d", s, n)
-	}
-	// New events follow the old ones.
-	newIDs := nl.fillKeyed("new", 300)
-	if newIDs["new-0"] != n {
-		t.Errorf("first new entry at %d, want %d", newIDs["new-0"], n)
-	}
-	waitForCheckpoint(t, nl, n+300)
-
-	// The old receipt verifies, and its checkpoint is consistent with the
-	// new log's; the new log's receipt for the same entry holds the same
-	// leaf.
-	if _, err := client.Verify(nl.policy(), &oldReceipt); err != nil {
-		t.Errorf("the old receipt does not verify with the new log's policy: %v", err)
-	}
-	pr, err := checkpoint.ParseProof([]byte(oldReceipt.Proof))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcp, _, err := checkpoint.Open(pr.Checkpoint, mustVerifier(t, nl.cfg.Keys.VKeys[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	newCP := nl.signedCheckpoint()
-	u, _ := url.Parse(nl.hs.URL + "/")
-	f, err := tclient.NewHTTPFetcher(u, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pb, err := tclient.NewProofBuilder(context.Background(), newCP.Size, f.ReadTile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := pb.ConsistencyProof(context.Background(), rcp.Size, newCP.Size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, rcp.Size, newCP.Size, cons, rcp.Hash, newCP.Hash); err != nil {
-		t.Errorf("the old receipt's checkpoint (size %d) is not consistent with the new log's (size %d): %v", rcp.Size, newCP.Size, err)
-	}
-	nr := nl.receipt(oldReceipt.Index)
-	if !bytes.Equal(nr.Leaf, oldReceipt.Leaf) {
-		t.Errorf("the new log's entry %d is not the old one's", oldReceipt.Index)
-	}
-	if _, err := client.Verify(nl.policy(), &nr); err != nil {
-		t.Errorf("the new log's receipt does not verify: %v", err)
-	}
+	src.checkMigrated(t, nl)
 
 	// The log has moved on: migrating again is refused.
 	nl.close()
@@ -293,4 +213,114 @@ func TestMigrateInterruptedResumes(t *testing.T) {
 	if r := nl.postEvent(`{"id":"a-1999","action":"migrate.test","n":1999}`); r.Index != ids["a-1999"] || !r.Duplicate {
 		t.Errorf("retry after a resumed migration: %+v, want %d", r, ids["a-1999"])
 	}
+}
+
+// A migrationSource is a POSIX log to migrate, closed: entries with ids
+// "old-<i>", the last one under an explicit Idempotency-Key, and a receipt
+// from before the migration.
+type migrationSource struct {
+	log     *testLog
+	n       uint64
+	ids     map[string]uint64
+	keyed   eventResult
+	cp      checkpoint.Checkpoint
+	receipt checkpoint.Receipt
+}
+
+func newMigrationSource(t *testing.T, n int) migrationSource {
+	t.Helper()
+	src := migrationSource{log: newTestLog(t, nil), n: uint64(n)}
+	src.ids = src.log.fillKeyed("old", n-1)
+	src.keyed = src.log.postEvent(`{"action":"deploy"}`, "Idempotency-Key", "deploy-1")
+	waitForCheckpoint(t, src.log, src.n)
+	src.cp = src.log.signedCheckpoint()
+	if src.cp.Size != src.n {
+		t.Fatalf("old log size %d, want %d", src.cp.Size, n)
+	}
+	src.receipt = src.log.receipt(src.ids["old-1234"])
+	if _, err := client.Verify(src.log.policy(), &src.receipt); err != nil {
+		t.Fatalf("the old receipt does not verify on the old log: %v", err)
+	}
+	src.log.close()
+	return src
+}
+
+// checkMigrated checks the log nl, started with the same key on the target
+// of src's migration: same size, root and origin; retries of old events
+// answered with their old indexes and nothing appended; new entries after
+// the old ones; the old receipt verifies, its checkpoint is consistent with
+// the new log's, and the new log's receipt for that entry holds the same
+// leaf and verifies.
+func (src migrationSource) checkMigrated(t *testing.T, nl *testLog) {
+	t.Helper()
+	ctx := context.Background()
+	if s := nl.size(); s != src.n {
+		t.Fatalf("new log size %d, want %d", s, src.n)
+	}
+	c := nl.signedCheckpoint()
+	if c.Size != src.n || !bytes.Equal(c.Hash, src.cp.Hash) || c.Origin != src.cp.Origin {
+		t.Fatalf("new log's checkpoint %d %x %q, the old one %d %x %q", c.Size, c.Hash, c.Origin, src.n, src.cp.Hash, src.cp.Origin)
+	}
+
+	// Retries of old events: their old indexes, no new entry.
+	for _, id := range []string{"old-0", "old-255", "old-256", "old-1234", fmt.Sprintf("old-%d", src.n-2)} {
+		var i int
+		fmt.Sscanf(id, "old-%d", &i)
+		r := nl.postEvent(fmt.Sprintf("{\"id\":%q,\"action\":\"migrate.test\",\"n\":%d}", id, i))
+		if r.Index != src.ids[id] || !r.Duplicate {
+			t.Errorf("retry of %s: %+v, want index %d, duplicate", id, r, src.ids[id])
+		}
+	}
+	if r := nl.postEvent(`{"action":"deploy"}`, "Idempotency-Key", "deploy-1"); r.Index != src.keyed.Index || !r.Duplicate {
+		t.Errorf("retry of the explicitly keyed event: %+v, want index %d, duplicate", r, src.keyed.Index)
+	}
+	if s := nl.size(); s != src.n {
+		t.Fatalf("retries appended: size %d, want %d", s, src.n)
+	}
+	// New events follow the old ones.
+	newIDs := nl.fillKeyed("new", 300)
+	if newIDs["new-0"] != src.n {
+		t.Errorf("first new entry at %d, want %d", newIDs["new-0"], src.n)
+	}
+	waitForCheckpoint(t, nl, src.n+300)
+
+	// The old receipt verifies, and its checkpoint is consistent with the
+	// new log's; the new log's receipt for the same entry holds the same
+	// leaf.
+	if _, err := client.Verify(nl.policy(), &src.receipt); err != nil {
+		t.Errorf("the old receipt does not verify with the new log's policy: %v", err)
+	}
+	pr, err := checkpoint.ParseProof([]byte(src.receipt.Proof))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcp, _, err := checkpoint.Open(pr.Checkpoint, mustVerifier(t, nl.cfg.Keys.VKeys[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newCP := nl.signedCheckpoint()
+	u, _ := url.Parse(nl.hs.URL + "/")
+	f, err := tclient.NewHTTPFetcher(u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := tclient.NewProofBuilder(ctx, newCP.Size, f.ReadTile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := pb.ConsistencyProof(ctx, rcp.Size, newCP.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, rcp.Size, newCP.Size, cons, rcp.Hash, newCP.Hash); err != nil {
+		t.Errorf("the old receipt's checkpoint (size %d) is not consistent with the new log's (size %d): %v", rcp.Size, newCP.Size, err)
+	}
+	nr := nl.receipt(src.receipt.Index)
+	if !bytes.Equal(nr.Leaf, src.receipt.Leaf) {
+		t.Errorf("the new log's entry %d is not the old one's", src.receipt.Index)
+	}
+	if _, err := client.Verify(nl.policy(), &nr); err != nil {
+		t.Errorf("the new log's receipt does not verify: %v", err)
+	}
+
 }
