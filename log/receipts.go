@@ -112,16 +112,8 @@ func (s *Server) handleReceipt(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusBadRequest, "bad_request", "index %q is not a decimal number without leading zeros", raw))
 		return
 	}
-	if s.readTokens != nil {
-		tok, ok := bearer(r)
-		if !ok {
-			s.fail(w, r, errorf(http.StatusUnauthorized, "unauthenticated", "receipts of this log need a read token: send \"Authorization: Bearer <token>\""))
-			return
-		}
-		if _, ok := s.readTokens.Lookup(tok); !ok {
-			s.fail(w, r, errorf(http.StatusForbidden, "forbidden", "the read token is not one this log knows"))
-			return
-		}
+	if !s.readAllowed(w, r, "receipts") {
+		return
 	}
 	size, err := s.integratedSize()
 	if err != nil {

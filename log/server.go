@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/tidemark/tidemark/checkpoint"
+	"github.com/tidemark/tidemark/internal/search"
 	"github.com/transparency-dev/tessera"
 )
 
@@ -53,8 +54,15 @@ type Config struct {
 	// (tls.Config.ClientAuth tls.VerifyClientCertIfGiven and ClientCAs);
 	// reads stay open to clients without a certificate.
 	ClientCertWriters bool
-	// ReadTokens, if not nil, protect the entry bundles.
+	// ReadTokens, if not nil, protect what the entries hold: the entry
+	// bundles, receipts and search.
 	ReadTokens *Tokens
+
+	// NoSearch turns the search index off (GET /v1/search answers 503).
+	NoSearch bool
+	// SearchMapping adds JSON pointers to the fields search finds in
+	// events (search.ParseMapping); nil: the built-in shapes only.
+	SearchMapping *search.Mapping
 
 	MaxBody     int64 // bytes per request body, after decompression (default 8 MiB)
 	MaxInFlight int   // events in flight before 503 (default 100,000)
@@ -196,6 +204,12 @@ type Server struct {
 	storageLog storageLogger
 	reusedLog  rateLimited
 	knownSize  atomic.Uint64 // an integrated tree size, for withinTree
+
+	// search is the search index (nil when off); searchDone is closed
+	// when its indexer has stopped.
+	search     *search.Store
+	searchDone chan struct{}
+	status     *statusCache
 
 	policy         *checkpoint.Policy
 	policyText     []byte
@@ -355,6 +369,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.indexWaiting(kind, err)
 	}
 	go s.maintainIndex()
+	s.openSearch()
+	s.status = newStatusCache(s, witnessClient)
+	go s.status.sample(s.ctx)
 	return s, nil
 }
 
@@ -595,10 +612,22 @@ func (s *Server) Handler(withAdmin bool) http.Handler {
 	r.HandleFunc("/v1/k8s/audit", s.handleK8sAudit).Methods(http.MethodPost)
 	r.HandleFunc("/v1/logs", s.handleOTLPLogs).Methods(http.MethodPost)
 	r.HandleFunc("/add", s.handleAdd).Methods(http.MethodPost)
-	r.HandleFunc("/v1/receipt/{index}", s.handleReceipt).Methods(http.MethodGet)
-	r.HandleFunc("/v1/policy", s.handlePolicy).Methods(http.MethodGet, http.MethodHead)
-	r.HandleFunc("/checkpoint", s.handleCheckpoint).Methods(http.MethodGet, http.MethodHead)
-	r.HandleFunc("/tile/{rest:.+}", s.handleTile).Methods(http.MethodGet, http.MethodHead)
+	// The public reads, which a page opened from anywhere may make (CORS).
+	reads := []struct {
+		path string
+		h    http.HandlerFunc
+	}{
+		{"/v1/receipt/{index}", s.handleReceipt},
+		{"/v1/policy", s.handlePolicy},
+		{"/v1/search", s.handleSearch},
+		{"/v1/status", s.handleStatus},
+		{"/checkpoint", s.handleCheckpoint},
+		{"/tile/{rest:.+}", s.handleTile},
+	}
+	for _, rd := range reads {
+		r.Handle(rd.path, corsRead(rd.h)).Methods(http.MethodGet, http.MethodHead)
+		r.Handle(rd.path, corsRead(nil)).Methods(http.MethodOptions)
+	}
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusNotFound, "not_found", "no such endpoint: %s", r.URL.Path))
 	})
@@ -705,6 +734,9 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.cancel()
 	<-s.done
+	if err := s.closeSearch(); err != nil {
+		errs = append(errs, fmt.Errorf("couldn't close the search index: %w", err))
+	}
 	if s.indexReady.Load() {
 		if err := s.dedup.SaveWatermark(func() (uint64, error) {
 			n, err := s.reader.IntegratedSize(context.Background())

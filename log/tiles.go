@@ -79,13 +79,7 @@ func (s *Server) handleTile(w http.ResponseWriter, r *http.Request) {
 	}
 	cache := tileCache
 	if entries && s.readTokens != nil {
-		tok, ok := bearer(r)
-		if !ok {
-			s.fail(w, r, errorf(http.StatusUnauthorized, "unauthenticated", "entry bundles of this log need a read token: send \"Authorization: Bearer <token>\""))
-			return
-		}
-		if _, ok := s.readTokens.Lookup(tok); !ok {
-			s.fail(w, r, errorf(http.StatusForbidden, "forbidden", "the read token is not one this log knows"))
+		if !s.readAllowed(w, r, "entry bundles") {
 			return
 		}
 		cache = privateCache

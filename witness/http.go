@@ -122,6 +122,8 @@ func (w *Witness) answer(rw http.ResponseWriter, status int, contentType, body s
 // checkpoint cosigned for the origin, with the log's verified signatures and
 // the witness's cosignature, and nothing else.
 func (w *Witness) handleCheckpoint(rw http.ResponseWriter, r *http.Request) {
+	// Public, and read by log web pages opened from anywhere.
+	rw.Header().Set("Access-Control-Allow-Origin", "*")
 	_, rec := w.state.byOriginHash(mux.Vars(r)["hash"])
 	if rec == nil {
 		http.Error(rw, "no checkpoint cosigned for this origin\n", http.StatusNotFound)

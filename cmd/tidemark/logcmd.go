@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/tidemark/tidemark/internal/search"
 	tlog "github.com/tidemark/tidemark/log"
 	"k8s.io/klog/v2"
 )
@@ -29,7 +30,9 @@ func runLog(args []string) error {
 	fs.Var(&keys, "key", "signer key file (repeatable, same origin: the first signs as the current key, all sign during a rotation); default DATA/log.key, created on first start")
 	origin := fs.String("origin", "", "origin for the key created on first start (a schema-less URL prefix naming this log; default HOSTNAME/tidemark); once the key exists, only its own origin is accepted")
 	tokensFile := fs.String("tokens", "", "tokens file for writers (lines NAME sha256:HEX; reloaded on SIGHUP); without it (and without --tls-client-ca) writes are open, on loopback only")
-	readTokensFile := fs.String("read-tokens", "", "tokens file protecting the entry bundles (checkpoint and hash tiles stay public)")
+	readTokensFile := fs.String("read-tokens", "", "tokens file protecting what the entries hold: entry bundles, receipts and search (checkpoint and hash tiles stay public)")
+	searchOn := fs.Bool("search", true, "keep the search index (GET /v1/search), built from the log beside ingest: SQLite in --data, or tables in --mysql")
+	searchMapping := fs.String("search-mapping", "", "file of JSON pointers telling search where actor, action, resource and outcome are in events of other shapes (lines FIELD /json/pointer)")
 	insecureOpen := fs.Bool("insecure-open-writes", false, "allow writes without tokens on a non-loopback address")
 	tlsFlags := addTLSServerFlags(fs, "PEM file of the CAs whose client certificates authenticate writers: the certificate's subject common name is the source stamped into leaves; reads need no certificate; needs --tls-cert; reloaded on SIGHUP")
 	tlsCA := addTLSCAFlag(fs, "witnesses")
@@ -110,6 +113,16 @@ func runLog(args []string) error {
 	} else if tokens == nil && !isLoopback(*listen) && !*insecureOpen {
 		return usageError{fmt.Sprintf("--listen %s is not a loopback address and there is no --tokens file: anyone could write to this log. Give --tokens FILE (see `tidemark token`), or --tls-client-ca FILE (with --tls-cert and --tls-key) for writers with client certificates, or --insecure-open-writes if you mean it", *listen)}
 	}
+	var mapping *search.Mapping
+	if *searchMapping != "" {
+		b, err := os.ReadFile(*searchMapping)
+		if err != nil {
+			return err
+		}
+		if mapping, err = search.ParseMapping(b); err != nil {
+			return fmt.Errorf("--search-mapping %s: %w", *searchMapping, err)
+		}
+	}
 	if *readTokensFile != "" {
 		if readTokens, err = tlog.LoadTokens(*readTokensFile); err != nil {
 			return err
@@ -133,6 +146,7 @@ func runLog(args []string) error {
 	ctx := context.Background()
 	srv, err := tlog.New(ctx, tlog.Config{
 		Dir: *data, MySQL: *mysqlDSN, S3: s3, Keys: k, Tokens: tokens, ReadTokens: readTokens,
+		NoSearch: !*searchOn, SearchMapping: mapping,
 		ClientCertWriters: clientCertWriters, WitnessRootCAs: witnessCAs,
 		MaxBody: *maxBody, MaxInFlight: *maxInFlight, MaxEventsPerRequest: *maxEvents, MaxInFlightBytes: *maxInFlightBytes,
 		BatchSize: *batchSize, BatchAge: *batchAge, Linger: *linger,

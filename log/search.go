@@ -1,0 +1,216 @@
+package log
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/tidemark/tidemark/checkpoint"
+	"github.com/tidemark/tidemark/internal/search"
+	"github.com/transparency-dev/tessera/api"
+	"github.com/transparency-dev/tessera/api/layout"
+)
+
+// GET /v1/search finds events by who, what, on what, with what outcome,
+// when, and by words (see internal/search). The index is built from the
+// log's own entry bundles by a goroutine beside the appender, so that
+// ingest never waits for it; "complete_to" says how far it has got. Every
+// hit is read back from the log's entry bundles and checked against the
+// query before it is answered, so the index can make the log miss an event
+// but never answer with one that does not match; each can be proven with
+// GET /v1/receipt/{index}.
+
+// searchFile is the search index of a POSIX log, in stateDir.
+const searchFile = "search.db"
+
+// maxSearchBytes bounds the events of one answer: past it, the answer
+// stops early and its "next" goes on from there.
+const maxSearchBytes = 4 << 20
+
+// openSearch opens the search index and starts its indexer. A log whose
+// index cannot be opened runs without search (503), and says so.
+func (s *Server) openSearch() {
+	if s.cfg.NoSearch {
+		return
+	}
+	var st *search.Store
+	var err error
+	if s.backend.db != nil {
+		st, err = search.OpenMySQL(s.ctx, s.backend.db)
+	} else {
+		st, err = search.OpenSQLite(s.ctx, filepath.Join(s.cfg.Dir, stateDir, searchFile))
+	}
+	if err != nil {
+		s.log.Error("search is off: couldn't open the search index (delete it to build it again from the log)", "err", err)
+		return
+	}
+	ix, err := search.NewIndexer(st, searchSource{s}, s.cfg.SearchMapping, s.log.With("component", "search"), s.cfg.Registry)
+	if err != nil {
+		st.Close()
+		s.log.Error("search is off", "err", err)
+		return
+	}
+	s.search = st
+	s.searchDone = make(chan struct{})
+	go func() {
+		defer close(s.searchDone)
+		ix.Run(s.ctx)
+	}()
+}
+
+// closeSearch stops the indexer (s.ctx is cancelled) and closes the index.
+func (s *Server) closeSearch() error {
+	if s.search == nil {
+		return nil
+	}
+	<-s.searchDone
+	return s.search.Close()
+}
+
+// searchSource reads the log for the indexer.
+type searchSource struct{ s *Server }
+
+func (src searchSource) Size(ctx context.Context) (uint64, error) { return src.s.integratedSize() }
+func (src searchSource) Bundle(ctx context.Context, i uint64, p uint8) ([]byte, error) {
+	return src.s.reader.ReadEntryBundle(ctx, i, p)
+}
+
+// SearchResult is one hit of GET /v1/search.
+type SearchResult struct {
+	Index    uint64          `json:"index"`
+	Received string          `json:"received"`
+	Source   string          `json:"source"`
+	Event    json.RawMessage `json:"event"`
+}
+
+// SearchAnswer is the answer of GET /v1/search.
+type SearchAnswer struct {
+	Results []SearchResult `json:"results"`
+	// Next, when set, is the cursor of the next (older) page.
+	Next string `json:"next,omitempty"`
+	// CompleteTo is the tree size up to which the index is complete.
+	CompleteTo uint64 `json:"complete_to"`
+}
+
+func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
+	if !s.readAllowed(w, r, "search") {
+		return
+	}
+	if s.search == nil {
+		s.fail(w, r, errorf(http.StatusServiceUnavailable, "search_off", "this log has no search index (it runs with --search=false, or its index could not be opened: see its logs)"))
+		return
+	}
+	q, err := search.ParseQuery(r.URL.Query())
+	if err != nil {
+		s.fail(w, r, errorf(http.StatusBadRequest, "bad_request", "%s", err.Error()))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	complete, err := s.search.CompleteTo(ctx)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("couldn't read the search index: %w", err))
+		return
+	}
+	ans := SearchAnswer{Results: []SearchResult{}, CompleteTo: complete}
+	cands, more, err := s.search.Find(ctx, q, q.Limit)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("couldn't search the index: %w", err))
+		return
+	}
+	leaves := leafReader{s: s, ctx: ctx}
+	bytesOut := 0
+	for n, idx := range cands {
+		if bytesOut >= maxSearchBytes {
+			ans.Next, more = strconv.FormatUint(cands[n-1], 10), false
+			break
+		}
+		entry, err := leaves.read(idx)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		row, ok := search.RowOf(idx, entry, s.cfg.SearchMapping)
+		if !ok || !q.Matches(row.Received, row.Source, row.Fields) {
+			continue // the index is stale or was changed: the leaf decides
+		}
+		l, _ := checkpoint.ParseLeaf(entry)
+		ans.Results = append(ans.Results, SearchResult{
+			Index:    idx,
+			Received: l.Received.UTC().Format(time.RFC3339Nano),
+			Source:   l.Source,
+			Event:    json.RawMessage(l.Event),
+		})
+		bytesOut += len(entry)
+	}
+	if more {
+		ans.Next = strconv.FormatUint(cands[len(cands)-1], 10)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, ans)
+}
+
+// leafReader reads single entries, a bundle at a time.
+type leafReader struct {
+	s      *Server
+	ctx    context.Context
+	size   uint64
+	bundle uint64
+	have   bool
+	b      api.EntryBundle
+}
+
+func (lr *leafReader) read(idx uint64) ([]byte, error) {
+	if lr.size == 0 {
+		n, err := lr.s.integratedSize()
+		if err != nil {
+			return nil, fmt.Errorf("couldn't read the tree size: %w", err)
+		}
+		lr.size = n
+	}
+	if idx >= lr.size {
+		return nil, fmt.Errorf("the search index names entry %d, beyond the tree (%d entries): is it another log's?", idx, lr.size)
+	}
+	bi := idx / layout.EntryBundleWidth
+	if !lr.have || lr.bundle != bi {
+		raw, err := lr.s.reader.ReadEntryBundle(lr.ctx, bi, layout.PartialTileSize(0, bi, lr.size))
+		if err != nil {
+			return nil, fmt.Errorf("couldn't read entry bundle %d: %w", bi, err)
+		}
+		lr.b = api.EntryBundle{}
+		if err := lr.b.UnmarshalText(raw); err != nil {
+			return nil, fmt.Errorf("couldn't parse entry bundle %d: %w", bi, err)
+		}
+		lr.bundle, lr.have = bi, true
+	}
+	j := idx % layout.EntryBundleWidth
+	if j >= uint64(len(lr.b.Entries)) {
+		return nil, fmt.Errorf("entry bundle %d has no entry %d", bi, idx)
+	}
+	return bytes.Clone(lr.b.Entries[j]), nil
+}
+
+// readAllowed checks the read token of a request for what the entries
+// hold (bundles, receipts, search), when the log has read tokens; it
+// answers the request and returns false when the token is missing or
+// unknown.
+func (s *Server) readAllowed(w http.ResponseWriter, r *http.Request, what string) bool {
+	if s.readTokens == nil {
+		return true
+	}
+	tok, ok := bearer(r)
+	if !ok {
+		s.fail(w, r, errorf(http.StatusUnauthorized, "unauthenticated", "%s of this log need a read token: send \"Authorization: Bearer <token>\"", what))
+		return false
+	}
+	if _, ok := s.readTokens.Lookup(tok); !ok {
+		s.fail(w, r, errorf(http.StatusForbidden, "forbidden", "the read token is not one this log knows"))
+		return false
+	}
+	return true
+}
