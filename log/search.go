@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -131,6 +132,9 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		entry, err := leaves.read(idx)
+		if errors.Is(err, errBeyondTree) {
+			continue // an index of another log, or a damaged one: the log decides
+		}
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -155,6 +159,9 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ans)
 }
 
+// errBeyondTree: the search index names an entry the tree does not hold.
+var errBeyondTree = errors.New("no such entry in the tree")
+
 // leafReader reads single entries, a bundle at a time.
 type leafReader struct {
 	s      *Server
@@ -174,7 +181,7 @@ func (lr *leafReader) read(idx uint64) ([]byte, error) {
 		lr.size = n
 	}
 	if idx >= lr.size {
-		return nil, fmt.Errorf("the search index names entry %d, beyond the tree (%d entries): is it another log's?", idx, lr.size)
+		return nil, errBeyondTree
 	}
 	bi := idx / layout.EntryBundleWidth
 	if !lr.have || lr.bundle != bi {

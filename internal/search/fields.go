@@ -33,17 +33,23 @@ const MaxText = 8 << 10
 //	actor:    actor, actor.name, actor.id (Tidemark); user.username (Kubernetes);
 //	          attributes.actor, attributes["enduser.id"], attributes["user.id"],
 //	          attributes["user.name"] (OpenTelemetry); user.name (ECS);
-//	          userIdentity.arn, userIdentity.userName (CloudTrail)
+//	          userIdentity.arn, userIdentity.userName (CloudTrail);
+//	          auth.display_name (Vault audit)
 //	action:   action; verb (Kubernetes); attributes.action,
 //	          attributes["event.action"], eventName, attributes["event.name"]
-//	          (OpenTelemetry); event.action (ECS); eventName (CloudTrail)
+//	          (OpenTelemetry); event.action (ECS); eventName (CloudTrail);
+//	          request.operation (Vault); PROGRAM (syslog-ng)
 //	resource: resource (a string); objectRef as namespace/resource/name, else
-//	          requestURI (Kubernetes); attributes.resource (OpenTelemetry)
+//	          requestURI (Kubernetes); attributes.resource (OpenTelemetry);
+//	          request.path (Vault); HOST (syslog-ng), host (Vector),
+//	          kubernetes.namespace_name/pod_name (Fluent Bit)
 //	outcome:  outcome; responseStatus.code (Kubernetes: 2xx and 3xx success,
 //	          401 and 403 denied, others failure); attributes.outcome,
 //	          attributes["event.outcome"] (OpenTelemetry); event.outcome
 //	          (ECS); errorCode (CloudTrail: *Denied*/*Unauthorized* denied,
-//	          others failure; none with an eventName, success)
+//	          others failure; none with an eventName, success); error
+//	          (Vault responses: "permission denied" denied, others failure,
+//	          none success)
 //
 // An event that is not a JSON object has no fields.
 func Extract(event []byte, m *Mapping) Fields {
@@ -89,12 +95,15 @@ var (
 		{"attributes", "actor"}, {"attributes", "enduser.id"}, {"attributes", "user.id"}, {"attributes", "user.name"},
 		{"user", "name"},
 		{"userIdentity", "arn"}, {"userIdentity", "userName"},
+		{"auth", "display_name"},
 	}
 	actionPaths = [][]string{
 		{"action"},
 		{"verb"},
 		{"attributes", "action"}, {"attributes", "event.action"}, {"eventName"}, {"attributes", "event.name"},
 		{"event", "action"},
+		{"request", "operation"},
+		{"PROGRAM"},
 	}
 )
 
@@ -143,7 +152,15 @@ func resourceOf(doc map[string]any) string {
 			return s
 		}
 	}
-	return stringAt(doc, []string{"attributes", "resource"})
+	for _, p := range [][]string{{"attributes", "resource"}, {"request", "path"}, {"HOST"}, {"host"}} {
+		if s := stringAt(doc, p); s != "" {
+			return s
+		}
+	}
+	if ns, pod := stringAt(doc, []string{"kubernetes", "namespace_name"}), stringAt(doc, []string{"kubernetes", "pod_name"}); ns != "" && pod != "" {
+		return ns + "/" + pod
+	}
+	return ""
 }
 
 func outcomeOf(doc map[string]any) string {
@@ -174,6 +191,16 @@ func outcomeOf(doc map[string]any) string {
 			return "failure"
 		}
 		if stringAt(doc, []string{"eventName"}) != "" {
+			return "success"
+		}
+	}
+	if _, vault := doc["request"].(map[string]any); vault && stringAt(doc, []string{"type"}) == "response" {
+		switch e := stringAt(doc, []string{"error"}); {
+		case strings.Contains(e, "permission denied"):
+			return "denied"
+		case e != "":
+			return "failure"
+		default:
 			return "success"
 		}
 	}
