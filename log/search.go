@@ -29,6 +29,11 @@ import (
 // searchFile is the search index of a POSIX log, in stateDir.
 const searchFile = "search.db"
 
+// searchSlots bounds the searches answered at once: each may hold an
+// entry bundle (up to 16 MiB of maximal leaves) and a query's worth of
+// SQLite pages. Past it, 503 with Retry-After.
+const searchSlots = 8
+
 // maxSearchBytes bounds the events of one answer: past it, the answer
 // stops early and its "next" goes on from there.
 const maxSearchBytes = 4 << 20
@@ -57,6 +62,7 @@ func (s *Server) openSearch() {
 		return
 	}
 	s.search = st
+	s.searching = make(chan struct{}, searchSlots)
 	s.searchDone = make(chan struct{})
 	go func() {
 		defer close(s.searchDone)
@@ -109,6 +115,14 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
 	q, err := search.ParseQuery(r.URL.Query())
 	if err != nil {
 		s.fail(w, r, errorf(http.StatusBadRequest, "bad_request", "%s", err.Error()))
+		return
+	}
+	select {
+	case s.searching <- struct{}{}:
+		defer func() { <-s.searching }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		s.fail(w, r, errorf(http.StatusServiceUnavailable, "busy", "%d searches are running: retry in a second", searchSlots))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)

@@ -209,6 +209,7 @@ type Server struct {
 	// when its indexer has stopped.
 	search     *search.Store
 	searchDone chan struct{}
+	searching  chan struct{} // a slot per search being answered
 	status     *statusCache
 
 	policy         *checkpoint.Policy
