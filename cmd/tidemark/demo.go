@@ -187,6 +187,8 @@ func (d *demo) show() error {
 	fmt.Printf("Verified offline with the policy alone:\n%s", describeVerified(v))
 	fmt.Printf(`
 Look around:
+  %[1]s/                     the web page: status, witnesses, entries, search, and a check of any entry in your browser
+  %[1]s/v1/search?actor=alice  search (also: tidemark search --log %[1]s --actor alice)
   %[1]s/checkpoint           the latest checkpoint, with the log's signature and two cosignatures
   %[1]s/v1/policy            the policy a verifier needs
   %[1]s/v1/receipt/1         the receipt of entry 1
