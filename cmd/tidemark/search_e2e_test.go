@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tidemark/tidemark/internal/testmysql"
 )
 
 // searchCompleteTo is the complete_to of the log's search index.
@@ -207,5 +209,39 @@ func TestReindexCommand(t *testing.T) {
 		if r := runCLI(t, nil, "", args...); r.code != 2 {
 			t.Errorf("%q: want exit 2:\n%s", args, r)
 		}
+	}
+}
+
+// TestReindexCommandMySQL resets the search tables of a log on MySQL while
+// its frontend runs, and follows the rebuild.
+func TestReindexCommandMySQL(t *testing.T) {
+	l := startMySQLLog(t, 1)
+	lp := l.fe[0]
+	const n = 300
+	postEvents(t, lp.url(), n)
+	waitIndexed(t, lp.url(), "", n)
+	r := runCLI(t, nil, "", "reindex", "--mysql", l.dsn, "--log", lp.url(), "--progress", "lines")
+	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("(it covered %d entries)", n)) || !strings.Contains(r.stdout, "rebuilt: ") {
+		t.Fatalf("reindex --mysql --log: %s", r)
+	}
+	r = runCLI(t, nil, "", "search", "--log", lp.url(), "--resource", "prod/db/13")
+	if hits := hitLines(r.stdout); r.code != 0 || len(hits) != 1 || !strings.HasPrefix(hits[0], "13  ") {
+		t.Fatalf("search after reindex: want entry 13:\n%s", r)
+	}
+	// A database that holds no log is left alone.
+	empty := testmysql.New(t)
+	if r := runCLI(t, nil, "", "reindex", "--mysql", empty); r.code != 1 || !strings.Contains(r.stderr, "holds no Tidemark log") {
+		t.Errorf("reindex of a database without a log: %s", r)
+	}
+}
+
+// A log without a search index answers 503 for good: said at once, not
+// retried.
+func TestSearchCommandSearchOff(t *testing.T) {
+	lp := startLog(t, t.TempDir(), "--search=false")
+	start := time.Now()
+	r := runCLI(t, nil, "", "search", "--log", lp.url(), "--actor", "alice")
+	if r.code != 1 || !strings.Contains(r.stderr, "no search index") || time.Since(start) > 5*time.Second {
+		t.Errorf("search of a log with --search=false: want exit 1 at once, saying why (took %v):\n%s", time.Since(start), r)
 	}
 }
