@@ -424,10 +424,11 @@ func (c *Client) doRetry(ctx context.Context, retry503 bool, method, u, contentT
 		if contentType != "" {
 			req.Header.Set("Content-Type", contentType)
 		}
-		if tok := c.opts.Token; tok != "" || c.opts.ReadToken != "" {
-			if method == http.MethodGet && c.opts.ReadToken != "" {
-				tok = c.opts.ReadToken
-			}
+		tok := c.opts.Token
+		if method == http.MethodGet && c.opts.ReadToken != "" {
+			tok = c.opts.ReadToken
+		}
+		if tok != "" {
 			req.Header.Set("Authorization", "Bearer "+tok)
 		}
 		for k, v := range header {
