@@ -22,6 +22,11 @@
 // --tls-client-ca`) is given one with Options.Certificate: its subject's
 // common name is then the source the log records, and no token is needed.
 //
+// Search finds events by actor, action, resource, source, outcome, time and
+// words (GET /v1/search), a page at a time (SearchPages follows them). A hit
+// is the log's word: CheckHit, with the entry's Receipt and Verify, proves
+// it. Options.ReadToken is the token of a log that protects its entries.
+//
 // A Client is safe for concurrent use. The package imports only checkpoint
 // of this module, and does not log: it returns errors.
 package client
