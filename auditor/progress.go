@@ -25,6 +25,12 @@ func IsTerminal(f *os.File) bool {
 // ProgressPrinter returns an OnProgress function writing to w: a bar
 // redrawn in place on a terminal, a plain line every lineEvery otherwise.
 func ProgressPrinter(w io.Writer, terminal bool, lineEvery time.Duration) func(Progress) {
+	return NamedProgressPrinter(w, terminal, lineEvery, "full check")
+}
+
+// NamedProgressPrinter is ProgressPrinter for another long job: its plain
+// lines start with name.
+func NamedProgressPrinter(w io.Writer, terminal bool, lineEvery time.Duration, name string) func(Progress) {
 	var last time.Time
 	return func(p Progress) {
 		if terminal {
@@ -43,8 +49,8 @@ func ProgressPrinter(w io.Writer, terminal bool, lineEvery time.Duration) func(P
 		}
 		if now := time.Now(); p.Done >= p.Total || now.Sub(last) >= lineEvery {
 			last = now
-			fmt.Fprintf(w, "full check: %d/%d entries (%.1f%%), %s entries/s, ETA %s\n",
-				p.Done, p.Total, 100*float64(p.Done)/float64(max(p.Total, 1)), si(p.Rate), eta(p))
+			fmt.Fprintf(w, "%s: %d/%d entries (%.1f%%), %s entries/s, ETA %s\n",
+				name, p.Done, p.Total, 100*float64(p.Done)/float64(max(p.Total, 1)), si(p.Rate), eta(p))
 		}
 	}
 }

@@ -22,6 +22,11 @@
 // --tls-client-ca`) is given one with Options.Certificate: its subject's
 // common name is then the source the log records, and no token is needed.
 //
+// Search finds events by actor, action, resource, source, outcome, time and
+// words (GET /v1/search), a page at a time (SearchPages follows them). A hit
+// is the log's word: CheckHit, with the entry's Receipt and Verify, proves
+// it. Options.ReadToken is the token of a log that protects its entries.
+//
 // A Client is safe for concurrent use. The package imports only checkpoint
 // of this module, and does not log: it returns errors.
 package client
@@ -68,6 +73,10 @@ type Options struct {
 	// Token is the bearer token of the writer (`tidemark token`); empty for
 	// a log with open writes.
 	Token string
+	// ReadToken, if set, is the bearer token sent with reads (Search,
+	// Receipt) instead of Token: a log started with --read-tokens wants
+	// one of those for what the entries hold.
+	ReadToken string
 	// MaxAttempts bounds the attempts of one call, the first included
 	// (default 8). The context bounds them too.
 	MaxAttempts int
@@ -405,6 +414,12 @@ func Verify(policy *checkpoint.Policy, r *checkpoint.Receipt) (*Verified, error)
 // JSON answer into out (a *json.RawMessage takes any body). It returns the
 // final status.
 func (c *Client) do(ctx context.Context, method, u, contentType string, body []byte, header map[string]string, out any) (int, error) {
+	return c.doRetry(ctx, true, method, u, contentType, body, header, out)
+}
+
+// doRetry is do; with retry503 false, a 503 is an answer like any other
+// (a log without a search index answers 503 for good).
+func (c *Client) doRetry(ctx context.Context, retry503 bool, method, u, contentType string, body []byte, header map[string]string, out any) (int, error) {
 	var lastErr error
 	for attempt := 1; ; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
@@ -414,8 +429,12 @@ func (c *Client) do(ctx context.Context, method, u, contentType string, body []b
 		if contentType != "" {
 			req.Header.Set("Content-Type", contentType)
 		}
-		if c.opts.Token != "" {
-			req.Header.Set("Authorization", "Bearer "+c.opts.Token)
+		tok := c.opts.Token
+		if method == http.MethodGet && c.opts.ReadToken != "" {
+			tok = c.opts.ReadToken
+		}
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
 		}
 		for k, v := range header {
 			req.Header.Set(k, v)
@@ -436,7 +455,7 @@ func (c *Client) do(ctx context.Context, method, u, contentType string, body []b
 			switch {
 			case rerr != nil:
 				lastErr = fmt.Errorf("client: reading the answer to %s %s: %w", method, u, rerr)
-			case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
+			case resp.StatusCode == http.StatusTooManyRequests || (resp.StatusCode == http.StatusServiceUnavailable && retry503):
 				lastErr = &Error{Status: resp.StatusCode, Message: errorMessage(b)}
 				wait = retryAfter(resp.Header.Get("Retry-After"), c.opts.MaxRetryAfter)
 			default:

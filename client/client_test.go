@@ -178,3 +178,38 @@ func TestAnswerWithoutAnIndexIsAnError(t *testing.T) {
 		t.Errorf("Submit = %+v, want an error", r)
 	}
 }
+
+// Reads carry the read token when there is one; writes carry the writer's
+// token, or nothing.
+func TestReadTokenOnReadsOnly(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]string{}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got[r.Method] = r.Header.Get("Authorization")
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if r.Method == http.MethodPost {
+			w.Write([]byte(`{"index":0}`))
+			return
+		}
+		w.Write([]byte(`{"results":[],"complete_to":0}`))
+	}))
+	defer hs.Close()
+	for _, tc := range []struct{ token, read, wantPost, wantGet string }{
+		{"", "r", "", "Bearer r"},
+		{"w", "r", "Bearer w", "Bearer r"},
+		{"w", "", "Bearer w", "Bearer w"},
+	} {
+		c, _ := New(hs.URL, &Options{Token: tc.token, ReadToken: tc.read})
+		if _, err := c.Submit(context.Background(), []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Search(context.Background(), SearchQuery{}); err != nil {
+			t.Fatal(err)
+		}
+		if got["POST"] != tc.wantPost || got["GET"] != tc.wantGet {
+			t.Errorf("Token %q, ReadToken %q: POST sent %q, GET %q; want %q and %q", tc.token, tc.read, got["POST"], got["GET"], tc.wantPost, tc.wantGet)
+		}
+	}
+}

@@ -1,7 +1,7 @@
 // Command tidemark runs a Tidemark log, witness or auditor, and holds the
-// client tools (keygen, token, submit, verify). Each subcommand is a thin
-// wrapper over a package of this module; run `tidemark help` for the list and
-// `tidemark SUBCOMMAND --help` for a subcommand's flags.
+// client tools (keygen, token, submit, verify, search). Each subcommand is a
+// thin wrapper over a package of this module; run `tidemark help` for the list
+// and `tidemark SUBCOMMAND --help` for a subcommand's flags.
 //
 // Every flag can also be set in the environment as
 // TIDEMARK_<SUBCOMMAND>_<FLAG> (upper case, dashes as underscores), e.g.
@@ -40,6 +40,8 @@ func init() {
 		{"token", "NAME", "make a bearer token and its tokens-file line", runToken},
 		{"submit", "--log URL [--wait] [FILE|-]", "send events (JSON or NDJSON) and print their indexes or receipts", runSubmit},
 		{"verify", "--policy FILE RECEIPT", "check a receipt offline: log signature, witness quorum, inclusion", runVerify},
+		{"search", "--log URL [--actor A ...] [--verify]", "find events by who, what, on what, outcome, when, words; --verify proves hits", runSearch},
+		{"reindex", "(--data DIR | --mysql DSN) [--log URL]", "throw the search index away so that the log builds it again", runReindex},
 		{"demo", "[--data DIR] [--exit]", "run a log and three witnesses here, post events, verify a receipt", runDemo},
 		{"audit", "--policy FILE [--follow] [--full] [flags]", "verify a log independently; alert on misbehaviour", runAudit},
 		{"migrate", "--from DIR --mysql DSN [flags]", "copy a log from its data directory into MySQL or S3, verified", runMigrate},
