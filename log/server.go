@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/tidemark/tidemark/checkpoint"
+	"github.com/tidemark/tidemark/internal/web"
 	"github.com/transparency-dev/tessera"
 )
 
@@ -599,6 +600,8 @@ func (s *Server) Handler(withAdmin bool) http.Handler {
 	r.HandleFunc("/v1/policy", s.handlePolicy).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/checkpoint", s.handleCheckpoint).Methods(http.MethodGet, http.MethodHead)
 	r.HandleFunc("/tile/{rest:.+}", s.handleTile).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/", web.Handler()).Methods(http.MethodGet, http.MethodHead)
+	r.PathPrefix("/ui/").Handler(web.Handler()).Methods(http.MethodGet, http.MethodHead)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusNotFound, "not_found", "no such endpoint: %s", r.URL.Path))
 	})
