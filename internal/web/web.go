@@ -62,11 +62,7 @@ var contentTypes = map[string]string{
 // files. Any other path is a 404.
 func Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
+		h := w.Header()
 		var name string // under static/
 		switch {
 		case r.URL.Path == "/":
@@ -81,10 +77,14 @@ func Handler() http.Handler {
 		if name != "" && ctype != "" {
 			b, _ = static.ReadFile("static/" + name)
 		}
-		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Content-Security-Policy", ContentSecurityPolicy)
 		h.Set("Referrer-Policy", "no-referrer")
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
 		if b == nil {
 			http.Error(w, "not found", http.StatusNotFound)
 			return
