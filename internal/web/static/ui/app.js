@@ -292,11 +292,11 @@
         const ok = verified.quorumMet;
         $("st-verified").textContent = (ok ? "PASSED: " : "FAILED: ") + "signed by the log's key " + verified.logKey.id + "; quorum " + V.describeQuorum(pol.policy) + (ok ? " met" : " NOT met") + (names.length ? ": cosigned by " + names.join(", ") : "") + (pol.differs ? ". Warning: the policy the log serves now differs from the pinned one (see Policy)." : "");
         $("st-verified").dataset.status = ok ? (pol.differs ? "warn" : "pass") : "fail";
-        renderWitnesses(status, pol.policy, seq);
+        await renderWitnesses(status, pol.policy, seq);
       } catch (e) {
         $("st-verified").textContent = "FAILED: " + e.message;
         $("st-verified").dataset.status = "fail";
-        renderWitnesses(status, null, seq);
+        await renderWitnesses(status, null, seq);
       }
     }
     if (seq !== renderSeq) return;
@@ -636,6 +636,7 @@
     document.title = "Tidemark: " + view;
     const seq = ++renderSeq;
     document.documentElement.dataset.busy = "true";
+    document.documentElement.dataset.renders = String(seq); // for tests: a view was rendered
     VIEWS[view](seq, params).catch((e) => {
       console.error(e);
     }).finally(() => {
