@@ -24,11 +24,13 @@
 //
 // The files under static/ are embedded in the binary, index.html at the
 // top and the rest under ui/, as they are served (/ and /ui/FILE), so that
-// static/index.html opened from a file finds them by relative paths. No CDN, no framework,
-// no build step. verify.js holds the verification code and nothing else, so
-// it can be read on its own, and is tested in node against vectors made by
-// the Go package checkpoint (web_test.go). The scripts are plain scripts, not
-// ES modules, because browsers refuse module scripts from file:// URLs.
+// static/index.html opened from a file finds them by relative paths. No
+// CDN, no framework, no build step. ui/verify.js holds the verification code
+// and nothing else, so it can be read on its own; it is tested in node
+// against vectors made by the Go package checkpoint (web_test.go). The
+// scripts are plain scripts, not ES modules, because browsers refuse module
+// scripts from file:// URLs.
+//
 // Events are written by whoever can post to the log, so the page treats
 // every string from the log as hostile: it writes text with textContent,
 // never markup, and the Content-Security-Policy allows no inline script.

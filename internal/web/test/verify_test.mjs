@@ -11,6 +11,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
+// Node 18 has WebCrypto only as node:crypto's webcrypto; 19 and later as a global.
+if (!globalThis.crypto || !globalThis.crypto.subtle) globalThis.crypto = (await import("node:crypto")).webcrypto;
+
 const here = fileURLToPath(new URL(".", import.meta.url));
 await import(pathToFileURL(join(here, "..", "static", "ui", "verify.js")).href);
 const V = globalThis.TidemarkVerify;

@@ -315,7 +315,11 @@
     const tbody = clear($("st-witnesses").querySelector("tbody"));
     const rows = status && Array.isArray(status.witnesses) ? status.witnesses : [];
     const names = new Set(rows.map((w) => String(w.name)));
-    if (policy) for (const w of policy.witnesses) if (!names.has(w.name)) rows.push({ name: w.name, url: w.url, error: "the log reported nothing about this witness" });
+    if (policy) {
+      for (const w of policy.witnesses) {
+        if (!names.has(w.name)) rows.push({ name: w.name, url: w.url, error: status ? "the log reported nothing about this witness" : "unknown: this log has no /v1/status" });
+      }
+    }
     if (rows.length === 0) {
       tbody.append(el("tr", {}, el("td", { colspan: 4, text: status ? "The policy names no witness." : "Unknown: this log has no /v1/status." })));
       return;
@@ -323,7 +327,7 @@
     for (const w of rows) {
       const name = String(w.name || "");
       const tr = el("tr", { "data-witness": name });
-      const size = el("td"), when = el("td"), check = el("td");
+      const size = el("td", { "data-label": "Size it last cosigned" }), when = el("td", { "data-label": "When" }), check = el("td", { "data-label": "Check" });
       tr.append(el("th", { scope: "row" }, el("span", { text: name }), w.url ? el("br") : null, w.url ? el("span", { class: "hint", text: String(w.url) }) : null), size, when, check);
       tbody.append(tr);
       const pw = policy ? policy.witnesses.find((x) => x.name === name) : null;
