@@ -111,6 +111,7 @@ func TestBrowser(t *testing.T) {
 		"TIDEMARK_CHECK_INDEX=0", // alice's event; entry 1 is its sibling, which the tampering proxy changes
 		"TIDEMARK_ACTOR=alice",
 		"TIDEMARK_HOSTILE_TEXT="+hostile,
+		"TIDEMARK_EXPECT_RAW=1",
 		"TIDEMARK_SCREENSHOTS="+shots,
 		"CHROMIUM="+chromium,
 	)
