@@ -7,7 +7,7 @@ TESSERA_VERSION := v1.0.4
 VERSITYGW := github.com/versity/versitygw/cmd/versitygw
 VERSITYGW_VERSION := v1.8.0
 
-.PHONY: run test tools build fmt vet fuzz
+.PHONY: run test tools build fmt vet fuzz screenshots web-deps
 
 # Run the log on the embedded default (POSIX storage in ./tidemark-data).
 run:
@@ -31,3 +31,13 @@ test: tools
 # Every fuzz target for FUZZTIME each (bench/fuzz.sh; CI runs 3s each).
 fuzz:
 	FUZZTIME=$${FUZZTIME:-60s} bench/fuzz.sh
+
+# playwright-core for the browser test (internal/web/test), at the version
+# package-lock.json pins.
+web-deps:
+	npm ci --prefix internal/web/test
+
+# Screenshots of the web page, taken by the browser test against a real log
+# with witnesses, into docs/screenshots (needs node and /usr/bin/chromium).
+screenshots: web-deps
+	CI=true TIDEMARK_SCREENSHOTS=$(CURDIR)/docs/screenshots go test -count=1 -run '^TestBrowser$$' ./cmd/tidemark

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/tidemark/tidemark/checkpoint"
 	"github.com/tidemark/tidemark/internal/search"
+	"github.com/tidemark/tidemark/internal/web"
 	"github.com/transparency-dev/tessera"
 )
 
@@ -629,6 +630,9 @@ func (s *Server) Handler(withAdmin bool) http.Handler {
 		r.Handle(rd.path, corsRead(rd.h)).Methods(http.MethodGet, http.MethodHead)
 		r.Handle(rd.path, corsRead(nil)).Methods(http.MethodOptions)
 	}
+	// The web page (internal/web).
+	r.Handle("/", web.Handler()).Methods(http.MethodGet, http.MethodHead)
+	r.PathPrefix("/ui/").Handler(web.Handler()).Methods(http.MethodGet, http.MethodHead)
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusNotFound, "not_found", "no such endpoint: %s", r.URL.Path))
 	})

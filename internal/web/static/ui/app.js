@@ -1,0 +1,760 @@
+// Tidemark's web page: status, entries, search, the check of an entry, and
+// the pinned policy. The checks themselves are in verify.js.
+//
+// Everything the log sends is hostile data (events are written by whoever
+// can post): this file writes it into the page with textContent only.
+(function () {
+  "use strict";
+  const V = globalThis.TidemarkVerify;
+  const PAGE = 25; // entries per page
+  const $ = (id) => document.getElementById(id);
+
+  // el builds an element with attributes and children (strings become text
+  // nodes, never markup).
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === "class") e.className = v;
+      else if (k === "text") e.textContent = v;
+      else e.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children) {
+      if (c === null || c === undefined) continue;
+      e.append(typeof c === "string" ? document.createTextNode(c) : c);
+    }
+    return e;
+  }
+  function clear(e) {
+    while (e.firstChild) e.removeChild(e.firstChild);
+    return e;
+  }
+  function msg(id, text, kind) {
+    const e = $(id);
+    e.textContent = text || "";
+    e.dataset.kind = kind || "";
+  }
+
+  // ---- The log: its URL, the read token, fetching ----
+
+  const state = { log: "", token: "" };
+
+  function normalizeLog(u) {
+    u = (u || "").trim();
+    if (!u) return "";
+    const url = new URL(u, location.href);
+    if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error("the log URL must be http or https");
+    url.search = "";
+    url.hash = "";
+    let s = url.toString();
+    if (!s.endsWith("/")) s += "/";
+    return s;
+  }
+
+  function initLog() {
+    const params = new URLSearchParams(location.search);
+    let log = params.get("log") || "";
+    if (!log && (location.protocol === "http:" || location.protocol === "https:")) {
+      log = new URL(".", location.href).toString();
+    }
+    if (!log) log = localStorage.getItem("tidemark.lastLog") || "";
+    try {
+      state.log = normalizeLog(log);
+    } catch (e) {
+      state.log = "";
+    }
+    state.token = sessionStorage.getItem("tidemark.token:" + state.log) || "";
+    $("log-url").value = state.log;
+    $("read-token").value = state.token;
+  }
+
+  class HTTPError extends Error {
+    constructor(status, message, url) {
+      super(message);
+      this.status = status;
+      this.url = url;
+    }
+  }
+
+  // get fetches path from the log. auth sends the read token.
+  async function get(path, { auth = false, accept } = {}) {
+    if (!state.log) throw new HTTPError(0, "no log URL: enter one above", "");
+    const url = new URL(path, state.log).toString();
+    const headers = {};
+    if (auth && state.token) headers.Authorization = "Bearer " + state.token;
+    if (accept) headers.Accept = accept;
+    let resp;
+    try {
+      resp = await fetch(url, { headers, cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer" });
+    } catch (e) {
+      throw new HTTPError(0, "could not reach " + url + " (the log is down, the URL is wrong, or the log does not let pages from other origins read it: CORS)", url);
+    }
+    if (!resp.ok) {
+      let detail = "";
+      try {
+        const t = await resp.text();
+        try {
+          const j = JSON.parse(t);
+          detail = j.message || j.error || "";
+        } catch (e) {
+          detail = t.slice(0, 200);
+        }
+      } catch (e) { /* none */ }
+      let m = url + " answered " + resp.status + (detail ? ": " + detail : "");
+      if (resp.status === 401) m += " (this log needs a read token: enter it above)";
+      throw new HTTPError(resp.status, m, url);
+    }
+    return resp;
+  }
+  async function getBytes(path, opts) {
+    return new Uint8Array(await (await get(path, opts)).arrayBuffer());
+  }
+  async function getText(path, opts) {
+    return V.utf8(await getBytes(path, opts));
+  }
+  async function getJSON(path, opts) {
+    return JSON.parse(await getText(path, Object.assign({ accept: "application/json" }, opts)));
+  }
+
+  // A partial tile or bundle may be gone once the full one exists: then
+  // the full one's prefix is the same data.
+  async function getTile(level, index, width) {
+    try {
+      return await getBytes(V.tilePath(level, index, width));
+    } catch (e) {
+      if (e.status !== 404 || width >= 256) throw e;
+      return (await getBytes(V.tilePath(level, index, 256))).slice(0, width * 32);
+    }
+  }
+  async function getBundle(index, width) {
+    try {
+      return await getBytes(V.entriesPath(index, width), { auth: true });
+    } catch (e) {
+      if (e.status !== 404 || width >= 256) throw e;
+      const full = V.parseBundle(await getBytes(V.entriesPath(index, 256), { auth: true }));
+      // Re-encode the first width entries, as the partial bundle would be.
+      const parts = full.slice(0, width);
+      let n = 0;
+      for (const p of parts) n += 2 + p.length;
+      const out = new Uint8Array(n);
+      let o = 0;
+      for (const p of parts) {
+        out[o] = p.length >> 8;
+        out[o + 1] = p.length & 0xff;
+        out.set(p, o + 2);
+        o += 2 + p.length;
+      }
+      return out;
+    }
+  }
+
+  // ---- The pinned policy ----
+
+  const policyKey = () => "tidemark.policy.v1:" + state.log;
+
+  function pinnedPolicy() {
+    try {
+      const p = JSON.parse(localStorage.getItem(policyKey()) || "null");
+      return p && typeof p.text === "string" ? p : null;
+    } catch (e) {
+      return null;
+    }
+  }
+  function pin(text, how) {
+    localStorage.setItem(policyKey(), JSON.stringify({ text, how, at: new Date().toISOString() }));
+  }
+
+  function howText(p) {
+    return p.how === "pasted" ? "by pasting" : p.how === "served" ? "from the log on request" : "on first use";
+  }
+
+  // ensurePolicy returns the parsed pinned policy, pinning the served one on
+  // first use. It reports {policy, pinned, served, firstUse, differs,
+  // servedError}.
+  async function ensurePolicy() {
+    const r = { firstUse: false, differs: false, served: null, servedError: "" };
+    try {
+      r.served = await getText("v1/policy");
+    } catch (e) {
+      r.servedError = e.message;
+    }
+    let p = pinnedPolicy();
+    if (!p) {
+      if (r.served === null) throw new Error("no policy is pinned for this log, and the log's policy could not be fetched: " + r.servedError);
+      await V.parsePolicy(r.served); // refuse to pin a policy we cannot read
+      pin(r.served, "first use");
+      p = pinnedPolicy();
+      r.firstUse = true;
+    }
+    r.pinned = p;
+    r.policy = await V.parsePolicy(p.text);
+    r.differs = r.served !== null && r.served !== p.text;
+    return r;
+  }
+
+  // ---- Formatting ----
+
+  function ago(ms) {
+    const s = Math.round((Date.now() - ms) / 1000);
+    if (s < 0) return "in the future (" + -s + " s ahead of this computer's clock)";
+    if (s < 90) return s + " s ago";
+    if (s < 5400) return Math.round(s / 60) + " min ago";
+    if (s < 172800) return Math.round(s / 3600) + " h ago";
+    return Math.round(s / 86400) + " days ago";
+  }
+  const iso = (sec) => new Date(sec * 1000).toISOString().replace(".000Z", "Z");
+
+  function eventSummary(ev) {
+    const pick = (k) => (typeof ev[k] === "string" || typeof ev[k] === "number" ? String(ev[k]) : "");
+    return { actor: pick("actor"), action: pick("action"), resource: pick("resource"), outcome: pick("outcome") };
+  }
+
+  // entryItem renders one entry (an event leaf, a search result, or raw
+  // bytes) as a list item.
+  function entryItem(index, leaf) {
+    const li = el("li", { class: "entry", "data-index": index });
+    const head = el("div", { class: "entry-head" },
+      el("span", { class: "idx", text: "#" + index }),
+      el("a", { href: "#check?index=" + index, class: "check-link", "aria-label": "Check entry " + index }, "Check"));
+    li.append(head);
+    if (leaf.kind === "event") {
+      const s = eventSummary(leaf.event);
+      const dl = el("dl", { class: "kv" });
+      const add = (k, v) => {
+        if (v !== "") dl.append(el("div", {}, el("dt", { text: k }), el("dd", { text: v, "data-field": k })));
+      };
+      add("actor", s.actor);
+      add("action", s.action);
+      add("resource", s.resource);
+      add("outcome", s.outcome);
+      add("received", leaf.received);
+      add("source", leaf.source);
+      li.append(dl);
+      li.append(el("details", {}, el("summary", { text: "The whole event" }),
+        el("pre", { class: "json", text: JSON.stringify(leaf.event, null, 2) })));
+    } else {
+      li.classList.add("raw");
+      const n = leaf.bytes.length;
+      li.append(el("p", { class: "rawinfo", text: "raw entry, " + n + " byte" + (n === 1 ? "" : "s") + " (posted to /add, not an event)" }));
+      const hex = V.toHex(leaf.bytes.subarray(0, 64)) + (n > 64 ? "…" : "");
+      li.append(el("pre", { class: "hex", text: hex }));
+      if (leaf.text !== null && leaf.text !== undefined) {
+        li.append(el("details", {}, el("summary", { text: "As text" }), el("pre", { class: "json", text: leaf.text })));
+      }
+    }
+    return li;
+  }
+
+  // ---- Views ----
+
+  let renderSeq = 0; // a newer render makes older async work stop writing
+
+  async function renderStatus(seq) {
+    msg("status-msg", "Loading…");
+    for (const id of ["st-origin", "st-size", "st-age", "st-verified"]) $(id).textContent = "…";
+    let status = null, cpText;
+    try {
+      status = await getJSON("v1/status");
+      cpText = status.checkpoint;
+    } catch (e) {
+      if (e.status !== 404) {
+        if (seq !== renderSeq) return;
+        msg("status-msg", e.message, "fail");
+      }
+      try {
+        cpText = await getText("checkpoint");
+      } catch (e2) {
+        if (seq !== renderSeq) return;
+        msg("status-msg", e2.message, "fail");
+        return;
+      }
+    }
+    if (seq !== renderSeq) return;
+    msg("status-msg", status ? "" : "This log has no /v1/status: showing its checkpoint alone, without the witnesses' state or the append rate.", status ? "" : "warn");
+    $("st-checkpoint").textContent = cpText || "";
+    let cp = null, note = null;
+    try {
+      note = V.parseSignedNote(cpText);
+      cp = V.parseCheckpoint(note.body);
+    } catch (e) {
+      $("st-verified").textContent = "FAILED: the checkpoint is malformed: " + e.message;
+      $("st-verified").dataset.status = "fail";
+    }
+    $("st-origin").textContent = cp ? cp.origin : (status && status.origin) || "?";
+    $("st-size").textContent = cp ? cp.size.toString() + " entries" : "?";
+    const published = status && status.published ? Date.parse(status.published) : NaN;
+    let verified = null;
+    if (cp) {
+      try {
+        const pol = await ensurePolicy();
+        verified = await V.verifyCheckpoint(pol.policy, cpText);
+        const names = Array.from(verified.cosigners.entries()).map(([n, c]) => n + " at " + iso(c.time));
+        const ok = verified.quorumMet;
+        $("st-verified").textContent = (ok ? "PASSED: " : "FAILED: ") + "signed by the log's key " + verified.logKey.id + "; quorum " + V.describeQuorum(pol.policy) + (ok ? " met" : " NOT met") + (names.length ? ": cosigned by " + names.join(", ") : "") + (pol.differs ? ". Warning: the policy the log serves now differs from the pinned one (see Policy)." : "");
+        $("st-verified").dataset.status = ok ? (pol.differs ? "warn" : "pass") : "fail";
+        await renderWitnesses(status, pol.policy, seq);
+      } catch (e) {
+        $("st-verified").textContent = "FAILED: " + e.message;
+        $("st-verified").dataset.status = "fail";
+        await renderWitnesses(status, null, seq);
+      }
+    }
+    if (seq !== renderSeq) return;
+    if (!isNaN(published)) {
+      $("st-age").textContent = "published " + ago(published) + " (" + status.published + ")";
+    } else if (verified && verified.cosigners.size > 0) {
+      const newest = Math.max(...Array.from(verified.cosigners.values(), (c) => c.time));
+      $("st-age").textContent = "cosigned " + ago(newest * 1000) + " (" + iso(newest) + ")";
+    } else {
+      $("st-age").textContent = "unknown: the log did not say when it published it, and no witness cosigned it";
+    }
+    renderRate(status ? status.rate : null);
+  }
+
+  async function renderWitnesses(status, policy, seq) {
+    const tbody = clear($("st-witnesses").querySelector("tbody"));
+    const rows = status && Array.isArray(status.witnesses) ? status.witnesses : [];
+    const names = new Set(rows.map((w) => String(w.name)));
+    if (policy) {
+      for (const w of policy.witnesses) {
+        if (!names.has(w.name)) rows.push({ name: w.name, url: w.url, error: status ? "the log reported nothing about this witness" : "unknown: this log has no /v1/status" });
+      }
+    }
+    if (rows.length === 0) {
+      tbody.append(el("tr", {}, el("td", { colspan: 4, text: status ? "The policy names no witness." : "Unknown: this log has no /v1/status." })));
+      return;
+    }
+    for (const w of rows) {
+      const name = String(w.name || "");
+      const tr = el("tr", { "data-witness": name });
+      const size = el("td", { "data-label": "Size it last cosigned" }), when = el("td", { "data-label": "When" }), check = el("td", { "data-label": "Check" });
+      tr.append(el("th", { scope: "row" }, el("span", { text: name }), w.url ? el("br") : null, w.url ? el("span", { class: "hint", text: String(w.url) }) : null), size, when, check);
+      tbody.append(tr);
+      const pw = policy ? policy.witnesses.find((x) => x.name === name) : null;
+      if (!w.checkpoint) {
+        size.textContent = "—";
+        when.textContent = "—";
+        check.textContent = w.error ? "no checkpoint: " + w.error : "no checkpoint";
+        check.dataset.status = "warn";
+        continue;
+      }
+      if (!pw) {
+        size.textContent = "—";
+        when.textContent = "—";
+        check.textContent = policy ? "not a witness of the pinned policy" : "not checked: no usable pinned policy";
+        check.dataset.status = "warn";
+        continue;
+      }
+      try {
+        const note = V.parseSignedNote(String(w.checkpoint));
+        const cp = V.parseCheckpoint(note.body);
+        if (cp.origin !== policy.origin) throw new Error("a checkpoint of another log (" + cp.origin + ")");
+        const cos = await V.verifyCosignatures(note, [pw]);
+        const c = cos.get(name);
+        if (!c) throw new Error("the checkpoint carries no cosignature by this witness's key " + pw.key.id);
+        if (seq !== renderSeq) return;
+        size.textContent = cp.size.toString();
+        when.textContent = iso(c.time) + " (" + ago(c.time * 1000) + ")";
+        check.textContent = "PASSED: cosignature verified" + (w.error ? "; last error: " + w.error : "");
+        check.dataset.status = w.error ? "warn" : "pass";
+      } catch (e) {
+        size.textContent = "—";
+        when.textContent = "—";
+        check.textContent = "FAILED: " + e.message;
+        check.dataset.status = "fail";
+      }
+    }
+  }
+
+  // renderRate draws the append rate (entries per second between samples)
+  // as an SVG bar chart, with a text summary for screen readers.
+  function renderRate(samples) {
+    const box = clear($("rate-chart"));
+    const sum = $("rate-summary");
+    if (!Array.isArray(samples) || samples.length < 2) {
+      sum.textContent = samples ? "Not enough samples yet." : "Unknown: this log has no /v1/status.";
+      return;
+    }
+    const pts = [];
+    for (let i = 1; i < samples.length; i++) {
+      const t0 = Date.parse(samples[i - 1].time), t1 = Date.parse(samples[i].time);
+      const d = Number(samples[i].size) - Number(samples[i - 1].size);
+      if (!(t1 > t0) || !(d >= 0)) continue;
+      pts.push({ t: t1, rate: d / ((t1 - t0) / 1000) });
+    }
+    if (pts.length === 0) {
+      sum.textContent = "Not enough samples yet.";
+      return;
+    }
+    const max = Math.max(...pts.map((p) => p.rate), 1e-9);
+    const W = 600, H = 160, pad = 28;
+    const NS = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("viewBox", "0 0 " + W + " " + (H + pad));
+    svg.setAttribute("role", "img");
+    svg.setAttribute("class", "rate");
+    const total = Number(samples[samples.length - 1].size) - Number(samples[0].size);
+    const minutes = Math.round((Date.parse(samples[samples.length - 1].time) - Date.parse(samples[0].time)) / 60000);
+    const fmt = (r) => (r >= 10 ? Math.round(r).toString() : r.toFixed(2));
+    const summary = "Latest " + fmt(pts[pts.length - 1].rate) + " entries/s, peak " + fmt(max) + " entries/s; " + total + " entries appended over the last " + minutes + " min.";
+    svg.setAttribute("aria-label", "Append rate chart. " + summary);
+    const bw = W / pts.length;
+    pts.forEach((p, i) => {
+      const h = max > 0 ? (p.rate / max) * (H - 10) : 0;
+      const r = document.createElementNS(NS, "rect");
+      r.setAttribute("x", (i * bw).toFixed(2));
+      r.setAttribute("y", (H - h).toFixed(2));
+      r.setAttribute("width", Math.max(bw - 1, 0.5).toFixed(2));
+      r.setAttribute("height", h.toFixed(2));
+      r.setAttribute("class", "bar");
+      const title = document.createElementNS(NS, "title");
+      title.textContent = new Date(p.t).toISOString() + ": " + fmt(p.rate) + " entries/s";
+      r.append(title);
+      svg.append(r);
+    });
+    const axis = document.createElementNS(NS, "line");
+    axis.setAttribute("x1", "0");
+    axis.setAttribute("x2", String(W));
+    axis.setAttribute("y1", String(H));
+    axis.setAttribute("y2", String(H));
+    axis.setAttribute("class", "axis");
+    svg.append(axis);
+    const label = (x, y, text, anchor) => {
+      const t = document.createElementNS(NS, "text");
+      t.setAttribute("x", String(x));
+      t.setAttribute("y", String(y));
+      t.setAttribute("text-anchor", anchor);
+      t.setAttribute("class", "label");
+      t.textContent = text;
+      svg.append(t);
+    };
+    label(2, H + 20, minutes + " min ago", "start");
+    label(W - 2, H + 20, "now", "end");
+    label(2, 14, "peak " + fmt(max) + "/s", "start");
+    box.append(svg);
+    sum.textContent = summary;
+  }
+
+  async function renderEntries(seq, params) {
+    const list = clear($("entries-list"));
+    clear($("entries-pager"));
+    clear($("entries-pager-top"));
+    msg("entries-msg", "Loading…");
+    let size;
+    try {
+      const note = V.parseSignedNote(await getText("checkpoint"));
+      size = Number(V.parseCheckpoint(note.body).size);
+    } catch (e) {
+      if (seq === renderSeq) msg("entries-msg", "The checkpoint: " + e.message, "fail");
+      return;
+    }
+    if (size === 0) {
+      msg("entries-msg", "The log is empty.");
+      return;
+    }
+    let before = parseInt(params.get("before") || "", 10);
+    if (!(before >= 0) || before >= size) before = size - 1;
+    const first = Math.max(0, before - PAGE + 1);
+    const bundles = new Map();
+    try {
+      for (let b = Math.floor(before / 256); b >= Math.floor(first / 256); b--) {
+        bundles.set(b, V.parseBundle(await getBundle(b, V.bundleWidth(b, size))));
+      }
+    } catch (e) {
+      if (seq === renderSeq) msg("entries-msg", "The entry bundles: " + e.message, "fail");
+      return;
+    }
+    if (seq !== renderSeq) return;
+    list.setAttribute("start", String(before));
+    for (let i = before; i >= first; i--) {
+      const e = bundles.get(Math.floor(i / 256))[i % 256];
+      if (!e) continue;
+      list.append(entryItem(i, V.parseLeaf(e)));
+    }
+    msg("entries-msg", "Entries " + before + " to " + first + " of " + size + " (the tree's size at the latest checkpoint).");
+    for (const pager of [$("entries-pager-top"), $("entries-pager")]) {
+      const links = [];
+      if (before < size - 1) {
+        links.push(el("a", { href: "#entries" }, "Newest"));
+        links.push(el("a", { href: "#entries?before=" + Math.min(size - 1, before + PAGE) }, "Newer"));
+      }
+      if (first > 0) links.push(el("a", { href: "#entries?before=" + (first - 1), rel: "next" }, "Older"));
+      pager.append(...links);
+    }
+  }
+
+  const SEARCH_FIELDS = ["actor", "action", "resource", "source", "outcome", "since", "until", "q"];
+
+  async function renderSearch(seq, params, cursor) {
+    const form = $("search-form");
+    for (const f of SEARCH_FIELDS) form.elements[f].value = params.get(f) || "";
+    const list = $("search-list");
+    if (!cursor) clear(list);
+    $("search-more").hidden = true;
+    const q = new URLSearchParams();
+    for (const f of SEARCH_FIELDS) if (params.get(f)) q.set(f, params.get(f));
+    if (Array.from(q.keys()).length === 0 && !params.has("all")) {
+      msg("search-msg", "Fill in one or more fields. The log's search index is a convenience: the results are what the log says; Check proves each one.");
+      return;
+    }
+    q.set("limit", String(PAGE));
+    if (cursor) q.set("cursor", cursor);
+    msg("search-msg", "Searching…");
+    let res;
+    try {
+      res = await getJSON("v1/search?" + q.toString(), { auth: true });
+    } catch (e) {
+      if (seq !== renderSeq) return;
+      msg("search-msg", e.status === 404 ? "This log offers no search (/v1/search answered 404): it runs an older Tidemark. Entries are still readable under Entries." : e.message, "fail");
+      return;
+    }
+    if (seq !== renderSeq) return;
+    const results = Array.isArray(res.results) ? res.results : [];
+    for (const r of results) {
+      const leaf = { kind: "event", event: r.event && typeof r.event === "object" ? r.event : {}, received: String(r.received || ""), source: String(r.source || "") };
+      list.append(entryItem(Number(r.index), leaf));
+    }
+    const n = list.children.length;
+    msg("search-msg", n === 0 ? "No entries match." : n + " match" + (n === 1 ? "" : "es") + ", newest first" + (typeof res.complete_to === "number" ? "; the search index covers the first " + res.complete_to + " entries" : "") + ".");
+    if (res.next) {
+      const more = $("search-more");
+      more.hidden = false;
+      more.onclick = () => renderSearch(seq, params, String(res.next));
+    }
+  }
+
+  const STEPS = [
+    ["policy", "Policy pinned"],
+    ["signature", "Log signature (Ed25519)"],
+    ["quorum", "Witness cosignatures and quorum (cosignature/v1)"],
+    ["leaf", "Entry fetched and hashed (SHA-256)"],
+    ["root", "Root recomputed from the tiles equals the checkpoint's"],
+  ];
+  const STATUS_WORD = { pass: "PASSED", fail: "FAILED", warn: "WARNING", wait: "NOT RUN", run: "RUNNING" };
+
+  async function renderCheck(seq, params) {
+    const steps = clear($("check-steps"));
+    const verdict = $("check-verdict");
+    const entry = clear($("check-entry"));
+    verdict.textContent = "";
+    verdict.dataset.status = "";
+    $("check-proves").hidden = true;
+    const idxText = params.get("index");
+    $("check-index").value = idxText || "";
+    if (idxText === null || idxText === "") return;
+    if (!/^(0|[1-9][0-9]*)$/.test(idxText) || !Number.isSafeInteger(Number(idxText))) {
+      verdict.textContent = "Not an entry index: " + idxText;
+      verdict.dataset.status = "fail";
+      return;
+    }
+    const index = Number(idxText);
+    const items = new Map();
+    for (const [k, title] of STEPS) {
+      const st = el("span", { class: "st", text: STATUS_WORD.wait });
+      const li = el("li", { "data-step": k, "data-status": "wait" }, st, " ", el("strong", { text: title }), el("p", { class: "detail" }));
+      items.set(k, li);
+      steps.append(li);
+    }
+    let failed = false, warned = false;
+    const step = (k, status, detail) => {
+      if (seq !== renderSeq) return;
+      const li = items.get(k);
+      li.dataset.status = status;
+      li.querySelector(".st").textContent = STATUS_WORD[status];
+      li.querySelector(".detail").textContent = detail;
+      if (status === "fail") failed = true;
+      if (status === "warn") warned = true;
+    };
+    const finish = () => {
+      if (seq !== renderSeq) return;
+      for (const li of items.values()) if (li.dataset.status === "wait") li.querySelector(".detail").textContent = "not run: an earlier step failed";
+      verdict.dataset.status = failed ? "fail" : warned ? "warn" : "pass";
+      verdict.textContent = failed
+        ? "FAILED: entry " + index + " could not be shown to be in the log the witnesses saw."
+        : "PASSED: entry " + index + " is in the log, at a checkpoint a quorum of witnesses cosigned" + (warned ? " (see the warning above)." : ".");
+      $("check-proves").hidden = failed;
+    };
+    verdict.textContent = "Checking entry " + index + "…";
+    if (!globalThis.crypto || !globalThis.crypto.subtle) {
+      step("policy", "fail", "this browser offers no WebCrypto here: crypto.subtle exists only on https pages, http://localhost and file:// pages. Open the page one of those ways.");
+      return finish();
+    }
+    let pol;
+    try {
+      pol = await ensurePolicy();
+    } catch (e) {
+      step("policy", "fail", e.message);
+      return finish();
+    }
+    const desc = pol.policy.origin + ", " + pol.policy.logs.length + " log key(s), " + pol.policy.witnesses.length + " witness(es), quorum " + V.describeQuorum(pol.policy);
+    if (pol.firstUse) step("policy", "warn", "no policy was pinned for this log: pinned the one it serves now, on first use (" + desc + "). This check trusts the log's policy as served today; compare it with one from someone you trust (Policy).");
+    else if (pol.differs) step("policy", "warn", "checking against the policy pinned " + howText(pol.pinned) + " at " + pol.pinned.at + " (" + desc + "); the policy the log serves now DIFFERS from it: the log, or its witnesses, changed, or someone is lying. See Policy.");
+    else if (pol.served === null) step("policy", "warn", "checking against the pinned policy (" + desc + "); the log's own policy could not be fetched to compare: " + pol.servedError);
+    else step("policy", "pass", "checking against the policy pinned " + howText(pol.pinned) + " at " + pol.pinned.at + " (" + desc + "); the log serves the same policy");
+    const res = await V.checkEntry(pol.policy, index, {
+      checkpoint: () => getBytes("checkpoint"),
+      tile: getTile,
+      bundle: getBundle,
+    }, step);
+    finish();
+    if (seq !== renderSeq) return;
+    if (res.leaf) {
+      entry.append(el("h3", { text: "The entry" }));
+      const ol = el("ol", { class: "entries", start: index });
+      ol.append(entryItem(index, res.leaf));
+      entry.append(ol);
+    }
+  }
+
+  async function renderPolicy(seq) {
+    const p = pinnedPolicy();
+    $("policy-pinned").textContent = p ? p.text : "(none pinned for " + (state.log || "this log") + ")";
+    let served = null;
+    try {
+      served = await getText("v1/policy");
+      $("policy-served").textContent = served;
+    } catch (e) {
+      $("policy-served").textContent = "(" + e.message + ")";
+    }
+    if (seq !== renderSeq) return;
+    if (!p) msg("policy-msg", "No policy is pinned for this log yet: the first check will pin the one it serves.", "warn");
+    else if (served !== null && served !== p.text) msg("policy-msg", "The policy the log serves DIFFERS from the one pinned " + howText(p) + " at " + p.at + ". Checks keep using the pinned one.", "warn");
+    else msg("policy-msg", "Pinned " + howText(p) + " at " + p.at + (served !== null ? "; the log serves the same policy." : "."), "pass");
+  }
+
+  // ---- Routing: #view?params ----
+
+  const VIEWS = { status: renderStatus, entries: renderEntries, search: renderSearch, check: renderCheck, policy: renderPolicy };
+
+  function route() {
+    const h = location.hash.replace(/^#/, "");
+    const q = h.indexOf("?");
+    let view = q < 0 ? h : h.slice(0, q);
+    const params = new URLSearchParams(q < 0 ? "" : h.slice(q + 1));
+    if (!VIEWS[view]) view = "status";
+    for (const s of document.querySelectorAll("[data-view]")) s.hidden = s.dataset.view !== view;
+    for (const a of document.querySelectorAll("[data-nav]")) {
+      if (a.dataset.nav === view) a.setAttribute("aria-current", "page");
+      else a.removeAttribute("aria-current");
+    }
+    document.title = "Tidemark: " + view;
+    const seq = ++renderSeq;
+    document.documentElement.dataset.busy = "true";
+    document.documentElement.dataset.renders = String(seq); // for tests: a view was rendered
+    VIEWS[view](seq, params).catch((e) => {
+      console.error(e);
+    }).finally(() => {
+      if (seq === renderSeq) document.documentElement.dataset.busy = "false";
+    });
+  }
+
+  function provenance() {
+    const p = $("provenance");
+    clear(p);
+    let text;
+    const here = location.protocol === "file:" ? null : location.origin;
+    let logOrigin = "";
+    try {
+      logOrigin = state.log ? new URL(state.log).origin : "";
+    } catch (e) { /* none */ }
+    if (location.protocol === "file:") {
+      text = "This page was opened from a file on this computer: the checks run the code in that file, whatever the log says. They are as trustworthy as your copy of the page and the policy you pinned.";
+      p.dataset.mode = "file";
+    } else if (logOrigin && here === logOrigin) {
+      text = "This page was served by the log it checks. A dishonest log could serve a page that lies; for a check that does not depend on the log, open a copy of this page you keep (a file, or another host) and point it at this log.";
+      p.dataset.mode = "log";
+    } else {
+      text = "This page was served by " + here + ", not by the log it checks (" + (logOrigin || "none yet") + "): a dishonest log cannot change the code running these checks; whoever serves this page can.";
+      p.dataset.mode = "other";
+    }
+    p.append(el("p", { text }));
+  }
+
+  function init() {
+    if (!V) {
+      document.body.prepend(el("p", { class: "banner fail", text: "verify.js did not load: nothing on this page can be checked." }));
+      return;
+    }
+    initLog();
+    if (!globalThis.crypto || !globalThis.crypto.subtle) {
+      const b = $("nocrypto");
+      b.hidden = false;
+      b.textContent = "This browser offers no WebCrypto on this page: crypto.subtle exists only in secure contexts (https pages, http://localhost and file:// pages). The page can show the log, but it cannot check anything; open it over https, from localhost, or from a file.";
+    }
+    provenance();
+    $("log-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      let log;
+      try {
+        log = normalizeLog($("log-url").value);
+      } catch (err) {
+        $("log-url").setCustomValidity(err.message);
+        $("log-url").reportValidity();
+        return;
+      }
+      $("log-url").setCustomValidity("");
+      state.log = log;
+      state.token = $("read-token").value.trim();
+      sessionStorage.setItem("tidemark.token:" + log, state.token);
+      localStorage.setItem("tidemark.lastLog", log);
+      try {
+        const u = new URL(location.href);
+        u.searchParams.set("log", log);
+        history.replaceState(null, "", u.toString());
+      } catch (err) { /* file:// may refuse: the field still holds the log */ }
+      provenance();
+      route();
+    });
+    $("search-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const q = new URLSearchParams();
+      for (const f of SEARCH_FIELDS) {
+        const v = e.target.elements[f].value.trim();
+        if (v) q.set(f, v);
+      }
+      const h = "#search?" + q.toString();
+      if (location.hash === h) route();
+      else location.hash = h;
+    });
+    $("check-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const h = "#check?index=" + encodeURIComponent($("check-index").value.trim());
+      if (location.hash === h) route();
+      else location.hash = h;
+    });
+    $("policy-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const text = $("policy-text").value.replace(/\r\n/g, "\n");
+      try {
+        const p = await V.parsePolicy(text);
+        if (!state.log) throw new Error("enter the log's URL first");
+        pin(text, "pasted");
+        $("policy-text").value = "";
+        route();
+        msg("policy-msg", "Pinned a policy for " + p.origin + ".", "pass");
+      } catch (err) {
+        msg("policy-msg", "Not pinned: " + err.message, "fail");
+      }
+    });
+    $("policy-pin-served").addEventListener("click", async () => {
+      try {
+        const text = await getText("v1/policy");
+        await V.parsePolicy(text);
+        pin(text, "served");
+        route();
+      } catch (err) {
+        msg("policy-msg", "Not pinned: " + err.message, "fail");
+      }
+    });
+    $("policy-forget").addEventListener("click", () => {
+      localStorage.removeItem(policyKey());
+      route();
+    });
+    window.addEventListener("hashchange", route);
+    route();
+    document.documentElement.dataset.ready = "true";
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();
