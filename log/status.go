@@ -19,7 +19,7 @@ import (
 // size, the checkpoint and when it was published, what each witness of the
 // policy last cosigned (as the witness's monitoring endpoint tells it, so
 // that the page verifies the cosignature itself), and the tree's size over
-// the last hour for a chart of the append rate.
+// the last hour (every 5 s, and now) for a chart of the append rate.
 
 // Status is the answer of GET /v1/status.
 type Status struct {
@@ -174,6 +174,9 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	s.status.mu.Lock()
 	st.Rate = append([]SizeSample{}, s.status.samples...)
 	s.status.mu.Unlock()
+	if n, err := s.integratedSize(); err == nil {
+		st.Rate = append(st.Rate, SizeSample{Time: time.Now().UTC().Format(time.RFC3339Nano), Size: n})
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, st)
 }
