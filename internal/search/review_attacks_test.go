@@ -2,11 +2,10 @@ package search
 
 import (
 	"context"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
-	"net/url"
-	"time"
 )
 
 // A bound outside the years time.UnixNano can hold (1678 to 2262) is still
@@ -91,7 +90,6 @@ func parse(t *testing.T, params string) Query {
 	return q
 }
 
-var _ = time.Second
 
 // q made only of separators is not "no q": it is refused, instead of
 // answering with every event of the log.
