@@ -90,7 +90,6 @@ func parse(t *testing.T, params string) Query {
 	return q
 }
 
-
 // q made only of separators is not "no q": it is refused, instead of
 // answering with every event of the log.
 func TestQueryWithoutWordsIsRefused(t *testing.T) {
