@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 	"unicode/utf8"
 )
@@ -249,9 +250,53 @@ func ClaimsEventLeaf(b []byte) bool {
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(t, &m); err != nil {
-		return false
+		// json.Unmarshal also refuses valid JSON nested deeper than
+		// 10000, which other parsers (JSON.parse) read: look at the
+		// member names with the tokenizer, which has no such limit.
+		return claimsByTokens(t)
 	}
 	_, v := m["v"]
 	_, e := m["event"]
 	return v && e
+}
+
+// claimsByTokens is ClaimsEventLeaf for a body json.Unmarshal refused:
+// whether the names of the top-level object's members include "v" and
+// "event", read token by token. A body that is not JSON claims nothing.
+func claimsByTokens(t []byte) bool {
+	d := json.NewDecoder(bytes.NewReader(t))
+	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+		return false
+	}
+	depth, isName := 1, true
+	var v, e bool
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return false
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+			switch depth {
+			case 0:
+				_, err := d.Token()
+				return v && e && err == io.EOF
+			case 1:
+				isName = true // a member's value ended
+			}
+			continue
+		}
+		if depth > 1 {
+			continue
+		}
+		if isName {
+			v = v || tok == "v"
+			e = e || tok == "event"
+		}
+		isName = !isName
+	}
 }

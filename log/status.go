@@ -71,6 +71,12 @@ func newStatusCache(s *Server, hc *http.Client) *statusCache {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
+	// A witness is someone else's server: a redirect from it is not
+	// followed, so that it cannot point the log at an address inside the
+	// log's network and have what the log read there published here.
+	hc = &http.Client{Transport: hc.Transport, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
 	return &statusCache{s: s, hc: hc}
 }
 
@@ -114,6 +120,9 @@ func (c *statusCache) witnessStatus(ctx context.Context, origin string) []Witnes
 		}
 		wg.Go(func() {
 			b, err := c.get(ctx, strings.TrimSuffix(pw.URL, "/")+"/"+hex.EncodeToString(sum[:])+"/checkpoint")
+			if err == nil {
+				err = isCheckpointOf(b, origin)
+			}
 			if err != nil {
 				ws[i].Error = err.Error()
 				return
@@ -151,6 +160,24 @@ func (c *statusCache) get(ctx context.Context, url string) ([]byte, error) {
 		return nil, fmt.Errorf("the witness's checkpoint is larger than %d bytes", checkpoint.MaxCheckpointSize)
 	}
 	return b, nil
+}
+
+// isCheckpointOf checks that a witness's answer is a signed checkpoint of
+// the log's origin, before the log passes it on: the page verifies the
+// cosignature itself, but the log publishes nothing else in its name.
+func isCheckpointOf(b []byte, origin string) error {
+	i := bytes.Index(b, []byte("\n\n"))
+	if i < 0 {
+		return fmt.Errorf("the witness's answer is not a signed checkpoint")
+	}
+	c, err := checkpoint.Parse(b[:i+1])
+	if err != nil {
+		return fmt.Errorf("the witness's answer is not a signed checkpoint: %w", err)
+	}
+	if c.Origin != origin {
+		return fmt.Errorf("the witness answered with a checkpoint of another log (%q)", c.Origin)
+	}
+	return nil
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {

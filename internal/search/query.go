@@ -3,11 +3,13 @@ package search
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // A Match is one field's filter: a value, or with Prefix every value that
@@ -65,6 +67,12 @@ func ParseQuery(v url.Values) (Query, error) {
 		if len(vals[0]) > maxQuery {
 			return q, fmt.Errorf("%s is longer than %d bytes", name, maxQuery)
 		}
+		if !utf8.ValidString(vals[0]) {
+			// Events are UTF-8: such a value names nothing, and a prefix
+			// ending inside a character would pass Matches but not the
+			// index's cut values.
+			return q, fmt.Errorf("%s is not valid UTF-8", name)
+		}
 		switch name {
 		case "actor", "action", "resource", "source", "outcome", "since", "until", "q", "limit", "cursor":
 		default:
@@ -119,13 +127,13 @@ func ParseQuery(v url.Values) (Query, error) {
 	return q, nil
 }
 
-// parseTerms splits q into words of letters and digits, as the full-text
-// index splits the events; a trailing '*' makes a word a prefix.
+// parseTerms splits q into words, as the full-text index splits the
+// events; a trailing '*' makes a word a prefix.
 func parseTerms(q string) ([]string, error) {
 	var terms []string
 	for _, w := range strings.Fields(q) {
 		prefix := strings.HasSuffix(w, "*")
-		parts := strings.FieldsFunc(strings.TrimSuffix(w, "*"), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
+		parts := strings.FieldsFunc(strings.TrimSuffix(w, "*"), func(r rune) bool { return !isWordRune(r) })
 		for i, p := range parts {
 			if prefix && i == len(parts)-1 {
 				p += "*"
@@ -136,7 +144,19 @@ func parseTerms(q string) ([]string, error) {
 	if len(terms) > maxTerms {
 		return nil, fmt.Errorf("q has %d words; at most %d", len(terms), maxTerms)
 	}
+	if len(terms) == 0 && strings.TrimSpace(q) != "" {
+		// Without this, q=!!! would be no filter at all, and answer with
+		// every event.
+		return nil, fmt.Errorf("q %q has no words: words are letters and numbers, and the rest separates them", q)
+	}
 	return terms, nil
+}
+
+// isWordRune reports whether r is part of a word for the full-text index:
+// the characters SQLite's unicode61 tokenizer keeps by default (Unicode
+// categories L*, N* and Co); every other character separates words.
+func isWordRune(r rune) bool {
+	return unicode.IsLetter(r) || unicode.IsNumber(r) || unicode.Is(unicode.Co, r)
 }
 
 // Matches reports whether an event leaf's stamped and extracted values
@@ -191,11 +211,11 @@ func (s *Store) Find(ctx context.Context, q Query, limit int) ([]uint64, bool, e
 	}
 	if !q.Since.IsZero() {
 		where = append(where, "e.received >= ?")
-		args = append(args, q.Since.UnixNano())
+		args = append(args, unixNano(q.Since))
 	}
 	if !q.Until.IsZero() {
 		where = append(where, "e.received < ?")
-		args = append(args, q.Until.UnixNano())
+		args = append(args, unixNano(q.Until))
 	}
 	if q.HasBefore {
 		where = append(where, "e.idx < ?")
@@ -239,6 +259,26 @@ func (s *Store) Find(ctx context.Context, q Query, limit int) ([]uint64, bool, e
 	}
 	return out, false, nil
 }
+
+// unixNano is t in nanoseconds since 1970, as the index keeps "received",
+// held to the range of an int64: time.UnixNano wraps around for a time
+// before 1678 or after 2262, which a query may give ("until=9999-12-31").
+// Every received time is inside the range, so the clamped bound keeps or
+// drops the same rows as the exact one.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.Before(minNano):
+		return math.MinInt64
+	case t.After(maxNano):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+var (
+	minNano = time.Unix(0, math.MinInt64)
+	maxNano = time.Unix(0, math.MaxInt64)
+)
 
 // prefixEnd is the least string above every string with prefix p, if
 // there is one.

@@ -131,6 +131,7 @@ type vectors struct {
 	Checkpoints []signedVector  `json:"checkpoints"`
 	Inclusions  []inclusionCase `json:"inclusions"`
 	Paths       []pathVector    `json:"paths"`
+	Leaves      []leafVector    `json:"leaves"`
 	TileDir     string          `json:"tile_dir"`
 }
 
@@ -158,6 +159,71 @@ type inclusionCase struct {
 	FailStep   string `json:"fail_step,omitempty"`
 	FlipPath   string `json:"flip_path,omitempty"` // a file under tile_dir to serve with one byte flipped
 	FlipOffset int    `json:"flip_offset"`
+}
+
+// leafVector is an entry and whether checkpoint.ParseLeaf takes it for an
+// event leaf: verify.js's parseLeaf must say the same.
+type leafVector struct {
+	Name  string `json:"name"`
+	B64   []byte `json:"b64"`
+	Event bool   `json:"event"`
+}
+
+// leafVectors are entries that are event leaves, and entries shaped like
+// one that are not (a writer to /add can append any bytes the log does not
+// take for a leaf).
+func leafVectors(t *testing.T) []leafVector {
+	t.Helper()
+	at := time.Date(2026, 11, 24, 9, 0, 0, 1, time.UTC)
+	leaf := func(event string, key string) string {
+		b, _, _, err := checkpoint.AppendEventLeaf(nil, []byte(event), at, "kube-apiserver", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	const tail = `,"received":"2026-11-24T09:00:00.000000001Z","source":"kube-apiserver","v":1}`
+	nest := func(d int) string { // d nested arrays around "x"
+		return strings.Repeat("[", d) + `"x"` + strings.Repeat("]", d)
+	}
+	deep := strings.Repeat("[", 10001) + strings.Repeat("]", 10001)
+	cases := []struct{ name, text string }{
+		{"canonical", leaf(`{"actor":"alice","action":"secret.read","n":[1.5,-0,1e21,true,null],"z":{"é":"\u2028\u00e9😀"}}`, "")},
+		{"canonical with an idempotency key", leaf(`{"actor":"alice"}`, "k-1")},
+		{"canonical with escapes", leaf(`{"a":"\"\\\b\f\n\r\t\u0001\u001f\u007f"}`, "")},
+		{"nested 62", `{"event":{"a":` + nest(62) + `}` + tail},
+		{"nested 63", `{"event":{"a":` + nest(63) + `}` + tail},
+		{"nested 64", `{"event":{"a":` + nest(64) + `}` + tail},
+		{"nested past encoding/json", `{"event":{"actor":"alice","a":` + deep + `}` + tail},
+		{"an extra member nested past encoding/json", `{"event":{"actor":"alice"}` + strings.TrimSuffix(tail, "}") + `,"x":` + deep + `}`},
+		{"an extra member", `{"event":{"actor":"alice"}` + strings.TrimSuffix(tail, "}") + `,"x":1}`},
+		{"white space", `{"event": {"actor":"alice"}` + tail},
+		{"members out of order", `{"source":"kube-apiserver","event":{"actor":"alice"},"received":"2026-11-24T09:00:00.000000001Z","v":1}`},
+		{"event members out of order", `{"event":{"b":1,"a":2}` + tail},
+		{"duplicate event member", `{"event":{"actor":"alice","actor":"bob"}` + tail},
+		{"duplicate source", `{"event":{"actor":"alice"},"received":"2026-11-24T09:00:00.000000001Z","source":"kube-apiserver","source":"kube-apiserver","v":1}`},
+		{"a number not in shortest form", `{"event":{"n":1.50}` + tail},
+		{"a number a double cannot hold", `{"event":{"n":9007199254740993}` + tail},
+		{"a lone surrogate", `{"event":{"s":"\ud800"}` + tail},
+		{"an escape not needed", `{"event":{"s":"\u0061"}` + tail},
+		{"received without nanoseconds", `{"event":{}` + strings.Replace(tail, ".000000001Z", "Z", 1)},
+		{"received on the 30th of February", `{"event":{}` + strings.Replace(tail, "2026-11-24", "2026-02-30", 1)},
+		{"received at second 60", `{"event":{}` + strings.Replace(tail, "09:00:00", "09:00:60", 1)},
+		{"version 2", `{"event":{}` + strings.Replace(tail, `"v":1`, `"v":2`, 1)},
+		{"no source", `{"event":{},"received":"2026-11-24T09:00:00.000000001Z","v":1}`},
+		{"empty idempotency key", `{"event":{},"idempotency_key":""` + tail},
+		{"event an array", `{"event":[]` + tail},
+		{"trailing newline", leaf(`{"a":1}`, "") + "\n"},
+	}
+	var out []leafVector
+	for _, c := range cases {
+		if len(c.text) > checkpoint.MaxLeafSize {
+			t.Fatalf("leaf vector %s is %d bytes", c.name, len(c.text))
+		}
+		_, err := checkpoint.ParseLeaf([]byte(c.text))
+		out = append(out, leafVector{Name: c.name, B64: []byte(c.text), Event: err == nil})
+	}
+	return out
 }
 
 type pathVector struct {
@@ -508,6 +574,11 @@ func TestVerifyJS(t *testing.T) {
 			v.Paths = append(v.Paths, pathVector{"tile", p.level, p.index, w, layout.TilePath(p.level, p.index, w)})
 			v.Paths = append(v.Paths, pathVector{"entries", 0, p.index, w, layout.EntriesPath(p.index, w)})
 		}
+	}
+
+	v.Leaves = leafVectors(t)
+	for _, l := range v.Leaves {
+		t.Logf("leaf vector %s: event %v", l.Name, l.Event)
 	}
 
 	vf := filepath.Join(t.TempDir(), "vectors.json")

@@ -110,10 +110,18 @@ for (const c of vectors.inclusions) {
   }
 }
 
+// A leaf is an event exactly when checkpoint.ParseLeaf accepts it.
+for (const l of vectors.leaves) {
+  const bytes = Uint8Array.from(Buffer.from(l.b64, "base64"));
+  const got = V.parseLeaf(bytes);
+  check("leaf " + l.name + (l.event ? " is an event" : " is not an event"), (got.kind === "event") === l.event, got.notLeaf || got.kind);
+}
+
 // A leaf parses as an event only when it is one.
 {
   const enc = new TextEncoder();
-  check("event leaf", V.parseLeaf(enc.encode('{"event":{"actor":"a"},"received":"r","source":"s","v":1}')).kind === "event");
+  check("event leaf", V.parseLeaf(enc.encode('{"event":{"actor":"a"},"received":"2026-11-24T09:00:00.000000001Z","source":"s","v":1}')).kind === "event");
+  check("a leaf-shaped entry the Go code refuses", V.parseLeaf(enc.encode('{"event":{"actor":"a"},"received":"r","source":"s","v":1}')).kind === "raw");
   check("raw JSON", V.parseLeaf(enc.encode('{"actor":"a"}')).kind === "raw");
   check("raw bytes", V.parseLeaf(new Uint8Array([0xff, 0x00])).kind === "raw");
 }

@@ -235,7 +235,9 @@
     } else {
       li.classList.add("raw");
       const n = leaf.bytes.length;
-      li.append(el("p", { class: "rawinfo", text: "raw entry, " + n + " byte" + (n === 1 ? "" : "s") + " (posted to /add, not an event)" }));
+      li.append(el("p", { class: "rawinfo", text: "raw entry, " + n + " byte" + (n === 1 ? "" : "s") + (leaf.notLeaf
+        ? " (shaped like an event leaf, but not one the log writes: " + leaf.notLeaf + "; its source and time are not the log's)"
+        : " (posted to /add, not an event)") }));
       const hex = V.toHex(leaf.bytes.subarray(0, 64)) + (n > 64 ? "…" : "");
       li.append(el("pre", { class: "hex", text: hex }));
       if (leaf.text !== null && leaf.text !== undefined) {

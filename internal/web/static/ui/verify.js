@@ -576,22 +576,85 @@
     return mth(0, size);
   }
 
-  // parseLeaf reads an entry: a Tidemark event leaf (canonical JSON with
-  // "v":1 and "event") or raw bytes.
+  // parseLeaf reads an entry: a Tidemark event leaf or raw bytes. An entry
+  // is an event leaf only if the Go code (checkpoint.ParseLeaf) says so:
+  // exactly the canonical JSON (RFC 8785) of {"event":{...},
+  // "idempotency_key"?,"received","source","v":1}. Anything else is shown
+  // as raw bytes, with notLeaf saying why when it looks like a leaf:
+  // otherwise a writer to /add could show here an event "stamped" by the
+  // log with any source and time (JSON.parse reads what Go refuses, such
+  // as nesting past encoding/json's depth, duplicate names, lone
+  // surrogates).
   function parseLeaf(bytes) {
     let s = null;
     try {
       s = utf8(bytes);
     } catch (e) { /* raw */ }
     if (s !== null && s.startsWith("{")) {
+      let o = null;
       try {
-        const o = JSON.parse(s);
-        if (o && typeof o === "object" && !Array.isArray(o) && o.v === 1 && o.event && typeof o.event === "object" && !Array.isArray(o.event)) {
-          return { kind: "event", event: o.event, received: typeof o.received === "string" ? o.received : "", source: typeof o.source === "string" ? o.source : "", idempotencyKey: typeof o.idempotency_key === "string" ? o.idempotency_key : "", bytes };
-        }
+        o = JSON.parse(s);
       } catch (e) { /* raw */ }
+      if (o && typeof o === "object" && !Array.isArray(o) && "v" in o && "event" in o) {
+        const why = leafProblem(o, s);
+        if (why === "") {
+          return { kind: "event", event: o.event, received: o.received, source: o.source, idempotencyKey: typeof o.idempotency_key === "string" ? o.idempotency_key : "", bytes };
+        }
+        return { kind: "raw", bytes, text: s, notLeaf: why };
+      }
     }
     return { kind: "raw", bytes, text: s };
+  }
+
+  const MAX_JSON_DEPTH = 64; // checkpoint.MaxJSONDepth
+  const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+  const RECEIVED = /^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.[0-9]{9}Z$/;
+
+  // leafProblem says why a parsed leaf o, of text s, is not a canonical
+  // event leaf, or "" when it is one.
+  function leafProblem(o, s) {
+    for (const k of Object.keys(o)) {
+      if (!["event", "idempotency_key", "received", "source", "v"].includes(k)) return "unknown member " + JSON.stringify(k);
+    }
+    if (o.v !== 1) return "unsupported version";
+    if (!o.event || typeof o.event !== "object" || Array.isArray(o.event)) return "event is not an object";
+    if (typeof o.source !== "string") return "no source";
+    if ("idempotency_key" in o && (typeof o.idempotency_key !== "string" || o.idempotency_key === "")) return "bad idempotency_key";
+    const m = typeof o.received === "string" ? RECEIVED.exec(o.received) : null;
+    if (!m) return "received is not a time of the form 2006-01-02T15:04:05.000000000Z";
+    const [y, mo, d, h, mi, sec] = m.slice(1).map(Number);
+    const t = new Date(0);
+    t.setUTCFullYear(y, mo - 1, d);
+    t.setUTCHours(h, mi, sec, 0);
+    if (t.getUTCFullYear() !== y || t.getUTCMonth() !== mo - 1 || t.getUTCDate() !== d || t.getUTCHours() !== h || t.getUTCMinutes() !== mi || t.getUTCSeconds() !== sec) {
+      return "received is not a valid time";
+    }
+    if (canonicalJSON(o, 0) !== s) return "not in canonical form (RFC 8785), or not I-JSON";
+    return "";
+  }
+
+  // canonicalJSON is the RFC 8785 form of a parsed value, or null when it
+  // is not I-JSON (a lone surrogate) or nests deeper than the Go code
+  // accepts. JSON.stringify writes strings and numbers as RFC 8785 does.
+  function canonicalJSON(v, depth) {
+    if (v === null || typeof v === "boolean" || typeof v === "number") return JSON.stringify(v);
+    if (typeof v === "string") return LONE_SURROGATE.test(v) ? null : JSON.stringify(v);
+    if (depth >= MAX_JSON_DEPTH) return null;
+    const parts = [];
+    if (Array.isArray(v)) {
+      for (const x of v) {
+        const c = canonicalJSON(x, depth + 1);
+        if (c === null) return null;
+        parts.push(c);
+      }
+      return "[" + parts.join(",") + "]";
+    }
+    for (const k of Object.keys(v).sort()) {
+      const c = canonicalJSON(v[k], depth + 1);
+      if (c === null || LONE_SURROGATE.test(k)) return null;
+      parts.push(JSON.stringify(k) + ":" + c);
+    }
+    return "{" + parts.join(",") + "}";
   }
 
   // checkEntry runs the whole check of entry index against a pinned policy,
