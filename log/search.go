@@ -34,9 +34,13 @@ const searchFile = "search.db"
 // SQLite pages. Past it, 503 with Retry-After.
 const searchSlots = 8
 
-// maxSearchBytes bounds the events of one answer: past it, the answer
-// stops early and its "next" goes on from there.
+// maxSearchBytes bounds the events of one answer, and maxSearchRead the
+// entry bundles read for it (candidates the leaves refuse cost reads but
+// add nothing): past either, the answer stops early and its "next" goes
+// on from there.
 const maxSearchBytes = 4 << 20
+
+var maxSearchRead = 64 << 20 // a variable for tests
 
 // openSearch opens the search index and starts its indexer. A log whose
 // index cannot be opened runs without search (503), and says so.
@@ -149,6 +153,10 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, errBeyondTree) {
 			continue // an index of another log, or a damaged one: the log decides
 		}
+		if errors.Is(err, errReadEnough) {
+			ans.Next, more = strconv.FormatUint(cands[n-1], 10), false
+			break
+		}
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -173,17 +181,21 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ans)
 }
 
+// errReadEnough: one answer has read maxSearchRead bytes of bundles.
+var errReadEnough = errors.New("read enough bundles for one answer")
+
 // errBeyondTree: the search index names an entry the tree does not hold.
 var errBeyondTree = errors.New("no such entry in the tree")
 
 // leafReader reads single entries, a bundle at a time.
 type leafReader struct {
-	s      *Server
-	ctx    context.Context
-	size   uint64
-	bundle uint64
-	have   bool
-	b      api.EntryBundle
+	s           *Server
+	ctx         context.Context
+	size        uint64
+	bundle      uint64
+	have        bool
+	b           api.EntryBundle
+	bundleBytes int // bytes of bundles read
 }
 
 func (lr *leafReader) read(idx uint64) ([]byte, error) {
@@ -199,10 +211,14 @@ func (lr *leafReader) read(idx uint64) ([]byte, error) {
 	}
 	bi := idx / layout.EntryBundleWidth
 	if !lr.have || lr.bundle != bi {
+		if lr.bundleBytes >= maxSearchRead {
+			return nil, errReadEnough
+		}
 		raw, err := lr.s.reader.ReadEntryBundle(lr.ctx, bi, layout.PartialTileSize(0, bi, lr.size))
 		if err != nil {
 			return nil, fmt.Errorf("couldn't read entry bundle %d: %w", bi, err)
 		}
+		lr.bundleBytes += len(raw)
 		lr.b = api.EntryBundle{}
 		if err := lr.b.UnmarshalText(raw); err != nil {
 			return nil, fmt.Errorf("couldn't parse entry bundle %d: %w", bi, err)

@@ -340,3 +340,42 @@ func TestSearchOnMySQLFrontends(t *testing.T) {
 		t.Fatalf("%d rows for 600 events", rows)
 	}
 }
+
+// Candidates that the leaves refuse cost bundle reads but add nothing: an
+// answer stops when its reads pass maxSearchRead, and its "next" goes on
+// from there, so paging still reaches every hit.
+func TestSearchBoundsTheBundlesOneAnswerReads(t *testing.T) {
+	tl := newTestLog(t, nil)
+	var nd strings.Builder
+	for i := range 600 {
+		fmt.Fprintf(&nd, `{"actor":"user-%d"}`+"\n", i)
+	}
+	if r := tl.post("/v1/events", "application/x-ndjson", []byte(nd.String())); r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	real := tl.postEvent(`{"actor":"mallory"}`).Index
+	tl.waitIndexed()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(tl.dir, stateDir, searchFile)+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE search_entries SET actor = 'mallory' WHERE idx < 600`); err != nil {
+		t.Fatal(err)
+	}
+	defer func(old int) { maxSearchRead = old }(maxSearchRead)
+	maxSearchRead = 1 // every answer stops after its first bundle
+	var got []uint64
+	params, pages := "actor=mallory&limit=500", 0
+	for ; pages < 10; pages++ {
+		a := tl.search(params)
+		got = append(got, a.indexes()...)
+		if a.Next == "" {
+			break
+		}
+		params = "actor=mallory&limit=500&cursor=" + a.Next
+	}
+	if !slices.Equal(got, []uint64{real}) || pages < 2 || pages == 10 {
+		t.Fatalf("%d pages, hits %v; want the one real hit over a few short pages", pages, got)
+	}
+}

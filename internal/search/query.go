@@ -197,15 +197,15 @@ func (s *Store) Find(ctx context.Context, q Query, limit int) ([]uint64, bool, e
 		switch {
 		case !f.m.Prefix:
 			where = append(where, col(f.name)+" = ?")
-			args = append(args, v)
+			args = append(args, s.bound(v))
 		case v == "":
 			where = append(where, col(f.name)+" <> ''")
 		default:
 			where = append(where, col(f.name)+" >= ?")
-			args = append(args, v)
+			args = append(args, s.bound(v))
 			if hi, ok := prefixEnd(v); ok {
 				where = append(where, col(f.name)+" < ?")
-				args = append(args, hi)
+				args = append(args, s.bound(hi))
 			}
 		}
 	}
@@ -279,6 +279,16 @@ var (
 	minNano = time.Unix(0, math.MinInt64)
 	maxNano = time.Unix(0, math.MaxInt64)
 )
+
+// bound is a value to compare with a field: bytes on MySQL, whose fields
+// are VARBINARY and where prefixEnd's bound may not be UTF-8; text on
+// SQLite, where a BLOB sorts above every TEXT.
+func (s *Store) bound(v string) any {
+	if s.mysql {
+		return []byte(v)
+	}
+	return v
+}
 
 // prefixEnd is the least string above every string with prefix p, if
 // there is one.
