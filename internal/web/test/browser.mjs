@@ -372,6 +372,7 @@ try {
     await page.waitForFunction((b) => Number(document.documentElement.dataset.refreshes || 0) > b, before, { timeout: 25000 });
     const after = await page.evaluate(() => ({ open: document.querySelector("#view-status details").open, focus: document.activeElement.tagName, auto: document.documentElement.dataset.autorefresh, chart: !!document.querySelector("#rate-chart svg") }));
     expect("status: refreshes itself, leaving focus and open details alone", after.open && after.focus === "SUMMARY" && after.auto === "on" && after.chart, JSON.stringify(after));
+    await page.click("#view-status details summary"); // closed again, for the screenshots
     await view(page, "#entries");
     expect("status: another view stops the refresh", (await page.evaluate(() => document.documentElement.dataset.autorefresh)) === "off");
   }
