@@ -73,10 +73,13 @@ func TestBrowser(t *testing.T) {
 		})
 	}
 	events = append(events, map[string]any{"id": "evt-x", "actor": hostile, "action": "<script>globalThis.__pwned=2</script>", "outcome": "failure"})
-	var ndjson bytes.Buffer
-	for _, e := range events {
-		b, _ := json.Marshal(e)
-		ndjson.Write(append(b, '\n'))
+	ndjson := func(events []map[string]any) []byte {
+		var b bytes.Buffer
+		for _, e := range events {
+			j, _ := json.Marshal(e)
+			b.Write(append(j, '\n'))
+		}
+		return b.Bytes()
 	}
 	post := func(path, ctype string, body []byte) string {
 		t.Helper()
@@ -91,7 +94,11 @@ func TestBrowser(t *testing.T) {
 		}
 		return string(b)
 	}
-	post("/v1/events", "application/x-ndjson", ndjson.Bytes())
+	// Two bursts, a sampling interval of /v1/status apart, so that the
+	// append-rate chart (and its screenshot) has more than one bar.
+	post("/v1/events", "application/x-ndjson", ndjson(events[:12]))
+	time.Sleep(11 * time.Second)
+	post("/v1/events", "application/x-ndjson", ndjson(events[12:]))
 	post("/add", "application/octet-stream", []byte("raw bytes, posted to /add\x00\x01\x02"))
 	// The last one waits for a witnessed checkpoint that covers everything.
 	post("/v1/events?wait=witnessed", "application/json", []byte(`{"id":"evt-last","actor":"frank","action":"user.logout","outcome":"success"}`))
@@ -112,6 +119,7 @@ func TestBrowser(t *testing.T) {
 		"TIDEMARK_ACTOR=alice",
 		"TIDEMARK_HOSTILE_TEXT="+hostile,
 		"TIDEMARK_EXPECT_RAW=1",
+		"TIDEMARK_EXPECT_BARS=2", // the two bursts
 		"TIDEMARK_SCREENSHOTS="+shots,
 		"CHROMIUM="+chromium,
 	)

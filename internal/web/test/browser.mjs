@@ -15,8 +15,13 @@
 //   TIDEMARK_EXPECT_RAW    set when the newest entries include a raw one
 //   TIDEMARK_HOSTILE_TEXT  the actor of an event made of markup, which must
 //                          show as text (optional)
+//   TIDEMARK_EXPECT_BARS   the least number of bars the append-rate chart
+//                          must show (optional)
 //   TIDEMARK_SCREENSHOTS   a directory to write PNG screenshots to (optional)
 //   CHROMIUM               the browser (default /usr/bin/chromium)
+//
+// Every view is also checked with axe-core (at desktop and phone width):
+// a violation of impact serious or critical fails, the others are printed.
 //
 // Exits non-zero if any check fails; prints SKIP for what the log does not
 // offer (no /v1/status, /v1/search or CORS headers: an older Tidemark).
@@ -26,6 +31,7 @@ import { createServer, request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join, extname } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { createRequire } from "node:module";
 
 const env = process.env;
 const LOG = new URL(env.TIDEMARK_LOG_URL || "").toString();
@@ -35,6 +41,9 @@ const ACTOR = env.TIDEMARK_ACTOR || "";
 const HOSTILE = env.TIDEMARK_HOSTILE_TEXT || "";
 const SHOTS = env.TIDEMARK_SCREENSHOTS || "";
 const STATIC = join(fileURLToPath(new URL(".", import.meta.url)), "..", "static");
+const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+const DESKTOP = { width: 1280, height: 900 };
+const PHONE = { width: 390, height: 844 };
 
 let failures = 0;
 const ok = (name) => console.log("ok   " + name);
@@ -81,6 +90,42 @@ async function view(page, hash) {
   }, hash));
 }
 
+// axeCheck runs axe-core on the page as it is now. The page's CSP allows
+// scripts from its own origin only, so axe is served from that origin: the
+// browser's request for /__axe.min.js is answered here, never by the log.
+async function axeCheck(page, name) {
+  if (!(await page.evaluate(() => !!globalThis.axe))) {
+    const url = new URL("/__axe.min.js", page.url()).toString();
+    await page.route(url, (r) => r.fulfill({ status: 200, contentType: "text/javascript; charset=utf-8", body: AXE }));
+    await page.addScriptTag({ url });
+  }
+  const res = await page.evaluate(async () => {
+    const r = await globalThis.axe.run(document, {
+      resultTypes: ["violations"],
+      runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"] },
+    });
+    return { passes: r.passes.length, violations: r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 4).map((n) => n.target.join(" ") + (n.failureSummary ? " (" + n.failureSummary.replace(/\s+/g, " ").slice(0, 200) + ")" : "")) })) };
+  });
+  const violations = res.violations;
+  const bad = violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  for (const v of violations.filter((v) => !bad.includes(v))) console.log("     axe " + name + ": " + v.impact + " " + v.id + ": " + v.help + ": " + v.nodes.join("; "));
+  expect("axe: " + name + ": no serious or critical violation (" + res.passes + " rules passed)", res.passes > 0 && bad.length === 0, bad.map((v) => v.impact + " " + v.id + ": " + v.help + ": " + v.nodes.join("; ")).join("\n"));
+}
+
+// a11y checks the view shown with axe at desktop width, then at phone width
+// (where nothing may be wider than the screen), and goes back to desktop.
+async function a11y(page, name) {
+  await axeCheck(page, name + " (desktop)");
+  await page.setViewportSize(PHONE);
+  await page.waitForTimeout(100); // the chart redraws at the new width
+  await idle(page);
+  await axeCheck(page, name + " (phone)");
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect("phone: " + name + ": nothing wider than the screen", overflow <= 0, overflow + " px too wide");
+  await page.setViewportSize(DESKTOP);
+  await page.waitForTimeout(100);
+}
+
 async function pinPolicy(page) {
   await view(page, "#policy");
   await page.fill("#policy-text", POLICY);
@@ -98,6 +143,53 @@ async function runCheck(page, index) {
   await page.keyboard.type(String(index));
   await rendered(page, () => page.keyboard.press("Enter"));
   return page.$$eval("#check-steps li", (lis) => lis.map((li) => ({ step: li.dataset.step, status: li.dataset.status, detail: li.querySelector(".detail").textContent })));
+}
+
+// checkChart checks the append-rate chart: an image with a text
+// alternative, its labels inside the picture and apart from each other and
+// from the plot, a y maximum with its unit, "now" at the end of the x axis,
+// and the same figures as text.
+async function checkChart(page, name) {
+  const c = await page.evaluate(() => {
+    const svg = document.querySelector("#rate-chart svg");
+    if (!svg) return null;
+    const box = (e) => {
+      const r = e.getBoundingClientRect();
+      return { x: r.left, y: r.top, r: r.right, b: r.bottom };
+    };
+    const texts = Array.from(svg.querySelectorAll("text"), (t) => Object.assign(box(t), { text: t.textContent }));
+    const bars = ((svg.querySelector("path.bar") || { getAttribute: () => "" }).getAttribute("d").match(/M/g) || []).length;
+    const grid = Array.from(svg.querySelectorAll("line.grid, line.axis"), box);
+    const top = Math.min(...grid.map((g) => g.y));
+    const left = Math.min(...grid.map((g) => g.x));
+    return {
+      role: svg.getAttribute("role"), label: svg.getAttribute("aria-label") || "", title: (svg.querySelector("title") || {}).textContent || "",
+      svg: box(svg), texts, bars, top, left,
+      caption: document.getElementById("rate-summary").textContent,
+      rows: document.querySelectorAll("#rate-table tbody tr").length,
+      fontPx: texts.length ? parseFloat(getComputedStyle(svg.querySelector("text")).fontSize) * (svg.getBoundingClientRect().width / svg.viewBox.baseVal.width) : 0,
+    };
+  });
+  if (!c) return fail("chart: " + name + ": there is a chart", await page.textContent("#rate-summary"));
+  expect("chart: " + name + ": an image with a title and a label that says the figures", c.role === "img" && c.title !== "" && /entries\/s/.test(c.label), JSON.stringify([c.role, c.title, c.label]));
+  expect("chart: " + name + ": the caption says the figures", /entries appended/.test(c.caption) && /peak/.test(c.caption), c.caption);
+  expect("chart: " + name + ": a table of the figures", c.rows > 0, String(c.rows));
+  const min = Number(env.TIDEMARK_EXPECT_BARS || "1");
+  expect("chart: " + name + ": at least " + min + " bars", c.bars >= min, String(c.bars));
+  const ymax = c.texts.find((t) => /entries\/s$/.test(t.text));
+  expect("chart: " + name + ": the y maximum is labelled, above the plot", ymax && ymax.b <= c.top + 0.5, JSON.stringify([ymax, c.top]));
+  expect("chart: " + name + ": the x axis ends at now", c.texts.some((t) => t.text === "now"), JSON.stringify(c.texts.map((t) => t.text)));
+  const inside = c.texts.every((t) => t.x >= c.svg.x - 0.5 && t.r <= c.svg.r + 0.5 && t.y >= c.svg.y - 0.5 && t.b <= c.svg.b + 0.5);
+  expect("chart: " + name + ": every label inside the picture", inside, JSON.stringify(c.texts));
+  const overlaps = [];
+  for (let i = 0; i < c.texts.length; i++) {
+    for (let j = i + 1; j < c.texts.length; j++) {
+      const a = c.texts[i], b = c.texts[j];
+      if (a.x < b.r && b.x < a.r && a.y < b.b && b.y < a.b) overlaps.push(a.text + " / " + b.text);
+    }
+  }
+  expect("chart: " + name + ": no two labels overlap", overlaps.length === 0, overlaps.join(", "));
+  expect("chart: " + name + ": labels at least 11 px", c.fontPx >= 11, String(c.fontPx));
 }
 
 // has asks the log (not the page) whether it answers path, and whether it
@@ -185,7 +277,7 @@ const context = await chromium.launchPersistentContext(profile, {
   executablePath: env.CHROMIUM || "/usr/bin/chromium",
   headless: true,
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  viewport: { width: 1280, height: 900 },
+  viewport: DESKTOP,
 });
 const errors = [];
 function watch(page) {
@@ -223,8 +315,67 @@ try {
     await page.waitForFunction(() => document.querySelectorAll("#st-witnesses td[data-status]").length > 0, null, { timeout: 30000 });
     const passed = await page.$$eval("#st-witnesses td[data-status=pass]", (tds) => tds.length);
     expect("status: at least two witnesses' cosignatures verified", passed >= 2, String(passed));
+    await checkChart(page, "status");
   }
   await shot(page, "status");
+  await a11y(page, "status");
+  if (status.status !== 404) await checkChart(page, "status, back at desktop width");
+
+  // The keyboard: from the top of the page, Tab reaches the skip link, then
+  // the views' links (with a visible focus ring), and Enter opens a view.
+  // (A reload, so that focus starts at the top of the page.)
+  const reload = async () => {
+    await page.evaluate(() => history.replaceState(null, "", "#status"));
+    await page.reload();
+    await idle(page);
+  };
+  await reload();
+  const focused = () => page.evaluate(() => {
+    const e = document.activeElement;
+    const cs = getComputedStyle(e);
+    const r = e.getBoundingClientRect();
+    return { id: e.id, nav: e.dataset ? e.dataset.nav || "" : "", cls: e.className || "", ring: cs.outlineStyle !== "none" && parseFloat(cs.outlineWidth) >= 2, onScreen: r.left >= 0 && r.top >= 0 && r.right <= innerWidth && r.width > 0 };
+  });
+  await page.keyboard.press("Tab");
+  let f = await focused();
+  expect("keyboard: the first Tab reaches the skip link, shown", f.cls === "skip" && f.onScreen && f.ring, JSON.stringify(f));
+  await page.keyboard.press("Enter");
+  f = await focused();
+  const after = await page.evaluate(() => ({ hash: location.hash, status: !document.getElementById("view-status").hidden }));
+  expect("keyboard: the skip link moves focus to the content, and keeps the view", f.id === "main" && after.hash === "#status" && after.status, JSON.stringify([f, after]));
+  await reload();
+  const navs = [], seen = [];
+  for (let i = 0; i < 8 && navs.length < 5; i++) {
+    await page.keyboard.press("Tab");
+    f = await focused();
+    seen.push(f.nav || f.id || f.cls || "?");
+    if (f.nav) navs.push(f);
+  }
+  expect("keyboard: Tab reaches every view's link, in order", navs.map((n) => n.nav).join(" ") === "status entries search check policy", seen.join(" "));
+  expect("keyboard: the focused link shows a focus ring", navs.length > 0 && navs.every((n) => n.ring && n.onScreen), JSON.stringify(navs));
+  await rendered(page, () => page.keyboard.press("Enter"));
+  const shown = await page.evaluate(() => ({ hash: location.hash, visible: !document.getElementById("view-policy").hidden, current: document.querySelector("[data-nav=policy]").getAttribute("aria-current") }));
+  expect("keyboard: Enter on a view's link opens it", shown.hash === "#policy" && shown.visible && shown.current === "page", JSON.stringify(shown));
+  await page.keyboard.down("Shift");
+  for (let i = 0; i < 3; i++) await page.keyboard.press("Tab");
+  await page.keyboard.up("Shift");
+  expect("keyboard: Shift+Tab goes back through the views' links", (await focused()).nav === "entries");
+  await a11y(page, "policy");
+
+  // The status view refreshes itself while shown, without moving focus or
+  // closing what the user opened; another view stops it.
+  if (status.status !== 404) {
+    await view(page, "#status");
+    const before = await page.evaluate(() => Number(document.documentElement.dataset.refreshes || 0));
+    await page.focus("#view-status details summary");
+    await page.keyboard.press("Enter"); // opens the signed checkpoint
+    await page.waitForFunction((b) => Number(document.documentElement.dataset.refreshes || 0) > b, before, { timeout: 25000 });
+    const after = await page.evaluate(() => ({ open: document.querySelector("#view-status details").open, focus: document.activeElement.tagName, auto: document.documentElement.dataset.autorefresh, chart: !!document.querySelector("#rate-chart svg") }));
+    expect("status: refreshes itself, leaving focus and open details alone", after.open && after.focus === "SUMMARY" && after.auto === "on" && after.chart, JSON.stringify(after));
+    await page.click("#view-status details summary"); // closed again, for the screenshots
+    await view(page, "#entries");
+    expect("status: another view stops the refresh", (await page.evaluate(() => document.documentElement.dataset.autorefresh)) === "off");
+  }
 
   // Newest entries.
   await view(page, "#entries");
@@ -248,6 +399,7 @@ try {
   }
   if (env.TIDEMARK_EXPECT_RAW) expect("entries: raw entries show their length", (await page.$$("#entries-list li.raw .rawinfo")).length > 0);
   await shot(page, "entries");
+  await a11y(page, "entries");
 
   // Search.
   const search = await probe("v1/search?actor=" + encodeURIComponent(ACTOR || "x"));
@@ -262,6 +414,7 @@ try {
     expect("search: by actor finds the event", found.length > 0 && found.every((a) => a === ACTOR), JSON.stringify(found) + " " + (await page.textContent("#search-msg")));
   }
   await shot(page, "search");
+  await a11y(page, "search results");
 
   // A check that passes.
   let steps = await runCheck(page, INDEX);
@@ -269,9 +422,10 @@ try {
   for (const s of steps) expect("check: step " + s.step + " passed", s.status === "pass", s.detail);
   expect("check: the verdict is PASSED", (await page.getAttribute("#check-verdict", "data-status")) === "pass", await page.textContent("#check-verdict"));
   await shot(page, "check-passed");
+  await a11y(page, "check passed");
 
   // At phone width.
-  await page.setViewportSize({ width: 390, height: 844 });
+  await page.setViewportSize(PHONE);
   await view(page, "#status");
   await page.waitForFunction(() => document.getElementById("st-verified").dataset.status, null, { timeout: 30000 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
@@ -280,7 +434,11 @@ try {
   await view(page, "#check?index=" + INDEX);
   await page.waitForFunction(() => ["pass", "fail", "warn"].includes(document.getElementById("check-verdict").dataset.status), null, { timeout: 30000 });
   await shot(page, "check-phone");
-  await page.setViewportSize({ width: 1280, height: 900 });
+  await view(page, "#entries");
+  await shot(page, "entries-phone", false);
+  await view(page, "#search?actor=" + encodeURIComponent(ACTOR || "x"));
+  await shot(page, "search-phone");
+  await page.setViewportSize(DESKTOP);
 
   // A tampered tile: the check must fail at the root, and only there.
   proxy = await startProxy();
@@ -295,6 +453,7 @@ try {
   expect("tampered: the signature and quorum still pass", byStep.signature === "pass" && byStep.quorum === "pass" && byStep.leaf === "pass", JSON.stringify(byStep));
   expect("tampered: the verdict is FAILED", (await tp.getAttribute("#check-verdict", "data-status")) === "fail");
   await shot(tp, "check-failed");
+  await a11y(tp, "check failed");
   await tp.close();
 
   // The same page from another origin, and from a file, pointed at the log.

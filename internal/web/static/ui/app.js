@@ -29,10 +29,20 @@
     while (e.firstChild) e.removeChild(e.firstChild);
     return e;
   }
+  // msg sets a view's message (a live region): left alone when unchanged,
+  // so that a refresh does not make screen readers say it again.
   function msg(id, text, kind) {
     const e = $(id);
-    e.textContent = text || "";
-    e.dataset.kind = kind || "";
+    if (e.textContent !== (text || "")) e.textContent = text || "";
+    if (e.dataset.kind !== (kind || "")) e.dataset.kind = kind || "";
+  }
+  // setText sets an element's text, and its data-status when given, only
+  // where they change: a refresh leaves alone what did not, and so the
+  // user's selection in it.
+  function setText(e, text, status) {
+    if (typeof e === "string") e = $(e);
+    if (e.textContent !== text) e.textContent = text;
+    if (status !== undefined && e.dataset.status !== status) e.dataset.status = status;
   }
 
   // ---- The log: its URL, the read token, fetching ----
@@ -251,9 +261,14 @@
 
   let renderSeq = 0; // a newer render makes older async work stop writing
 
-  async function renderStatus(seq) {
-    msg("status-msg", "Loading…");
-    for (const id of ["st-origin", "st-size", "st-age", "st-verified"]) $(id).textContent = "…";
+  // renderStatus shows the status view. A refresh (every REFRESH_MS while
+  // the view is shown) changes only what changed: no "Loading…", no focus
+  // moved, open details left open.
+  async function renderStatus(seq, params, refresh) {
+    if (!refresh) {
+      msg("status-msg", "Loading…");
+      for (const id of ["st-origin", "st-size", "st-age", "st-verified"]) setText(id, "…", "");
+    }
     let status = null, cpText;
     try {
       status = await getJSON("v1/status");
@@ -273,17 +288,16 @@
     }
     if (seq !== renderSeq) return;
     msg("status-msg", status ? "" : "This log has no /v1/status: showing its checkpoint alone, without the witnesses' state or the append rate.", status ? "" : "warn");
-    $("st-checkpoint").textContent = cpText || "";
+    setText("st-checkpoint", cpText || "");
     let cp = null, note = null;
     try {
       note = V.parseSignedNote(cpText);
       cp = V.parseCheckpoint(note.body);
     } catch (e) {
-      $("st-verified").textContent = "FAILED: the checkpoint is malformed: " + e.message;
-      $("st-verified").dataset.status = "fail";
+      setText("st-verified", "FAILED: the checkpoint is malformed: " + e.message, "fail");
     }
-    $("st-origin").textContent = cp ? cp.origin : (status && status.origin) || "?";
-    $("st-size").textContent = cp ? cp.size.toString() + " entries" : "?";
+    setText("st-origin", cp ? cp.origin : (status && status.origin) || "?");
+    setText("st-size", cp ? cp.size.toString() + " entries" : "?");
     const published = status && status.published ? Date.parse(status.published) : NaN;
     let verified = null;
     if (cp) {
@@ -292,29 +306,51 @@
         verified = await V.verifyCheckpoint(pol.policy, cpText);
         const names = Array.from(verified.cosigners.entries()).map(([n, c]) => n + " at " + iso(c.time));
         const ok = verified.quorumMet;
-        $("st-verified").textContent = (ok ? "PASSED: " : "FAILED: ") + "signed by the log's key " + verified.logKey.id + "; quorum " + V.describeQuorum(pol.policy) + (ok ? " met" : " NOT met") + (names.length ? ": cosigned by " + names.join(", ") : "") + (pol.differs ? ". Warning: the policy the log serves now differs from the pinned one (see Policy)." : "");
-        $("st-verified").dataset.status = ok ? (pol.differs ? "warn" : "pass") : "fail";
+        if (seq !== renderSeq) return;
+        setText("st-verified", (ok ? "PASSED: " : "FAILED: ") + "signed by the log's key " + verified.logKey.id + "; quorum " + V.describeQuorum(pol.policy) + (ok ? " met" : " NOT met") + (names.length ? ": cosigned by " + names.join(", ") : "") + (pol.differs ? ". Warning: the policy the log serves now differs from the pinned one (see Policy)." : ""),
+          ok ? (pol.differs ? "warn" : "pass") : "fail");
         await renderWitnesses(status, pol.policy, seq);
       } catch (e) {
-        $("st-verified").textContent = "FAILED: " + e.message;
-        $("st-verified").dataset.status = "fail";
+        if (seq !== renderSeq) return;
+        setText("st-verified", "FAILED: " + e.message, "fail");
         await renderWitnesses(status, null, seq);
       }
     }
     if (seq !== renderSeq) return;
     if (!isNaN(published)) {
-      $("st-age").textContent = "published " + ago(published) + " (" + status.published + ")";
+      setText("st-age", "published " + ago(published) + " (" + status.published + ")");
     } else if (verified && verified.cosigners.size > 0) {
       const newest = Math.max(...Array.from(verified.cosigners.values(), (c) => c.time));
-      $("st-age").textContent = "cosigned " + ago(newest * 1000) + " (" + iso(newest) + ")";
+      setText("st-age", "cosigned " + ago(newest * 1000) + " (" + iso(newest) + ")");
     } else {
-      $("st-age").textContent = "unknown: the log did not say when it published it, and no witness cosigned it";
+      setText("st-age", "unknown: the log did not say when it published it, and no witness cosigned it");
     }
     renderRate(status ? status.rate : null);
   }
 
+  // renderWitnesses fills the witnesses' table: it builds a new body and
+  // then changes only the cells that differ from the shown ones.
   async function renderWitnesses(status, policy, seq) {
-    const tbody = clear($("st-witnesses").querySelector("tbody"));
+    const tbody = document.createElement("tbody");
+    await fillWitnesses(tbody, status, policy, seq);
+    if (seq !== renderSeq) return;
+    const old = $("st-witnesses").querySelector("tbody");
+    const same = old.rows.length === tbody.rows.length && Array.from(old.rows).every((r, i) => r.cells.length === tbody.rows[i].cells.length);
+    if (!same) {
+      old.replaceWith(tbody);
+      return;
+    }
+    Array.from(tbody.rows).forEach((r, i) => {
+      Array.from(r.cells).forEach((c, j) => {
+        const o = old.rows[i].cells[j];
+        if (!o.isEqualNode(c)) o.replaceWith(c.cloneNode(true));
+      });
+      const or = old.rows[i];
+      if (or.dataset.witness !== r.dataset.witness) or.dataset.witness = r.dataset.witness || "";
+    });
+  }
+
+  async function fillWitnesses(tbody, status, policy, seq) {
     const rows = status && Array.isArray(status.witnesses) ? status.witnesses : [];
     const names = new Set(rows.map((w) => String(w.name)));
     if (policy) {
@@ -368,73 +404,153 @@
     }
   }
 
-  // renderRate draws the append rate (entries per second between samples)
-  // as an SVG bar chart, with a text summary for screen readers.
-  function renderRate(samples) {
-    const box = clear($("rate-chart"));
-    const sum = $("rate-summary");
-    if (!Array.isArray(samples) || samples.length < 2) {
-      sum.textContent = samples ? "Not enough samples yet." : "Unknown: this log has no /v1/status.";
-      return;
-    }
+  // ---- The append-rate chart ----
+
+  // rateIntervals turns the size samples [{time, size}] into intervals
+  // {t0, t1, n, rate}: n entries appended between two samples, rate per
+  // second. An interval shorter than 2 s (the sample taken at the request,
+  // just after a periodic one) is merged into the one before it, so that a
+  // handful of entries in a split second does not draw a spike.
+  function rateIntervals(samples) {
     const pts = [];
-    for (let i = 1; i < samples.length; i++) {
-      const t0 = Date.parse(samples[i - 1].time), t1 = Date.parse(samples[i].time);
-      const d = Number(samples[i].size) - Number(samples[i - 1].size);
-      if (!(t1 > t0) || !(d >= 0)) continue;
-      pts.push({ t: t1, rate: d / ((t1 - t0) / 1000) });
+    for (const s of samples) {
+      const t = Date.parse(s && s.time), n = Number(s && s.size);
+      if (isFinite(t) && Number.isSafeInteger(n) && n >= 0) pts.push({ t, n });
     }
-    if (pts.length === 0) {
-      sum.textContent = "Not enough samples yet.";
+    const out = [];
+    for (let i = 1; i < pts.length; i++) {
+      const a = pts[i - 1], b = pts[i];
+      if (!(b.t > a.t) || b.n < a.n) continue;
+      const prev = out[out.length - 1];
+      if (b.t - a.t < 2000 && prev && prev.t1 === a.t) {
+        prev.t1 = b.t;
+        prev.n += b.n - a.n;
+      } else {
+        out.push({ t0: a.t, t1: b.t, n: b.n - a.n });
+      }
+    }
+    for (const iv of out) iv.rate = iv.n / ((iv.t1 - iv.t0) / 1000);
+    return out;
+  }
+
+  // niceCeil rounds v up to 1, 2, 2.5 or 5 times a power of ten.
+  function niceCeil(v) {
+    if (!(v > 0)) return 1;
+    const e = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * e >= v * (1 - 1e-9)) return m * e;
+    return 10 * e;
+  }
+  const fmtRate = (r) => (r >= 100 ? Math.round(r).toString() : r >= 10 ? String(Math.round(r * 10) / 10) : String(Math.round(r * 100) / 100));
+  // fmtAgo says a span before now: "-40 s", "-5 min", "-1 h".
+  const fmtAgo = (s) => (s < 60 ? "-" + s + " s" : s < 3600 || s % 3600 ? "-" + Math.round(s / 60) + " min" : "-" + s / 3600 + " h");
+  const fmtSpan = (ms) => {
+    const s = Math.round(ms / 1000);
+    return s < 120 ? s + " s" : Math.round(s / 60) + " min";
+  };
+  const clock = (ms) => new Date(ms).toISOString().slice(11, 19) + "Z";
+  const TICK_STEPS = [5, 10, 15, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600]; // seconds
+
+  let lastRate = null; // what renderRate last drew: redrawn when the width changes
+
+  // renderRate draws the append rate as a time chart: x from the first
+  // sample to now, with ticks counted back from now; each interval between
+  // two samples a bar over its span, as high as its entries per second; y
+  // from 0 to a round maximum, labelled. The SVG is one image to assistive
+  // technology (role="img", a <title> and an aria-label that summarise it);
+  // the same figures are in the caption and the table below it.
+  function renderRate(samples) {
+    const box = $("rate-chart");
+    const sum = $("rate-summary");
+    const details = $("rate-details");
+    const ivs = Array.isArray(samples) ? rateIntervals(samples) : [];
+    if (ivs.length === 0) {
+      lastRate = null;
+      clear(box);
+      details.hidden = true;
+      setText(sum, Array.isArray(samples) ? "Not enough samples yet: the log samples its size every few seconds." : "Unknown: this log has no /v1/status.");
       return;
     }
-    const max = Math.max(...pts.map((p) => p.rate), 1e-9);
-    const W = 600, H = 160, pad = 28;
+    const start = ivs[0].t0, now = ivs[ivs.length - 1].t1, span = now - start;
+    const W = Math.max(260, Math.min(768, Math.floor(box.clientWidth || 600)));
+    const H = 200, left = 44, right = 14, top = 26, bottom = 30;
+    const pw = W - left - right, ph = H - top - bottom;
+    const peak = ivs.reduce((m, iv) => (iv.rate > m.rate ? iv : m), ivs[0]);
+    const ymax = niceCeil(peak.rate);
+    const X = (t) => left + ((t - start) / span) * pw;
+    const Y = (r) => top + ph - (Math.min(r, ymax) / ymax) * ph;
+    const total = ivs.reduce((n, iv) => n + iv.n, 0);
+    const last = ivs[ivs.length - 1];
+    const summary = total + " entries appended in the last " + fmtSpan(span) + " (since " + clock(start) + "): " +
+      fmtRate(total / (span / 1000)) + " entries/s on average, peak " + fmtRate(peak.rate) + " entries/s (" + clock(peak.t0) + " to " + clock(peak.t1) + "), latest " +
+      fmtRate(last.rate) + " entries/s (the last " + fmtSpan(last.t1 - last.t0) + ").";
+
     const NS = "http://www.w3.org/2000/svg";
-    const svg = document.createElementNS(NS, "svg");
-    svg.setAttribute("viewBox", "0 0 " + W + " " + (H + pad));
-    svg.setAttribute("role", "img");
-    svg.setAttribute("class", "rate");
-    const total = Number(samples[samples.length - 1].size) - Number(samples[0].size);
-    const minutes = Math.round((Date.parse(samples[samples.length - 1].time) - Date.parse(samples[0].time)) / 60000);
-    const fmt = (r) => (r >= 10 ? Math.round(r).toString() : r.toFixed(2));
-    const summary = "Latest " + fmt(pts[pts.length - 1].rate) + " entries/s, peak " + fmt(max) + " entries/s; " + total + " entries appended over the last " + minutes + " min.";
-    svg.setAttribute("aria-label", "Append rate chart. " + summary);
-    const bw = W / pts.length;
-    pts.forEach((p, i) => {
-      const h = max > 0 ? (p.rate / max) * (H - 10) : 0;
-      const r = document.createElementNS(NS, "rect");
-      r.setAttribute("x", (i * bw).toFixed(2));
-      r.setAttribute("y", (H - h).toFixed(2));
-      r.setAttribute("width", Math.max(bw - 1, 0.5).toFixed(2));
-      r.setAttribute("height", h.toFixed(2));
-      r.setAttribute("class", "bar");
-      const title = document.createElementNS(NS, "title");
-      title.textContent = new Date(p.t).toISOString() + ": " + fmt(p.rate) + " entries/s";
-      r.append(title);
-      svg.append(r);
-    });
-    const axis = document.createElementNS(NS, "line");
-    axis.setAttribute("x1", "0");
-    axis.setAttribute("x2", String(W));
-    axis.setAttribute("y1", String(H));
-    axis.setAttribute("y2", String(H));
-    axis.setAttribute("class", "axis");
-    svg.append(axis);
-    const label = (x, y, text, anchor) => {
-      const t = document.createElementNS(NS, "text");
-      t.setAttribute("x", String(x));
-      t.setAttribute("y", String(y));
-      t.setAttribute("text-anchor", anchor);
-      t.setAttribute("class", "label");
-      t.textContent = text;
-      svg.append(t);
+    const svgEl = (tag, attrs, text) => {
+      const e = document.createElementNS(NS, tag);
+      for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+      if (text !== undefined) e.textContent = text;
+      return e;
     };
-    label(2, H + 20, minutes + " min ago", "start");
-    label(W - 2, H + 20, "now", "end");
-    label(2, 14, "peak " + fmt(max) + "/s", "start");
-    box.append(svg);
-    sum.textContent = summary;
+    const svg = svgEl("svg", { viewBox: "0 0 " + W + " " + H, width: W, height: H, role: "img", class: "rate", "aria-label": "Append rate chart. " + summary });
+    svg.append(svgEl("title", {}, "Append rate, entries per second, over the last " + fmtSpan(span)));
+    // The y axis: gridlines at 0, half and the maximum, the maximum labelled
+    // with its unit above the plot.
+    for (const f of [0, 0.5, 1]) {
+      const y = Y(ymax * f);
+      svg.append(svgEl("line", { x1: left, x2: W - right, y1: y, y2: y, class: f === 0 ? "axis" : "grid" }));
+      if (f !== 1) svg.append(svgEl("text", { x: left - 6, y: y + 4, "text-anchor": "end", class: "label" }, fmtRate(ymax * f)));
+    }
+    svg.append(svgEl("text", { x: 4, y: top - 10, "text-anchor": "start", class: "label ymax" }, fmtRate(ymax) + " entries/s"));
+    svg.append(svgEl("line", { x1: left, x2: left, y1: top, y2: top + ph, class: "axis" }));
+    // The x axis: ticks counted back from now, as many as fit.
+    const maxTicks = Math.max(2, Math.floor(pw / 64));
+    const step = TICK_STEPS.find((s) => (span / 1000) / s <= maxTicks) || Math.ceil(span / 1000 / maxTicks / 3600) * 3600;
+    const ticks = [];
+    for (let k = 0; now - k * step * 1000 >= start - 1; k++) ticks.push(k);
+    for (const k of ticks) {
+      const x = X(now - k * step * 1000);
+      svg.append(svgEl("line", { x1: x, x2: x, y1: top + ph, y2: top + ph + 5, class: "axis" }));
+      if (k > 0) svg.append(svgEl("line", { x1: x, x2: x, y1: top, y2: top + ph, class: "grid" }));
+      // Labels that would crowd "now" or run off the left edge are left out.
+      if (k > 0 && x - left < 18) continue;
+      svg.append(svgEl("text", { x: k === 0 ? W - right : x, y: H - 8, "text-anchor": k === 0 ? "end" : "middle", class: "label" }, k === 0 ? "now" : fmtAgo(k * step)));
+    }
+    // One bar per interval, over its span; drawn as one path.
+    let d = "";
+    for (const iv of ivs) {
+      if (!(iv.rate > 0)) continue;
+      let x0 = X(iv.t0), x1 = X(iv.t1);
+      if (x1 - x0 > 3) x1 -= 1; // a gap between wide bars
+      if (x1 - x0 < 1) x1 = x0 + 1;
+      const y = Y(iv.rate);
+      d += "M" + x0.toFixed(1) + " " + (top + ph) + "V" + y.toFixed(1) + "H" + x1.toFixed(1) + "V" + (top + ph) + "Z";
+    }
+    if (d) svg.append(svgEl("path", { d, class: "bar" }));
+    clear(box).append(svg);
+    setText(sum, summary);
+    lastRate = { samples, width: box.clientWidth };
+
+    // The figures: the entries of each tick's period (an interval counts in
+    // the period it ends in).
+    const periods = new Map();
+    for (const iv of ivs) {
+      const p = Math.min(ticks.length - 1, Math.floor((now - iv.t1) / (step * 1000)));
+      if (!periods.has(p)) periods.set(p, []);
+      periods.get(p).push(iv);
+    }
+    const rows = [];
+    for (const [p, inP] of periods) {
+      const t0 = inP[0].t0, t1 = inP[inP.length - 1].t1, n = inP.reduce((s, iv) => s + iv.n, 0);
+      rows.push([fmtAgo((p + 1) * step) + " to " + (p === 0 ? "now" : fmtAgo(p * step)) + " (" + clock(t0) + " to " + clock(t1) + ")", String(n), fmtRate(n / ((t1 - t0) / 1000))]);
+    }
+    const tbody = $("rate-table").querySelector("tbody");
+    const text = rows.map((r) => r.join("\t")).join("\n");
+    if (tbody.dataset.text !== text) {
+      clear(tbody);
+      for (const r of rows) tbody.append(el("tr", {}, el("th", { scope: "row", text: r[0] }), el("td", { text: r[1] }), el("td", { text: r[2] })));
+      tbody.dataset.text = text;
+    }
+    details.hidden = false;
   }
 
   async function renderEntries(seq, params) {
@@ -628,6 +744,36 @@
 
   const VIEWS = { status: renderStatus, entries: renderEntries, search: renderSearch, check: renderCheck, policy: renderPolicy };
 
+  // The status view refreshes itself every REFRESH_MS while it is shown
+  // (not while the tab is hidden); showing another view stops it.
+  // data-autorefresh and data-refreshes on <html> say so, for the tests.
+  const REFRESH_MS = 10000;
+  let refreshTimer = 0;
+  function stopRefresh() {
+    clearTimeout(refreshTimer);
+    refreshTimer = 0;
+    document.documentElement.dataset.autorefresh = "off";
+  }
+  function scheduleRefresh() {
+    clearTimeout(refreshTimer);
+    document.documentElement.dataset.autorefresh = "on";
+    refreshTimer = setTimeout(() => {
+      refreshTimer = 0;
+      if (document.hidden) return scheduleRefresh();
+      const seq = ++renderSeq;
+      renderStatus(seq, null, true).catch((e) => {
+        console.error(e);
+      }).finally(() => {
+        if (seq !== renderSeq) return; // another view, or a newer render, took over
+        const d = document.documentElement.dataset;
+        d.refreshes = String(Number(d.refreshes || 0) + 1);
+        scheduleRefresh();
+      });
+    }, REFRESH_MS);
+  }
+
+  let currentView = "";
+
   function route() {
     const h = location.hash.replace(/^#/, "");
     const q = h.indexOf("?");
@@ -640,13 +786,17 @@
       else a.removeAttribute("aria-current");
     }
     document.title = "Tidemark: " + view;
+    currentView = view;
+    stopRefresh();
     const seq = ++renderSeq;
     document.documentElement.dataset.busy = "true";
     document.documentElement.dataset.renders = String(seq); // for tests: a view was rendered
     VIEWS[view](seq, params).catch((e) => {
       console.error(e);
     }).finally(() => {
-      if (seq === renderSeq) document.documentElement.dataset.busy = "false";
+      if (seq !== renderSeq) return;
+      document.documentElement.dataset.busy = "false";
+      if (view === "status") scheduleRefresh();
     });
   }
 
@@ -753,6 +903,21 @@
       route();
     });
     window.addEventListener("hashchange", route);
+    // The skip link moves focus to the content without changing the hash,
+    // which says the view.
+    document.querySelector(".skip").addEventListener("click", (e) => {
+      e.preventDefault();
+      $("main").focus();
+    });
+    // The chart is drawn at the width it has, so that its text stays
+    // readable on a phone: redraw it when that changes.
+    let resizing = 0;
+    window.addEventListener("resize", () => {
+      cancelAnimationFrame(resizing);
+      resizing = requestAnimationFrame(() => {
+        if (currentView === "status" && lastRate && $("rate-chart").clientWidth !== lastRate.width) renderRate(lastRate.samples);
+      });
+    });
     route();
     document.documentElement.dataset.ready = "true";
   }
