@@ -48,8 +48,8 @@ type SizeSample struct {
 }
 
 const (
-	sampleEvery      = 10 * time.Second
-	samplesKept      = 361 // an hour
+	sampleEvery      = 5 * time.Second
+	samplesKept      = 721 // an hour
 	witnessStatusTTL = 10 * time.Second
 	witnessTimeout   = 3 * time.Second
 )
