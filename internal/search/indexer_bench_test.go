@@ -1,10 +1,5 @@
 package search
 
-// BenchmarkIndexRows measures the indexer's two costs per row: making it
-// from a leaf (ParseLeaf and Extract) and committing it (SQLite table,
-// secondary indexes and full-text index), on chunks of 4,096 leaves of
-// about 500 bytes.
-
 import (
 	"context"
 	"fmt"
@@ -16,6 +11,10 @@ import (
 	"github.com/tidemark/tidemark/checkpoint"
 )
 
+// BenchmarkIndexRows measures the indexer's two costs per row: making it
+// from a leaf (ParseLeaf and Extract) and committing it (SQLite table,
+// secondary indexes and full-text index), on chunks of 4,096 leaves of
+// about 500 bytes.
 func BenchmarkIndexRows(b *testing.B) {
 	st, err := OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "s.db"))
 	if err != nil {
