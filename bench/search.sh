@@ -26,7 +26,7 @@
 #   KINDS ["actor,actor+action,resource*,word,window,id,action"]  (see bench/searchload)
 #   WINDOWS [1m,1s,50ms]  since/until window widths
 #   LIMIT [50]          limit of every query
-#   ANALYZE [1]         after the SQL-only run, ANALYZE the index and run it again (bench/searchload --analyze)
+#   ANALYZE [1]         then ANALYZE the index and run the SQL-only and HTTP queries again (bench/searchload --analyze)
 #   PROFILE [1]         CPU profile of the log during the queries (bench/out/search-cpu.pprof)
 #   PROFILE_SECONDS [30]
 #   BUILD_TIMEOUT [3600]  seconds to wait for the index to be built

@@ -27,6 +27,8 @@
 // plans printed (EXPLAIN QUERY PLAN), so the SQL's share of the time shows:
 // give it the log's <data>/.tidemark/search.db while the log is idle (its
 // index caught up; SQLite's WAL lets another process read beside it).
+// With --analyze as well, it then runs ANALYZE on the index and the SQL-only
+// and HTTP queries again: what the planner does with statistics.
 //
 // The last lines are machine-readable, one per concurrency and kind:
 //
@@ -85,7 +87,7 @@ func main() {
 	flag.Uint64Var(&c.seed, "seed", 1, "seed of the query choices")
 	flag.StringVar(&c.tokenFile, "token-file", "", "file holding a read token (optional)")
 	flag.StringVar(&c.db, "db", "", "also run the queries straight against this SQLite index (the log's search.db, the log idle) and print their plans")
-	flag.BoolVar(&c.analyze, "analyze", false, "with --db: then run ANALYZE on it (PRAGMA analysis_limit=1000) and the SQL-only queries and plans again, to show what the planner does with statistics (this writes sqlite_stat1 into the index)")
+	flag.BoolVar(&c.analyze, "analyze", false, "with --db: then run ANALYZE on it (PRAGMA analysis_limit=1000), and the SQL-only queries, their plans and the HTTP queries again, to show what the planner does with statistics (this writes sqlite_stat1 into the index)")
 	flag.DurationVar(&c.timeout, "timeout", 60*time.Second, "HTTP timeout per query")
 	flag.Parse()
 	for _, s := range strings.Split(conc, ",") {
@@ -279,10 +281,9 @@ func run(c config) error {
 		kinds = append(kinds, k)
 	}
 
-	var results []string
-	for _, conc := range c.conc {
-		// One shuffled list of all kinds' queries, so that the kinds share
-		// the machine's ups and downs.
+	// mixQueries is one shuffled list of all kinds' queries, so that the
+	// kinds share the machine's ups and downs.
+	mixQueries := func() []query {
 		var qs []query
 		for _, k := range kinds {
 			n := c.mix
@@ -294,8 +295,12 @@ func run(c config) error {
 			}
 		}
 		r.Shuffle(len(qs), func(i, j int) { qs[i], qs[j] = qs[j], qs[i] })
-		lines := runHTTP(ctx, cl, qs, conc, kinds)
-		results = append(results, lines...)
+		return qs
+	}
+	var results []string
+	for _, conc := range c.conc {
+		qs := mixQueries()
+		results = append(results, runHTTP(ctx, cl, qs, conc, kinds, "http")...)
 	}
 	if c.db != "" {
 		var qs []query
@@ -318,6 +323,11 @@ func run(c config) error {
 				return err
 			}
 			results = append(results, lines...)
+			// The log's own connections see the statistics too (ANALYZE
+			// changes the schema cookie, so they read the schema again).
+			for _, conc := range c.conc {
+				results = append(results, runHTTP(ctx, cl, mixQueries(), conc, kinds, "http-analyzed")...)
+			}
 		}
 	}
 	fmt.Println()
@@ -336,7 +346,7 @@ type outcome struct {
 
 // runHTTP runs qs with conc workers and prints each kind's figures; it
 // returns the RESULT lines.
-func runHTTP(ctx context.Context, cl *client, qs []query, conc int, kinds []string) []string {
+func runHTTP(ctx context.Context, cl *client, qs []query, conc int, kinds []string, via string) []string {
 	out := make([]outcome, len(qs))
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -357,8 +367,8 @@ func runHTTP(ctx context.Context, cl *client, qs []query, conc int, kinds []stri
 	close(next)
 	wg.Wait()
 	secs := time.Since(t0).Seconds()
-	fmt.Printf("\n== HTTP, concurrency %d: %d queries in %.1f s (%.0f queries/s)\n", conc, len(qs), secs, float64(len(qs))/secs)
-	return report("http", conc, qs, out, kinds)
+	fmt.Printf("\n== %s, concurrency %d: %d queries in %.1f s (%.0f queries/s)\n", via, conc, len(qs), secs, float64(len(qs))/secs)
+	return report(via, conc, qs, out, kinds)
 }
 
 // runDB runs qs one at a time straight against the index (search.Store.Find,
