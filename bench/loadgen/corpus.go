@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -23,6 +24,19 @@ var idPlaceholder = strings.Repeat("0", idWidth)
 type template struct {
 	body  []byte // compact JSON object, no trailing newline
 	idOff int    // offset of the first byte of the id value in body
+	// actorOff is the offset of the actor number's digits in
+	// "name":"user-NNNN" (-1 without --actors); actors and actorWidth
+	// are --actors and its digits.
+	actorOff, actors, actorWidth int
+}
+
+// spread makes the corpus's actors, actions and resources take many values
+// (0: the built-in few), so that a search by one of them is selective: with
+// actors, every send gets an actor "user-<n>" (zero-padded to a fixed width,
+// n a hash of the send counter, uniform over [0, actors)); with actions and
+// resources, each corpus event picks one of that many generated names.
+type spread struct {
+	actors, actions, resources int
 }
 
 // stamp writes the event with a unique id into dst (which must have room) and
@@ -32,7 +46,49 @@ func (t *template) appendTo(dst []byte, run string, corpusIdx int, seq uint64) [
 	dst = append(dst, t.body...)
 	id := dst[start+t.idOff : start+t.idOff+idWidth]
 	formatID(id, run, corpusIdx, seq)
+	if t.actorOff >= 0 {
+		n := mix64(seq) % uint64(t.actors)
+		putDigits(dst[start+t.actorOff:start+t.actorOff+t.actorWidth], n)
+	}
 	return dst
+}
+
+// mix64 is SplitMix64's finalizer: the actor of send seq.
+func mix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+// actorName is the name of actor n of --actors total, as loadgen sends it.
+func actorName(n, total int) string {
+	w := len(strconv.Itoa(max(total-1, 0)))
+	return fmt.Sprintf("user-%0*d", w, n)
+}
+
+// spreadAction is generated action i: ten kinds of object times five verbs,
+// then numbered rounds of them.
+func spreadAction(i int) string {
+	objs := []string{"secret", "deploy", "firewall", "iam.role", "db", "bucket", "k8s.pod", "ssh.session", "certificate", "pipeline"}
+	verbs := []string{"read", "create", "update", "delete", "list"}
+	a := objs[i%len(objs)] + "." + verbs[(i/len(objs))%len(verbs)]
+	if r := i / (len(objs) * len(verbs)); r > 0 {
+		a += fmt.Sprintf(".r%d", r)
+	}
+	return a
+}
+
+// spreadResource is generated resource i: "<env>/<kind>/<name>-NNN", e.g.
+// prod/db/shard-017 (three environments, eight kinds, then numbered names).
+func spreadResource(i int) string {
+	envs := []string{"prod", "staging", "dev"}
+	kinds := []struct{ kind, name string }{
+		{"db", "shard"}, {"vault/kv", "secret"}, {"k8s/deploy", "app"}, {"s3", "bucket"},
+		{"hosts", "node"}, {"iam/role", "role"}, {"flags", "flag"}, {"pki", "cert"},
+	}
+	k := kinds[(i/len(envs))%len(kinds)]
+	return fmt.Sprintf("%s/%s/%s-%03d", envs[i%len(envs)], k.kind, k.name, i/(len(envs)*len(kinds)))
 }
 
 // formatID writes ev-RRRRRRRR-CCCCC-SSSSSSSSSSSS into id (len idWidth) without allocating.
@@ -125,12 +181,23 @@ terraform plan applied without drift kubernetes manifest synced from git reposit
 
 // buildCorpus makes n deterministic events of about size bytes each (JSON,
 // compact, with a placeholder id) from the given seed.
-func buildCorpus(n, size int, seed uint64) ([]template, error) {
+func buildCorpus(n, size int, seed uint64, sp spread) ([]template, error) {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	base := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	out := make([]template, n)
 	for i := range out {
 		ev := randomEvent(r, base.Add(time.Duration(i)*1379*time.Millisecond))
+		var actorPH string
+		if sp.actors > 0 {
+			actorPH = actorName(0, sp.actors)
+			ev.Actor.Name = actorPH
+		}
+		if sp.actions > 0 {
+			ev.Action = spreadAction(r.IntN(sp.actions))
+		}
+		if sp.resources > 0 {
+			ev.Resource = spreadResource(r.IntN(sp.resources))
+		}
 		b, err := fitEvent(ev, r, size)
 		if err != nil {
 			return nil, err
@@ -139,7 +206,15 @@ func buildCorpus(n, size int, seed uint64) ([]template, error) {
 		if off < 0 {
 			return nil, fmt.Errorf("corpus: id placeholder not found")
 		}
-		out[i] = template{body: b, idOff: off + len(`"id":"`)}
+		out[i] = template{body: b, idOff: off + len(`"id":"`), actorOff: -1}
+		if sp.actors > 0 {
+			aoff := bytes.Index(b, []byte(`"name":"`+actorPH+`"`))
+			if aoff < 0 {
+				return nil, fmt.Errorf("corpus: actor placeholder not found")
+			}
+			out[i].actorOff = aoff + len(`"name":"user-`)
+			out[i].actors, out[i].actorWidth = sp.actors, len(actorPH)-len("user-")
+		}
 	}
 	return out, nil
 }

@@ -7,7 +7,7 @@ import (
 
 func TestCorpusSizesAndIDs(t *testing.T) {
 	for _, size := range []int{300, 500, 1000, 4000} {
-		c, err := buildCorpus(512, size, 1)
+		c, err := buildCorpus(512, size, 1, spread{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -39,11 +39,44 @@ func TestCorpusSizesAndIDs(t *testing.T) {
 }
 
 func TestCorpusDeterministic(t *testing.T) {
-	a, _ := buildCorpus(64, 500, 7)
-	b, _ := buildCorpus(64, 500, 7)
+	a, _ := buildCorpus(64, 500, 7, spread{})
+	b, _ := buildCorpus(64, 500, 7, spread{})
 	for i := range a {
 		if string(a[i].body) != string(b[i].body) {
 			t.Fatalf("event %d differs between two builds with the same seed", i)
 		}
+	}
+}
+
+func TestCorpusSpread(t *testing.T) {
+	c, err := buildCorpus(256, 500, 1, spread{actors: 10000, actions: 50, resources: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actors := map[string]bool{}
+	for s := range uint64(20000) {
+		i := int(s % uint64(len(c)))
+		b := c[i].appendTo(nil, "0a1b2c3d", i, s)
+		if len(b) != len(c[i].body) {
+			t.Fatalf("stamping changed the size")
+		}
+		var ev struct {
+			Actor            struct{ Name string }
+			Action, Resource string
+		}
+		if err := json.Unmarshal(b, &ev); err != nil {
+			t.Fatalf("event %d: %v: %s", i, err, b)
+		}
+		if len(ev.Actor.Name) != len("user-0000") || ev.Actor.Name[:5] != "user-" {
+			t.Fatalf("actor %q", ev.Actor.Name)
+		}
+		actors[ev.Actor.Name] = true
+	}
+	// 20,000 draws over 10,000 actors: about 8,650 distinct.
+	if n := len(actors); n < 8000 || n > 9200 {
+		t.Errorf("%d distinct actors in 20,000 sends", n)
+	}
+	if a := actorName(42, 10000); a != "user-0042" {
+		t.Errorf("actorName = %q", a)
 	}
 }

@@ -64,6 +64,7 @@ type config struct {
 	timeout   time.Duration
 	run       string
 	quiet     bool
+	spread    spread
 }
 
 func main() {
@@ -82,6 +83,9 @@ func main() {
 	flag.DurationVar(&c.timeout, "timeout", 60*time.Second, "HTTP timeout per request")
 	flag.StringVar(&c.run, "run-id", "", "8 hex digits in every event id (default random, so separate runs never dedup)")
 	flag.BoolVar(&c.quiet, "quiet", false, "print only the RESULT line")
+	flag.IntVar(&c.spread.actors, "actors", 0, "spread the actors: every send gets actor.name user-<n>, n uniform over [0, actors), zero-padded to a fixed width (0: the corpus's 12 people)")
+	flag.IntVar(&c.spread.actions, "actions", 0, "spread the actions: each corpus event takes one of this many generated actions (0: the built-in 20)")
+	flag.IntVar(&c.spread.resources, "resources", 0, "spread the resources: each corpus event takes one of this many generated resources, <env>/<kind>/<name>-NNN (0: the built-in 20)")
 	flag.Parse()
 
 	durationSet := false
@@ -148,7 +152,10 @@ func run(c config) error {
 		token = strings.TrimSpace(string(b))
 	}
 
-	corpus, err := buildCorpus(c.corpus, c.size, c.seed)
+	if c.spread.actors < 0 || c.spread.actions < 0 || c.spread.resources < 0 {
+		return errors.New("--actors, --actions and --resources must not be negative")
+	}
+	corpus, err := buildCorpus(c.corpus, c.size, c.seed, c.spread)
 	if err != nil {
 		return err
 	}
@@ -194,8 +201,8 @@ func run(c config) error {
 	}
 
 	if !c.quiet {
-		fmt.Printf("loadgen: mode=%s url=%s workers=%d batch=%d size=%d (corpus %d events, %d..%d bytes, avg %.0f) warmup=%s duration=%s count=%d run-id=%s\n",
-			c.mode, target, c.workers, c.batch, c.size, c.corpus, minSz, maxSz, avgSz, c.warmup, durOrNone(c.duration), c.count, c.run)
+		fmt.Printf("loadgen: mode=%s url=%s workers=%d batch=%d size=%d (corpus %d events, %d..%d bytes, avg %.0f) warmup=%s duration=%s count=%d run-id=%s actors=%d actions=%d resources=%d\n",
+			c.mode, target, c.workers, c.batch, c.size, c.corpus, minSz, maxSz, avgSz, c.warmup, durOrNone(c.duration), c.count, c.run, c.spread.actors, c.spread.actions, c.spread.resources)
 	}
 
 	all := make([]*stats, c.workers)
