@@ -71,14 +71,21 @@ func NewIndexer(store *Store, src Source, m *Mapping, log *slog.Logger, reg prom
 	return ix, nil
 }
 
+// analyzeEvery is how many newly indexed entries make the indexer refresh
+// the planner's statistics (Store.Analyze), at most once a minute.
+const analyzeEvery = 50_000
+
 // Run indexes until ctx ends. Errors are logged and retried.
 func (ix *Indexer) Run(ctx context.Context) {
 	var lastSize uint64
 	lastAt := time.Now()
+	var sinceAnalyze uint64
+	analyzedAt := time.Time{}
 	var progress progressLog
 	failing := false
 	for ctx.Err() == nil {
 		start := time.Now()
+		before, _ := ix.store.CompleteTo(ctx)
 		size, done, err := ix.Step(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -96,6 +103,15 @@ func (ix *Indexer) Run(ctx context.Context) {
 			failing = false
 		}
 		progress.report(ix.log, done, size)
+		if done > before {
+			sinceAnalyze += done - before
+		}
+		if sinceAnalyze >= analyzeEvery && time.Since(analyzedAt) >= time.Minute || analyzedAt.IsZero() && done >= size {
+			if err := ix.store.Analyze(ctx); err != nil && ctx.Err() == nil {
+				ix.log.Warn("couldn't refresh the search index's statistics", "err", err)
+			}
+			sinceAnalyze, analyzedAt = 0, time.Now()
+		}
 		if done >= size {
 			sleep(ctx, ix.Poll)
 			continue
@@ -108,7 +124,23 @@ func (ix *Indexer) Run(ctx context.Context) {
 		lastSize, lastAt = size, now
 		if ix.Duty > 0 && ix.Duty < 1 && rate > ix.BusyRate {
 			work := now.Sub(start)
-			sleep(ctx, time.Duration(float64(work)*(1-ix.Duty)/ix.Duty))
+			ix.rest(ctx, time.Duration(float64(work)*(1-ix.Duty)/ix.Duty), done)
+		}
+	}
+}
+
+// rest sleeps for d, keeping the lag metric current meanwhile: the log
+// grows while a busy indexer rests.
+func (ix *Indexer) rest(ctx context.Context, d time.Duration, done uint64) {
+	end := time.Now().Add(d)
+	for ctx.Err() == nil {
+		left := time.Until(end)
+		if left <= 0 {
+			return
+		}
+		sleep(ctx, min(left, time.Second))
+		if size, err := ix.src.Size(ctx); err == nil && size > done {
+			ix.lag.Set(float64(size - done))
 		}
 	}
 }

@@ -183,6 +183,31 @@ func (q Query) Matches(received time.Time, source string, f Fields) bool {
 // Find returns the indexes of up to limit candidates, newest first, and
 // whether there may be more below the last.
 func (s *Store) Find(ctx context.Context, q Query, limit int) ([]uint64, bool, error) {
+	stmt, args := s.findSQL(q, limit)
+	rows, err := s.db.QueryContext(ctx, stmt, args...)
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	var out []uint64
+	for rows.Next() {
+		var i uint64
+		if err := rows.Scan(&i); err != nil {
+			return nil, false, err
+		}
+		out = append(out, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, err
+	}
+	if len(out) > limit {
+		return out[:limit], true, nil
+	}
+	return out, false, nil
+}
+
+// findSQL is the statement of Find: up to limit+1 indexes, newest first.
+func (s *Store) findSQL(q Query, limit int) (string, []any) {
 	var where []string
 	var args []any
 	col := func(name string) string { return "e." + name }
@@ -237,27 +262,7 @@ func (s *Store) Find(ctx context.Context, q Query, limit int) ([]uint64, bool, e
 		stmt += " WHERE " + strings.Join(where, " AND ")
 	}
 	stmt += " ORDER BY e.idx DESC LIMIT ?"
-	args = append(args, limit+1)
-	rows, err := s.db.QueryContext(ctx, stmt, args...)
-	if err != nil {
-		return nil, false, err
-	}
-	defer rows.Close()
-	var out []uint64
-	for rows.Next() {
-		var i uint64
-		if err := rows.Scan(&i); err != nil {
-			return nil, false, err
-		}
-		out = append(out, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, false, err
-	}
-	if len(out) > limit {
-		return out[:limit], true, nil
-	}
-	return out, false, nil
+	return stmt, append(args, limit+1)
 }
 
 // unixNano is t in nanoseconds since 1970, as the index keeps "received",
