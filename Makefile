@@ -13,8 +13,9 @@ VERSITYGW_VERSION := v1.8.0
 run:
 	go run ./cmd/tidemark log --data ./tidemark-data
 
+# make build VERSION=v0.11.0 stamps the version `tidemark version` prints.
 build:
-	go build -o $(BIN)/tidemark ./cmd/tidemark
+	go build $(if $(VERSION),-ldflags "-X main.version=$(VERSION)") -o $(BIN)/tidemark ./cmd/tidemark
 
 # Programs we did not write, that the tests check us with.
 tools: $(BIN)/hammer $(BIN)/fsck $(BIN)/versitygw

@@ -114,8 +114,17 @@ type Config struct {
 	wrapAdd func(tessera.AddFn) tessera.AddFn
 }
 
-// Defaults of the request bounds (see Config).
+// Defaults of Config, in one place: setDefaults applies them and the
+// command's flags show them.
 const (
+	DefaultMaxBody            = 8 << 20 // bytes
+	DefaultMaxInFlight        = 100_000 // events
+	DefaultBatchSize          = 4096
+	DefaultBatchAge           = time.Millisecond
+	DefaultCheckpointInterval = time.Second
+	DefaultRepublishInterval  = 3 * time.Second
+	DefaultWitnessTimeout     = 5 * time.Second
+	DefaultWitnessWaitTimeout = 10 * time.Second
 	// DefaultMaxEventsPerRequest covers real senders: the kube-apiserver
 	// batches up to 400 events, log shippers and OpenTelemetry Collectors
 	// a few thousand (the Collector's batch processor sends 8,192 by
@@ -127,10 +136,10 @@ const (
 
 func (c *Config) setDefaults() {
 	if c.MaxBody == 0 {
-		c.MaxBody = 8 << 20
+		c.MaxBody = DefaultMaxBody
 	}
 	if c.MaxInFlight == 0 {
-		c.MaxInFlight = 100_000
+		c.MaxInFlight = DefaultMaxInFlight
 	}
 	if c.MaxEventsPerRequest == 0 {
 		c.MaxEventsPerRequest = min(DefaultMaxEventsPerRequest, c.MaxInFlight)
@@ -139,25 +148,25 @@ func (c *Config) setDefaults() {
 		c.MaxInFlightBytes = max(DefaultMaxInFlightBytes, c.MaxBody)
 	}
 	if c.BatchSize == 0 {
-		c.BatchSize = 4096
+		c.BatchSize = DefaultBatchSize
 	}
 	if c.BatchAge == 0 {
-		c.BatchAge = time.Millisecond
+		c.BatchAge = DefaultBatchAge
 	}
 	if c.CheckpointInterval == 0 {
-		c.CheckpointInterval = time.Second
+		c.CheckpointInterval = DefaultCheckpointInterval
 	}
 	if c.RepublishInterval == 0 {
-		c.RepublishInterval = 3 * time.Second
+		c.RepublishInterval = DefaultRepublishInterval
 	}
 	if c.StrayTempAge == 0 {
 		c.StrayTempAge = defaultStrayTempAge
 	}
 	if c.WitnessTimeout == 0 {
-		c.WitnessTimeout = 5 * time.Second
+		c.WitnessTimeout = DefaultWitnessTimeout
 	}
 	if c.WitnessWaitTimeout == 0 {
-		c.WitnessWaitTimeout = 10 * time.Second
+		c.WitnessWaitTimeout = DefaultWitnessWaitTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -68,6 +68,13 @@ type Config struct {
 	Now      func() time.Time     // the clock for rate limits and records (default time.Now)
 }
 
+// Defaults of Config (DefaultMaxEvidence too), in one place: setDefaults
+// applies them and the command's flags show them.
+const (
+	DefaultGlobalQPS    = 5000
+	DefaultPollInterval = 5 * time.Second
+)
+
 // DefaultName is the name of a key created when none is given: the host
 // name followed by "/witness".
 func DefaultName() string {
@@ -80,10 +87,10 @@ func DefaultName() string {
 
 func (c *Config) setDefaults() {
 	if c.GlobalQPS == 0 {
-		c.GlobalQPS = 5000
+		c.GlobalQPS = DefaultGlobalQPS
 	}
 	if c.PollInterval == 0 {
-		c.PollInterval = 5 * time.Second
+		c.PollInterval = DefaultPollInterval
 	}
 	if c.MaxEvidence == 0 {
 		c.MaxEvidence = DefaultMaxEvidence

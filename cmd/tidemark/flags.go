@@ -12,6 +12,9 @@ import (
 // environment variables of its flags.
 func newFlags(name, args, about string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	if flagSetMade != nil {
+		defer flagSetMade(fs)
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: tidemark %s %s\n\n%s\n", name, args, about)
 		var example string
@@ -28,6 +31,10 @@ func newFlags(name, args, about string) *flag.FlagSet {
 	}
 	return fs
 }
+
+// flagSetMade, when set (by a test), is given each FlagSet newFlags makes,
+// once its usage is set: the test sees a subcommand's flags as it defines them.
+var flagSetMade func(*flag.FlagSet)
 
 // envName is the environment variable of a flag of a subcommand:
 // TIDEMARK_<SUBCOMMAND>_<FLAG>, upper case, dashes as underscores. Variables

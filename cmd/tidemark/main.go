@@ -1,7 +1,8 @@
 // Command tidemark runs a Tidemark log, witness or auditor, and holds the
 // client tools (keygen, token, submit, verify, search). Each subcommand is a
 // thin wrapper over a package of this module; run `tidemark help` for the list
-// and `tidemark SUBCOMMAND --help` for a subcommand's flags.
+// and `tidemark SUBCOMMAND --help` for a subcommand's flags. `tidemark version`
+// (or `tidemark --version`) prints the version: see version.go.
 //
 // Every flag can also be set in the environment as
 // TIDEMARK_<SUBCOMMAND>_<FLAG> (upper case, dashes as underscores), e.g.
@@ -45,6 +46,7 @@ func init() {
 		{"demo", "[--data DIR] [--exit]", "run a log and three witnesses here, post events, verify a receipt", runDemo},
 		{"audit", "--policy FILE [--follow] [--full] [flags]", "verify a log independently; alert on misbehaviour", runAudit},
 		{"migrate", "--from DIR --mysql DSN [flags]", "copy a log from its data directory into MySQL or S3, verified", runMigrate},
+		{"version", "", "print the version of this binary (also --version)", runVersion},
 	}
 }
 
@@ -65,6 +67,9 @@ func main() {
 	if name == "help" || name == "-h" || name == "--help" {
 		usage()
 		return
+	}
+	if name == "--version" || name == "-version" {
+		name = "version"
 	}
 	for _, c := range commands {
 		if c.name == name {
