@@ -1,0 +1,4 @@
+// Package deploy holds no code: its tests check the deployment files in this
+// directory (the systemd units in systemd/) against the tidemark binary and
+// against systemd's own tools.
+package deploy
