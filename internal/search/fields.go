@@ -2,6 +2,7 @@ package search
 
 import (
 	"encoding/json"
+	"io"
 	"maps"
 	"slices"
 	"strconv"
@@ -58,6 +59,9 @@ func Extract(event []byte, m *Mapping) Fields {
 	d.UseNumber()
 	if d.Decode(&doc) != nil {
 		return Fields{}
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return Fields{} // more after the object: not one JSON value
 	}
 	return extract(doc, m)
 }
