@@ -49,7 +49,7 @@ func loadModule(path string) (*pkcs11.Ctx, error) {
 	}
 	if err := c.Initialize(); err != nil && !isRV(err, ckrCryptokiAlreadyInited) {
 		c.Destroy()
-		return nil, fmt.Errorf("pkcs11: module %s: initialize: %w", path, err)
+		return nil, fmt.Errorf("pkcs11: module %s: initialize: %w (is the module's configuration readable? SoftHSM2 reads SOFTHSM2_CONF, default /etc/softhsm/softhsm2.conf)", path, err)
 	}
 	modules[path] = c
 	return c, nil

@@ -180,6 +180,18 @@ func (u *URI) PIN() (string, error) {
 	return "", fmt.Errorf("pkcs11: no PIN: give pin-source=file:/path in the URI, or set %s (pin-value=... works too, but puts the PIN on the command line)", PINEnv)
 }
 
+// Redact returns s for a message: a PKCS#11 URI without its pin-value, or
+// s itself if it is not a PKCS#11 URI.
+func Redact(s string) string {
+	if !IsURI(s) {
+		return s
+	}
+	if u, err := ParseURI(s); err == nil {
+		return u.String()
+	}
+	return "pkcs11:(a URI that does not parse)"
+}
+
 // String returns the URI with its pin-value redacted, for logs and errors.
 func (u *URI) String() string {
 	var path []string
