@@ -1,13 +1,17 @@
 package checkpoint
 
 import (
+	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -275,4 +279,76 @@ func keyHash(name string, key []byte) uint32 {
 	h.Write([]byte("\n"))
 	h.Write(key)
 	return binary.BigEndian.Uint32(h.Sum(nil))
+}
+
+// NewLogSignerFrom returns a log's signer (type 0x01 Ed25519) named origin
+// whose signatures are made by s, an Ed25519 key held elsewhere (a PKCS#11
+// token): s.Public() must be an ed25519.PublicKey, and s.Sign(rand, msg,
+// crypto.Hash(0)) must make a plain Ed25519 signature of msg. vkey is the
+// key's verifier key. Every signature is checked against the public key
+// before it is returned, so a faulty device cannot publish a bad one.
+func NewLogSignerFrom(origin string, s crypto.Signer) (signer note.Signer, vkey string, err error) {
+	return newExternalSigner(origin, s, keyTypeEd25519, "log")
+}
+
+// NewWitnessSignerFrom is NewLogSignerFrom for a witness called name: a
+// tlog-cosignature v1 signer (type 0x04), whose signatures are the current
+// time (8 bytes, Unix seconds) followed by s's Ed25519 signature of
+// "cosignature/v1\ntime T\n" and the note's text.
+func NewWitnessSignerFrom(name string, s crypto.Signer) (signer note.Signer, vkey string, err error) {
+	return newExternalSigner(name, s, keyTypeCosignatureV1, "witness")
+}
+
+func newExternalSigner(name string, s crypto.Signer, typ byte, role string) (note.Signer, string, error) {
+	if !validKeyName(name) {
+		return nil, "", fmt.Errorf("checkpoint: %q cannot name a %s key: it must be non-empty UTF-8 without spaces, control characters or '+'", name, role)
+	}
+	pub, ok := s.Public().(ed25519.PublicKey)
+	if !ok || len(pub) != ed25519.PublicKeySize {
+		return nil, "", fmt.Errorf("checkpoint: the %s key is not an Ed25519 key (%T)", role, s.Public())
+	}
+	pubkey := append([]byte{typ}, pub...)
+	h := keyHash(name, pubkey)
+	vkey := fmt.Sprintf("%s+%08x+%s", name, h, base64.StdEncoding.EncodeToString(pubkey))
+	es := &externalSigner{name: name, hash: h, pub: pub, s: s, cosig: typ == keyTypeCosignatureV1, now: time.Now}
+	return es, vkey, nil
+}
+
+// externalSigner is a note.Signer whose Ed25519 signatures come from a
+// crypto.Signer.
+type externalSigner struct {
+	name  string
+	hash  uint32
+	pub   ed25519.PublicKey
+	s     crypto.Signer
+	cosig bool
+	now   func() time.Time
+}
+
+func (e *externalSigner) Name() string    { return e.name }
+func (e *externalSigner) KeyHash() uint32 { return e.hash }
+
+func (e *externalSigner) Sign(msg []byte) ([]byte, error) {
+	m := msg
+	var t uint64
+	if e.cosig {
+		// As formats/note's cosignature/v1 signer: a note of fewer than
+		// three lines is no checkpoint.
+		if bytes.Count(msg, []byte("\n")) < 2 {
+			return nil, errors.New("checkpoint: cosigned note format invalid")
+		}
+		t = uint64(e.now().Unix())
+		m = []byte(fmt.Sprintf("cosignature/v1\ntime %d\n%s", t, msg))
+	}
+	sig, err := e.s.Sign(rand.Reader, m, crypto.Hash(0))
+	if err != nil {
+		return nil, err
+	}
+	if !ed25519.Verify(e.pub, m, sig) {
+		return nil, fmt.Errorf("checkpoint: the key %s+%08x made a signature that its public key does not verify", e.name, e.hash)
+	}
+	if e.cosig {
+		return append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(sig)), t), sig...), nil
+	}
+	return sig, nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/tidemark/tidemark/checkpoint"
+	"github.com/tidemark/tidemark/internal/pkcs11key"
 	"github.com/transparency-dev/tessera/api/layout"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -42,8 +43,10 @@ func DefaultOrigin() string {
 
 // OpenKeys reads a log's signer keys from files (each holds one note signer
 // key, as `tidemark keygen` writes them), or with no files from
-// DIR/log.key. It writes nothing. When there are no files and no
-// DIR/log.key, it makes a new key for origin (DefaultOrigin if "") in
+// DIR/log.key. A "file" that starts with pkcs11: is an RFC 7512 URI
+// naming an Ed25519 key in a PKCS#11 token (package pkcs11key), which
+// needs a non-empty origin: the token holds no name. It writes nothing.
+// When there are no files and no DIR/log.key, it makes a new key for origin (DefaultOrigin if "") in
 // memory: IsNew reports it, and New writes it to DIR/log.key (mode 0600)
 // and DIR/log.pub once every other check has passed, so that a start that
 // fails leaves no key behind. When the keys exist, a non-empty origin must be
@@ -73,6 +76,15 @@ func OpenKeys(dir string, files []string, origin string) (Keys, error) {
 		files = []string{path}
 	}
 	for _, f := range files {
+		if pkcs11key.IsURI(f) {
+			s, vkey, err := openPKCS11Key(f, origin)
+			if err != nil {
+				return Keys{}, err
+			}
+			keys.Signers = append(keys.Signers, s)
+			keys.VKeys = append(keys.VKeys, vkey)
+			continue
+		}
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return Keys{}, fmt.Errorf("couldn't read key: %w", err)
@@ -86,7 +98,7 @@ func OpenKeys(dir string, files []string, origin string) (Keys, error) {
 			return Keys{}, fmt.Errorf("key %s: %w", f, err)
 		}
 		if len(keys.Signers) > 0 && s.Name() != keys.Signers[0].Name() {
-			return Keys{}, fmt.Errorf("key %s is for origin %q but %s is for %q: all keys of a log share its origin", f, s.Name(), files[0], keys.Signers[0].Name())
+			return Keys{}, fmt.Errorf("key %s is for origin %q but %s is for %q: all keys of a log share its origin", f, s.Name(), pkcs11key.Redact(files[0]), keys.Signers[0].Name())
 		}
 		keys.Signers = append(keys.Signers, s)
 		keys.VKeys = append(keys.VKeys, vkey)
@@ -96,6 +108,26 @@ func OpenKeys(dir string, files []string, origin string) (Keys, error) {
 			"Give the key's origin or none; a log with another origin needs its own key and data directory", origin, files[0], keys.Signers[0].Name())
 	}
 	return keys, nil
+}
+
+// openPKCS11Key opens a log key held in a PKCS#11 token. A token key has
+// no name of its own: the log's origin names it (it is part of the vkey and
+// of every signature line), so --origin is required with one, and must be
+// the same at every start.
+func openPKCS11Key(uri, origin string) (note.Signer, string, error) {
+	if origin == "" {
+		return nil, "", errors.New("a pkcs11: key needs --origin: the origin names the key, and with the public key makes the verifier key")
+	}
+	k, err := pkcs11key.Open(uri)
+	if err != nil {
+		return nil, "", err
+	}
+	s, vkey, err := checkpoint.NewLogSignerFrom(origin, k)
+	if err != nil {
+		k.Close()
+		return nil, "", err
+	}
+	return s, vkey, nil
 }
 
 // IsNew reports whether OpenKeys made the key for a first start; it is on

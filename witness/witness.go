@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidemark/tidemark/checkpoint"
+	"github.com/tidemark/tidemark/internal/pkcs11key"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -37,7 +38,10 @@ type Config struct {
 	// (witness.key), created together on the first start.
 	Dir string
 	// KeyFile is the witness's secret key (a cosignature/v1 key, as
-	// `tidemark keygen --witness` writes). Default: Dir/witness.key.
+	// `tidemark keygen --witness` writes). Default: Dir/witness.key. A
+	// pkcs11: URI instead names an Ed25519 key in a PKCS#11 token (package
+	// pkcs11key), which Name must then name; a new witness whose key is in
+	// a token starts the first time with Init.
 	KeyFile string
 	// Name names the key created on the first start (default: the host
 	// name followed by "/witness"). Once the key exists, a Name other than
@@ -164,7 +168,7 @@ func New(ctx context.Context, cfg Config) (*Witness, error) {
 	}
 	if !dbExists && !w.created && !cfg.Init {
 		return nil, fmt.Errorf("there is a witness key (%s) but no state (%s): a witness that lost its state could cosign a checkpoint inconsistent with one it cosigned before. "+
-			"Restore %s from a backup; if this key never cosigned anything (or you accept that risk), start once with --init", w.keyPath(), dbPath, DBFile)
+			"Restore %s from a backup; if this key never cosigned anything (or you accept that risk), start once with --init", pkcs11key.Redact(w.keyPath()), dbPath, DBFile)
 	}
 
 	// Checked: now create.
@@ -232,6 +236,9 @@ func (w *Witness) keyPath() string {
 // loadKey reads the witness key, or makes one (in memory: writeNewKey
 // writes it) when there is no --key, no key file and no state yet.
 func (w *Witness) loadKey(dbExists bool) error {
+	if pkcs11key.IsURI(w.cfg.KeyFile) {
+		return w.loadPKCS11Key()
+	}
 	path := w.keyPath()
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) && w.cfg.KeyFile == "" {
@@ -261,6 +268,25 @@ func (w *Witness) loadKey(dbExists bool) error {
 	if w.cfg.Name != "" && w.cfg.Name != w.signer.Name() {
 		return fmt.Errorf("name %q was given, but the witness key %s is named %q: a witness's name is its key's, fixed when the key was made. "+
 			"Give the key's name or none; a witness with another name needs its own key and data directory", w.cfg.Name, path, w.signer.Name())
+	}
+	return nil
+}
+
+// loadPKCS11Key opens a witness key held in a PKCS#11 token. The token
+// holds no name: cfg.Name (--name) names the key, and with the public key
+// makes the vkey, which the state is tied to, so the same name must be
+// given at every start.
+func (w *Witness) loadPKCS11Key() error {
+	if w.cfg.Name == "" {
+		return errors.New("a pkcs11: witness key needs --name: the name names the key, and with the public key makes the verifier key")
+	}
+	k, err := pkcs11key.Open(w.cfg.KeyFile)
+	if err != nil {
+		return err
+	}
+	if w.signer, w.vkey, err = checkpoint.NewWitnessSignerFrom(w.cfg.Name, k); err != nil {
+		k.Close()
+		return err
 	}
 	return nil
 }

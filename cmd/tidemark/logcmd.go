@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/tidemark/tidemark/internal/pkcs11key"
 	"github.com/tidemark/tidemark/internal/search"
 	tlog "github.com/tidemark/tidemark/log"
 	"k8s.io/klog/v2"
@@ -27,7 +28,8 @@ func runLog(args []string) error {
 	listen := fs.String("listen", "127.0.0.1:8080", "address of the public API")
 	adminListen := fs.String("admin-listen", "", "address of /metrics, /healthz and /readyz (default: on --listen)")
 	var keys stringList
-	fs.Var(&keys, "key", "signer key file (repeatable, same origin: the first signs as the current key, all sign during a rotation); default DATA/log.key, created on first start")
+	fs.Var(&keys, "key", "signer key file (repeatable, same origin: the first signs as the current key, all sign during a rotation); default DATA/log.key, created on first start. "+
+		"Or a PKCS#11 URI (pkcs11:token=T;object=LABEL?module-path=/path/module.so&pin-source=file:/path, PIN also from $TIDEMARK_PKCS11_PIN) naming an Ed25519 key in an HSM, which needs --origin (docs/keys.md)")
 	origin := fs.String("origin", "", "origin for the key created on first start (a schema-less URL prefix naming this log; default HOSTNAME/tidemark); once the key exists, only its own origin is accepted")
 	tokensFile := fs.String("tokens", "", "tokens file for writers (lines NAME sha256:HEX; reloaded on SIGHUP); without it (and without --tls-client-ca) writes are open, on loopback only")
 	readTokensFile := fs.String("read-tokens", "", "tokens file protecting what the entries hold: entry bundles, receipts and search (checkpoint and hash tiles stay public)")
@@ -161,6 +163,11 @@ func runLog(args []string) error {
 	}
 	if k.IsNew() {
 		fmt.Printf("created a log key in %s for origin %q\nverifier key: %s\n", filepath.Join(*data, tlog.KeyFile), k.Signers[0].Name(), k.VKeys[0])
+	}
+	for i, f := range keys {
+		if pkcs11key.IsURI(f) {
+			fmt.Printf("log key in a PKCS#11 token: %s\nverifier key: %s\n", pkcs11key.Redact(f), k.VKeys[i])
+		}
 	}
 	if tokens == nil && !clientCertWriters {
 		logger.Warn("WRITES ARE OPEN: there is no --tokens file, so anyone who can reach this address can append (source \"anonymous\")", "listen", lns[0].Addr().String())

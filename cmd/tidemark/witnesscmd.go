@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/tidemark/tidemark/internal/pkcs11key"
 	"github.com/tidemark/tidemark/witness"
 )
 
@@ -21,7 +22,8 @@ func runWitness(args []string) error {
 	data := fs.String("data", "", "data directory (witness.key, witness.db); created if missing")
 	listen := fs.String("listen", "127.0.0.1:8081", "address of the witness API")
 	adminListen := fs.String("admin-listen", "", "address of /metrics and /healthz (default: on --listen)")
-	keyFile := fs.String("key", "", "witness secret key file (made by \"tidemark keygen --witness\"); default DATA/witness.key, created on first start")
+	keyFile := fs.String("key", "", "witness secret key file (made by \"tidemark keygen --witness\"); default DATA/witness.key, created on first start. "+
+		"Or a PKCS#11 URI (pkcs11:token=T;object=LABEL?module-path=/path/module.so&pin-source=file:/path, PIN also from $TIDEMARK_PKCS11_PIN) naming an Ed25519 key in an HSM, which needs --name, and --init on the first start (docs/keys.md)")
 	name := fs.String("name", "", "name of the key created on first start (a schema-less URL naming this witness; default HOSTNAME/witness); once the key exists, only its own name is accepted")
 	initState := fs.Bool("init", false, "start with a key but no state: only for a new witness whose key was made elsewhere, or knowingly after losing the state")
 	logsFile := fs.String("logs", "", "logs that may push checkpoints, in the witness-network logs/v0 format (reloaded on SIGHUP)")
@@ -76,6 +78,9 @@ func runWitness(args []string) error {
 	}
 	if w.Created() {
 		fmt.Printf("created a witness key in %s\nverifier key: %s\n", filepath.Join(*data, witness.KeyFile), w.VKey())
+	}
+	if pkcs11key.IsURI(*keyFile) {
+		fmt.Printf("witness key in a PKCS#11 token: %s\nverifier key: %s\n", pkcs11key.Redact(*keyFile), w.VKey())
 	}
 
 	endpoints := []endpoint{{witnessHTTPServer(*listen, w.Handler(*adminListen == "")), lns[0]}}
