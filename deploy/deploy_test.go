@@ -1,4 +1,5 @@
 // Package deploy holds the files an operator deploys next to Tidemark:
+// Kubernetes manifests (kubernetes/, checked by kubernetes_test.go),
 // Prometheus alerting rules (prometheus/), a Grafana dashboard (grafana/)
 // and shippers' examples (examples/). Its tests check the rules with
 // promtool and that every metric the rules and the dashboard name is one
