@@ -52,6 +52,9 @@ func run(out, version, tag, ca string) error {
 	if err != nil {
 		return err
 	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
 	ref, err := name.NewTag(tag)
 	if err != nil {
 		return err
