@@ -7,7 +7,7 @@ TESSERA_VERSION := v1.0.4
 VERSITYGW := github.com/versity/versitygw/cmd/versitygw
 VERSITYGW_VERSION := v1.8.0
 
-.PHONY: run test tools build fmt vet fuzz screenshots web-deps
+.PHONY: run test tools build image fmt vet fuzz screenshots web-deps
 
 # Run the log on the embedded default (POSIX storage in ./tidemark-data).
 run:
@@ -16,6 +16,11 @@ run:
 # make build VERSION=v0.11.0 stamps the version `tidemark version` prints.
 build:
 	go build $(if $(VERSION),-ldflags "-X main.version=$(VERSION)") -o $(BIN)/tidemark ./cmd/tidemark
+
+# The container image as a tarball, without Docker (docs/container.md):
+# podman load -i .bin/tidemark-image.tar
+image:
+	go run ./deploy/container/build -out $(BIN)/tidemark-image.tar $(if $(VERSION),-version $(VERSION))
 
 # Programs we did not write, that the tests check us with.
 tools: $(BIN)/hammer $(BIN)/fsck $(BIN)/versitygw

@@ -46,6 +46,7 @@ func init() {
 		{"demo", "[--data DIR] [--exit]", "run a log and three witnesses here, post events, verify a receipt", runDemo},
 		{"audit", "--policy FILE [--follow] [--full] [flags]", "verify a log independently; alert on misbehaviour", runAudit},
 		{"migrate", "--from DIR --mysql DSN [flags]", "copy a log from its data directory into MySQL or S3, verified", runMigrate},
+		{"healthcheck", "URL", "GET URL, exit 0 on a 2xx answer (container healthchecks)", runHealthcheck},
 		{"version", "", "print the version of this binary (also --version)", runVersion},
 	}
 }
