@@ -230,7 +230,7 @@ func TestStorageErrorAfterTheEntryIsInTheTreeIsNotNothingLogged(t *testing.T) {
 }
 
 // A log whose disk filled up keeps serving reads and answers writes 503
-// (README: /readyz stays 200, "reads still work"), and takes writes again
+// (docs/http.md: /readyz stays 200, "reads still work"), and takes writes again
 // when space returns. But restarted while the disk is full (a crash, an OOM
 // kill, a node reboot, a routine restart by an operator unaware of the
 // disk) it did not start at all: opening the idempotency index needs

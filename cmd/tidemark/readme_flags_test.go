@@ -37,7 +37,7 @@ func helpFlags(t *testing.T, name string) *flag.FlagSet {
 	return nil
 }
 
-// readmeFlagRow is one flag of a README flags table and the default the row
+// readmeFlagRow is one flag of a flags table in the docs and the default the row
 // states for it.
 type readmeFlagRow struct {
 	flag, def, line string
@@ -48,38 +48,45 @@ var (
 	parens     = regexp.MustCompile(`\([^()]*\)`)
 )
 
-// readmeFlagsTable parses the first "| flag | default | what |" table after
-// the heading. A row names one or more flags (`--a`, `--b` or `--a` /
-// `--b`) and states one default for all of them or one each, in order,
-// separated the same way; remarks in parentheses are dropped.
-func readmeFlagsTable(t *testing.T, readme, heading string) []readmeFlagRow {
+// readmeFlagsTable parses the first "| flag | default | what |" table under
+// the heading in the file's text, before any other heading. A row names one
+// or more flags (`--a`, `--b` or `--a` / `--b`) and states one default for
+// all of them or one each, in order, separated the same way; remarks in
+// parentheses are dropped.
+func readmeFlagsTable(t *testing.T, file, text, heading string) []readmeFlagRow {
 	t.Helper()
-	lines := strings.Split(readme, "\n")
+	lines := strings.Split(text, "\n")
 	i := 0
 	for i < len(lines) && lines[i] != heading {
 		i++
 	}
-	for i < len(lines) && !strings.HasPrefix(lines[i], "| flag | default |") {
-		if i > 0 && strings.HasPrefix(lines[i], "## ") && lines[i] != heading {
-			t.Fatalf("README.md: no flags table under %q", heading)
+	if i == len(lines) {
+		t.Fatalf("%s: no heading %q", file, heading)
+	}
+	fence := false
+	for i++; i < len(lines) && !strings.HasPrefix(lines[i], "| flag | default |"); i++ {
+		if strings.HasPrefix(lines[i], "```") {
+			fence = !fence
 		}
-		i++
+		if !fence && strings.HasPrefix(lines[i], "#") {
+			t.Fatalf("%s: no flags table under %q before %q", file, heading, lines[i])
+		}
 	}
 	if i == len(lines) {
-		t.Fatalf("README.md: no flags table under %q", heading)
+		t.Fatalf("%s: no flags table under %q", file, heading)
 	}
 	var rows []readmeFlagRow
 	for i += 2; i < len(lines) && strings.HasPrefix(lines[i], "|"); i++ {
 		cells := strings.Split(strings.Trim(lines[i], "|"), "|")
 		if len(cells) != 3 {
-			t.Fatalf("README.md %s: not three cells: %s", heading, lines[i])
+			t.Fatalf("%s %s: not three cells: %s", file, heading, lines[i])
 		}
 		var names []string
 		for _, m := range backticked.FindAllStringSubmatch(cells[0], -1) {
 			names = append(names, m[1])
 		}
 		if len(names) == 0 {
-			t.Fatalf("README.md %s: a row without a flag: %s", heading, lines[i])
+			t.Fatalf("%s %s: a row without a flag: %s", file, heading, lines[i])
 		}
 		def := strings.TrimSpace(parens.ReplaceAllString(strings.ReplaceAll(cells[1], "`", ""), ""))
 		var defs []string
@@ -95,7 +102,7 @@ func readmeFlagsTable(t *testing.T, readme, heading string) []readmeFlagRow {
 			case len(names):
 				d = defs[j]
 			default:
-				t.Fatalf("README.md %s: %d flags and %d defaults: %s", heading, len(names), len(defs), lines[i])
+				t.Fatalf("%s %s: %d flags and %d defaults: %s", file, heading, len(names), len(defs), lines[i])
 			}
 			rows = append(rows, readmeFlagRow{n, strings.TrimSpace(d), lines[i]})
 		}
@@ -103,7 +110,7 @@ func readmeFlagsTable(t *testing.T, readme, heading string) []readmeFlagRow {
 	return rows
 }
 
-// readmeNumber reads a number as the README writes it: "4,096", "100,000
+// readmeNumber reads a number as the docs write it: "4,096", "100,000
 // events", "8 MiB".
 func readmeNumber(s string) (float64, bool) {
 	f := strings.Fields(strings.ReplaceAll(s, ",", ""))
@@ -127,7 +134,7 @@ func readmeNumber(s string) (float64, bool) {
 	return n, true
 }
 
-// defaultAgrees says whether the README's stated default d is the flag's
+// defaultAgrees says whether the stated default d is the flag's
 // default. A flag whose default is its zero value may be described in
 // words ("none", "off", "on --listen", "DIR/log.key": what an empty value
 // means), but not with a number or "on"/"true".
@@ -159,40 +166,41 @@ func defaultAgrees(f *flag.Flag, d string) bool {
 	}
 }
 
-// README.md's flags tables and `tidemark SUBCOMMAND --help` agree: the same
-// flags, and the defaults the README states are the flags' defaults. (The
-// README once said --batch-age 20 ms while the code said 1 ms.)
+// The flags tables of the documentation (docs/running.md for the log,
+// docs/witness.md, docs/auditor.md) and `tidemark SUBCOMMAND --help` agree:
+// the same flags, and the defaults the tables state are the flags' defaults.
+// (The README once said --batch-age 20 ms while the code said 1 ms.)
 func TestReadmeFlagsMatchHelp(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme := string(b)
-	for _, c := range []struct{ subcommand, heading string }{
-		{"log", "## Running it"},
-		{"witness", "## Witness"},
-		{"audit", "## Auditor"},
+	for _, c := range []struct{ subcommand, file, heading string }{
+		{"log", "docs/running.md", "# Running it"},
+		{"witness", "docs/witness.md", "# Witness"},
+		{"audit", "docs/auditor.md", "# Auditor"},
 	} {
+		b, err := os.ReadFile("../../" + c.file)
+		if err != nil {
+			t.Fatal(err)
+		}
 		fs := helpFlags(t, c.subcommand)
-		rows := readmeFlagsTable(t, readme, c.heading)
-		inReadme := map[string]bool{}
+		rows := readmeFlagsTable(t, c.file, string(b), c.heading)
+		where := c.file + " " + c.heading
+		inDocs := map[string]bool{}
 		for _, r := range rows {
-			if inReadme[r.flag] {
-				t.Errorf("README.md %s: --%s in two rows", c.heading, r.flag)
+			if inDocs[r.flag] {
+				t.Errorf("%s: --%s in two rows", where, r.flag)
 			}
-			inReadme[r.flag] = true
+			inDocs[r.flag] = true
 			f := fs.Lookup(r.flag)
 			if f == nil {
-				t.Errorf("README.md %s: --%s is not a flag of tidemark %s: %s", c.heading, r.flag, c.subcommand, r.line)
+				t.Errorf("%s: --%s is not a flag of tidemark %s: %s", where, r.flag, c.subcommand, r.line)
 				continue
 			}
 			if !defaultAgrees(f, r.def) {
-				t.Errorf("README.md %s: --%s: the README says the default is %q, tidemark %s --help says %q: %s", c.heading, r.flag, r.def, c.subcommand, f.DefValue, r.line)
+				t.Errorf("%s: --%s: the table says the default is %q, tidemark %s --help says %q: %s", where, r.flag, r.def, c.subcommand, f.DefValue, r.line)
 			}
 		}
 		fs.VisitAll(func(f *flag.Flag) {
-			if !inReadme[f.Name] {
-				t.Errorf("README.md %s: no row for tidemark %s --%s (default %q: %s)", c.heading, c.subcommand, f.Name, f.DefValue, f.Usage)
+			if !inDocs[f.Name] {
+				t.Errorf("%s: no row for tidemark %s --%s (default %q: %s)", where, c.subcommand, f.Name, f.DefValue, f.Usage)
 			}
 		})
 	}
