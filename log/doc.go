@@ -13,7 +13,7 @@
 //     size-checked before anything is appended: a request is accepted whole
 //     or not at all.
 //  2. Events that carry an Idempotency-Key header or an "id" member are
-//     looked up in the idempotency index (see Dedup): a sender's retry gets
+//     looked up in the idempotency index (dedup.go): a sender's retry gets
 //     the first index back instead of a second entry.
 //  3. New leaves go to Tessera's appender. On the POSIX driver the future it
 //     returns resolves only once the batch holding the leaf is sequenced and

@@ -30,7 +30,7 @@ import (
 // log or the log's MySQL database.
 type keyDB interface {
 	// migrate creates the store, and says whether it is new and must be
-	// built from the log (Dedup.Build) before it answers.
+	// built from the log (idempotencyIndex.Build) before it answers.
 	migrate(ctx context.Context) (fresh bool, err error)
 	markBuilt(ctx context.Context) error
 	watermark(ctx context.Context) (uint64, error)

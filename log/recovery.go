@@ -112,7 +112,7 @@ func (ls leafSource) settled(ctx context.Context) (uint64, error) {
 //
 // A POSIX log's index (volatile claims) is built the same way at every
 // start from its watermark: the rows of entries above it may be missing.
-func (d *Dedup) Build(ctx context.Context, ls leafSource, start uint64) (scanned uint64, err error) {
+func (d *idempotencyIndex) Build(ctx context.Context, ls leafSource, start uint64) (scanned uint64, err error) {
 	size, err := ls.settled(ctx)
 	if err != nil {
 		return 0, err
@@ -165,7 +165,7 @@ func (d *Dedup) Build(ctx context.Context, ls leafSource, start uint64) (scanned
 // Recover resolves the claims of frontends that have been silent for
 // longer than lease (all others but this one, with lease 0), from the
 // leaves. It returns how many claims it completed and deleted.
-func (d *Dedup) Recover(ctx context.Context, ls leafSource, lease time.Duration) (completed, deleted int, err error) {
+func (d *idempotencyIndex) Recover(ctx context.Context, ls leafSource, lease time.Duration) (completed, deleted int, err error) {
 	owners, err := d.store.deadOwners(ctx, d.owner, lease)
 	if err != nil || len(owners) == 0 {
 		return 0, 0, err
@@ -218,7 +218,7 @@ func (d *Dedup) Recover(ctx context.Context, ls leafSource, lease time.Duration)
 
 // watch keeps this frontend's heartbeat and recovers the claims of dead
 // ones, until ctx ends.
-func (d *Dedup) watch(ctx context.Context, ls leafSource) {
+func (d *idempotencyIndex) watch(ctx context.Context, ls leafSource) {
 	hb := time.NewTicker(heartbeatEvery)
 	defer hb.Stop()
 	rc := time.NewTicker(recoverEvery)

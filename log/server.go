@@ -195,7 +195,7 @@ type Server struct {
 	// dedup is the idempotency index. It is set once it is open and
 	// rebuilt, and indexReady then; until then every write is refused
 	// (acceptingWrites), and dedup is read only after indexReady.
-	dedup      *Dedup
+	dedup      *idempotencyIndex
 	indexReady atomic.Bool
 	// indexWait, while the index is not ready, is the fault kind its
 	// last opening met (indexFault, or faultOther); owned by the index's
@@ -320,7 +320,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		WithCheckpointRepublishInterval(cfg.RepublishInterval)
 	// No Tessera antispam: event leaves never repeat (each has its own
 	// "received"), so it would only cost a hash and a cache update per
-	// entry. Retries are deduplicated by key (Dedup); /add is at least once.
+	// entry. Retries are deduplicated by key (idempotencyIndex); /add is at
+	// least once.
 	if witnesses != nil {
 		opts = opts.WithWitnesses(*witnesses, &tessera.WitnessOptions{Timeout: cfg.WitnessTimeout, FailOpen: cfg.FailOpen})
 	}
@@ -416,14 +417,14 @@ const indexRetryEvery = time.Second
 // called again. waitingSince, when not zero, is when the log began waiting
 // for the index.
 func (s *Server) openIndex(waitingSince time.Time) error {
-	var d *Dedup
+	var d *idempotencyIndex
 	var fresh bool
 	var err error
 	lease := cmp.Or(s.cfg.frontendLease, frontendLease)
 	if s.backend.db != nil {
-		d, fresh, err = OpenMySQLDedup(s.backend.db, s.log, s.integratedSize)
+		d, fresh, err = openMySQLIndex(s.backend.db, s.log, s.integratedSize)
 	} else {
-		d, fresh, err = OpenSQLiteDedup(filepath.Join(s.cfg.Dir, stateDir, indexFile), s.log, s.integratedSize)
+		d, fresh, err = openSQLiteIndex(filepath.Join(s.cfg.Dir, stateDir, indexFile), s.log, s.integratedSize)
 	}
 	if err != nil {
 		return err
