@@ -110,7 +110,7 @@ type Config struct {
 	frontendLease time.Duration
 
 	// wrapAdd, when set by a test, wraps Tessera's Add: faults injected
-	// there are what a failing disk would do under the sequencer.
+	// there are what a failing disk would do under the append queue.
 	wrapAdd func(tessera.AddFn) tessera.AddFn
 }
 
@@ -191,7 +191,7 @@ type Server struct {
 	shutdown func(context.Context) error
 	reader   tessera.LogReader
 
-	seq *sequencer
+	queue *appendQueue
 	// dedup is the idempotency index. It is set once it is open and
 	// rebuilt, and indexReady then; until then every write is refused
 	// (acceptingWrites), and dedup is read only after indexReady.
@@ -350,7 +350,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.wrapAdd != nil {
 		add = cfg.wrapAdd(add)
 	}
-	s.seq = newSequencer(add, func() error {
+	s.queue = newAppendQueue(add, func() error {
 		// Behind acceptingWrites: whatever the path, no entry reaches
 		// Tessera before the index that answers its retries is open.
 		if !s.indexReady.Load() {
@@ -361,8 +361,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		return checkWritable(cfg.Dir)
 	}, cfg.Linger, 2*int(cfg.BatchSize))
-	s.seq.size = s.integratedSize
-	go s.seq.run(s.ctx)
+	s.queue.size = s.integratedSize
+	go s.queue.run(s.ctx)
 
 	if s.backend.kind == "posix" {
 		// Stray temporary files of Tessera's from earlier failed writes:
