@@ -281,8 +281,8 @@ func (e *keyConflict) Error() string {
 	return fmt.Sprintf("event %d: the idempotency key was used for a different event", e.pos)
 }
 
-// errIndexUnavailable wraps a failure of the key store: the request is
-// refused with a 503 and nothing is appended.
+// errIndexUnavailable wraps a failure of the index's database: the request
+// is refused with a 503 and nothing is appended.
 var errIndexUnavailable = errors.New("the idempotency index is unavailable")
 
 // begin claims the keys of one request's events and says for each what to
@@ -656,9 +656,9 @@ func (d *idempotencyIndex) commitOnce(claims []*claimOp, done []completion, rele
 	}
 	defer tx.Rollback()
 	if len(done) > 0 && d.volatile {
-		rows := make([]dedupRow, len(done))
+		rows := make([]indexRow, len(done))
 		for i, c := range done {
-			rows[i] = dedupRow{id: c.id, idx: c.idx, ev: c.ev}
+			rows[i] = indexRow{id: c.id, idx: c.idx, ev: c.ev}
 		}
 		if err := tx.insertComplete(ctx, rows); err != nil {
 			return err

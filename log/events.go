@@ -261,7 +261,7 @@ func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEve
 	var b *batch
 	if anyKey {
 		var err error
-		if b, err = s.dedup.begin(ctx, source, keyed); err != nil {
+		if b, err = s.idempotency.begin(ctx, source, keyed); err != nil {
 			var kc *keyConflict
 			if errors.As(err, &kc) {
 				return nil, keyConflictError(evs[kc.pos], kc)

@@ -316,7 +316,7 @@ func TestExplicitRetryFindsItsEventUnderTheVariant(t *testing.T) {
 	d := openTestIndex(t, filepath.Join(t.TempDir(), "idempotency.db"))
 	defer d.Close()
 	a, b := eventHash([]byte(`{"a":1}`)), eventHash([]byte(`{"b":1}`))
-	rows := []dedupRow{
+	rows := []indexRow{
 		{id: keyOf(keyHash("src", "k:K")), idx: 4, ev: b},
 		{id: variantOf(keyHash("src", "k:K"), a), idx: 5, ev: a},
 	}

@@ -123,10 +123,10 @@ func (d *idempotencyIndex) Build(ctx context.Context, ls leafSource, start uint6
 	// Rows are decided a chunk of leaves at a time: memory holds one chunk.
 	const chunk = 64 * layout.EntryBundleWidth
 	for from := start; from < size; from += chunk {
-		var leaves []dedupRow
+		var leaves []indexRow
 		var keys [][16]byte
 		n, err := ls.scanLeaves(ctx, from, min(from+chunk, size), func(idx uint64, source, key string, ev [16]byte) error {
-			leaves = append(leaves, dedupRow{idx: idx, ev: ev})
+			leaves = append(leaves, indexRow{idx: idx, ev: ev})
 			keys = append(keys, keyHash(source, key))
 			return nil
 		})
@@ -138,7 +138,7 @@ func (d *idempotencyIndex) Build(ctx context.Context, ls leafSource, start uint6
 		if err != nil {
 			return scanned, err
 		}
-		var rows []dedupRow
+		var rows []indexRow
 		for i, l := range leaves {
 			h := keyOf(keys[i])
 			if cur, ok := have[h]; ok && cur.ev != l.ev {
@@ -148,7 +148,7 @@ func (d *idempotencyIndex) Build(ctx context.Context, ls leafSource, start uint6
 				continue
 			}
 			have[h] = keyRow{ev: l.ev, idx: l.idx, done: true}
-			rows = append(rows, dedupRow{id: h, idx: l.idx, ev: l.ev})
+			rows = append(rows, indexRow{id: h, idx: l.idx, ev: l.ev})
 		}
 		if err := inTx(ctx, d.store, func(tx keyTx) error { return tx.insertComplete(ctx, rows) }); err != nil {
 			return scanned, fmt.Errorf("couldn't write the idempotency index: %w", err)

@@ -22,7 +22,7 @@ import (
 func TestReusedIDsRacingThenCrashAnswerAsBefore(t *testing.T) {
 	tl := newTestLog(t, nil)
 	// No claim is completed in the store: recovery finds them all.
-	tl.s.dedup.lossy.Store(true)
+	tl.s.idempotency.lossy.Store(true)
 	events := []string{}
 	for i := range 6 {
 		events = append(events, fmt.Sprintf(`{"id":"X","n":%d}`, i))

@@ -192,11 +192,11 @@ type Server struct {
 	reader   tessera.LogReader
 
 	queue *appendQueue
-	// dedup is the idempotency index. It is set once it is open and
+	// idempotency is the idempotency index. It is set once it is open and
 	// rebuilt, and indexReady then; until then every write is refused
-	// (acceptingWrites), and dedup is read only after indexReady.
-	dedup      *idempotencyIndex
-	indexReady atomic.Bool
+	// (acceptingWrites), and idempotency is read only after indexReady.
+	idempotency *idempotencyIndex
+	indexReady  atomic.Bool
 	// indexWait, while the index is not ready, is the fault kind its
 	// last opening met (indexFault, or faultOther); owned by the index's
 	// goroutine (maintainIndex), read by requests and /readyz.
@@ -412,7 +412,7 @@ const indexRetryEvery = time.Second
 
 // openIndex opens the idempotency index, builds it from the whole log if
 // it is new, and recovers the claims of frontends that died (on POSIX:
-// every claim, all left by an earlier process), then sets s.dedup and
+// every claim, all left by an earlier process), then sets s.idempotency and
 // lets writes in. On failure it leaves nothing open, so that it can be
 // called again. waitingSince, when not zero, is when the log began waiting
 // for the index.
@@ -459,8 +459,8 @@ func (s *Server) openIndex(waitingSince time.Time) error {
 		_ = d.Close()
 		return fmt.Errorf("couldn't recover the idempotency index from the log: %w", err)
 	}
-	s.dedup = d
-	s.indexReady.Store(true) // after s.dedup: a request that sees it sees the index
+	s.idempotency = d
+	s.indexReady.Store(true) // after s.idempotency: a request that sees it sees the index
 	attrs := []any{"storage", s.backend.kind, "built_from_entries", scanned, "claims_completed_from_leaves", completed, "claims_released", released, "took", time.Since(start).Round(time.Millisecond)}
 	if waitingSince.IsZero() {
 		s.log.Info("idempotency index ready", attrs...)
@@ -530,11 +530,11 @@ func (s *Server) maintainIndex() {
 	if !s.awaitIndex() {
 		return
 	}
-	if s.dedup.volatile {
+	if s.idempotency.volatile {
 		s.watermarkLoop()
 		return
 	}
-	s.dedup.watch(s.ctx, s.leafSource())
+	s.idempotency.watch(s.ctx, s.leafSource())
 }
 
 // awaitIndex tries to open the idempotency index every indexRetryEvery
@@ -592,7 +592,7 @@ func (s *Server) watermarkLoop() {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
-			err := s.dedup.SaveWatermark(s.integratedSize)
+			err := s.idempotency.SaveWatermark(s.integratedSize)
 			switch {
 			case err != nil && !failing:
 				s.log.Warn("idempotency watermark not saved; retrying every second (retries are still answered; the next start scans the log above the last watermark saved)", "err", err)
@@ -753,7 +753,7 @@ func (s *Server) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("couldn't close the search index: %w", err))
 	}
 	if s.indexReady.Load() {
-		if err := s.dedup.SaveWatermark(func() (uint64, error) {
+		if err := s.idempotency.SaveWatermark(func() (uint64, error) {
 			n, err := s.reader.IntegratedSize(context.Background())
 			if errors.Is(err, os.ErrNotExist) {
 				return 0, nil
@@ -764,7 +764,7 @@ func (s *Server) Close(ctx context.Context) error {
 		} else if err != nil {
 			errs = append(errs, err)
 		}
-		if err := s.dedup.Close(); err != nil {
+		if err := s.idempotency.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -180,9 +180,9 @@ func indexFault(dir string, err error) string {
 	return ""
 }
 
-// indexDiskFault says whether the key store failed because the log's disk
-// is full or read-only (only the SQLite index beside a POSIX log shares
-// its disk), and which; "" otherwise.
+// indexDiskFault says whether the idempotency index's database failed
+// because the log's disk is full or read-only (only the SQLite index beside
+// a POSIX log shares its disk), and which; "" otherwise.
 func (s *Server) indexDiskFault(err error) string {
 	if s.backend.kind != "posix" {
 		return ""
