@@ -1,5 +1,5 @@
 // Package log is the Tidemark log server: it takes audit events over HTTP,
-// wraps each into a canonical event leaf (see checkpoint.Leaf), appends the
+// wraps each into a canonical event leaf (see [checkpoint.Leaf]), appends the
 // leaves to a Tessera tiled Merkle tree, and serves the tree as C2SP
 // tlog-tiles so that witnesses, auditors and Tessera's own tools can check it.
 //
@@ -51,9 +51,9 @@
 //
 // Every write is authenticated, and the name it was authenticated under is
 // stamped into its leaves as their source: the name of its bearer token (see
-// Tokens) or, with Config.ClientCertWriters, the subject common name of the
+// [Tokens]) or, with [Config].ClientCertWriters, the subject common name of the
 // verified TLS client certificate of its connection, which wins over a
-// token. With neither, writes are open and the source is OpenSource.
+// token. With neither, writes are open and the source is [OpenSource].
 //
 // # Reads
 //
