@@ -43,15 +43,15 @@
 // witnesses date their cosignatures, so the auditor judges freshness from
 // the newest time a quorum of witnesses vouches for (the latest t such that
 // the witnesses that cosigned at or after t meet the quorum), allowing
-// Config.ClockSkew for clocks ahead and ignoring cosignatures dated beyond
-// it. Older than Config.MaxAge is stale.
+// [Config].ClockSkew for clocks ahead and ignoring cosignatures dated beyond
+// it. Older than [Config].MaxAge is stale.
 //
 // # Evidence
 //
 // Most failures convince only the auditor: a bad tile or a rollback could be
 // a broken mirror. Two checkpoints signed by the log's own key that cannot
 // both be true convince anyone with the log's public key. The auditor writes
-// those down as Evidence, a JSON file with both signed checkpoints verbatim
+// those down as [Evidence], a JSON file with both signed checkpoints verbatim
 // and, across sizes, the consistency proof (built from the log's tiles) and
 // the root R' of the smaller size that the proof leads from:
 //
@@ -63,27 +63,27 @@
 // second checkpoint's root, the log's tree of 1300 leaves begins with a
 // tree of 1000 leaves other than the one it signed: proof.VerifyConsistency
 // recomputes the new root from R' and the proof, so the proof cannot be made
-// to fit without the log's tree really containing R'. CheckEvidence re-checks
+// to fit without the log's tree really containing R'. [CheckEvidence] re-checks
 // a file with the policy alone (the witness's /evidence items have the same
 // fields and re-check too).
 //
 // # Findings, alerts and exit statuses
 //
-// A check returns a Report of Findings. Misbehaviour (split view, rollback,
+// A check returns a [Report] of Findings. Misbehaviour (split view, rollback,
 // bad signature, quorum lost, stale, bad tiles, root mismatch, bad leaf)
-// makes Report.ExitCode 1; a log that could not be read or checked, 2;
-// otherwise 0. Rule matches (ParseRules: conditions over the fields of event
+// makes [Report.ExitCode] 1; a log that could not be read or checked, 2;
+// otherwise 0. [Rule] matches ([ParseRules]: conditions over the fields of event
 // leaves) and notes about witnesses are reported without changing it. An
-// Alerter sends findings to a webhook from a bounded queue with retries, so
+// [Alerter] sends findings to a webhook from a bounded queue with retries, so
 // alerting never holds up verification; Follow reports each distinct
 // problem once, not once per round.
 //
 // # Performance
 //
-// Full fetches bundles with Config.Workers goroutines that also hash,
+// Full fetches bundles with [Config].Workers goroutines that also hash,
 // classify and check their bundle's level-0 tile (16 by default); one goroutine merges their
 // compact ranges in order. At most two bundles per worker are in memory.
-// Progress (the compact range and counters) is saved every few seconds, so
+// [Progress] (the compact range and counters) is saved every few seconds, so
 // an interrupted run resumes, and a run after the log grew checks only the
 // new leaves. ParseLeaf costs about 6 µs a leaf, more than the rest of the
 // work together; a fast path accepts the common canonical leaves in well

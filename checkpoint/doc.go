@@ -16,9 +16,9 @@
 //
 // Optional extension lines may follow; none may be empty. The origin names
 // the log uniquely (a schema-less URL prefix by convention); the size is
-// decimal without leading zeros; the hash is exactly 32 bytes. Parse reads a
-// body, Format writes one, and they are exact inverses: Parse accepts a text
-// only if Format would produce it byte for byte, so one checkpoint has one
+// decimal without leading zeros; the hash is exactly 32 bytes. [Parse] reads a
+// body, [Format] writes one, and they are exact inverses: [Parse] accepts a text
+// only if [Format] would produce it byte for byte, so one checkpoint has one
 // text and one hash.
 //
 // # Signed notes and log signatures
@@ -42,8 +42,8 @@
 //
 // its name, the key hash in 8 lowercase hex digits (the first 4 bytes of
 // SHA-256 of the name, a newline, the type byte and the public key), and the
-// type byte and key in base64. GenerateLogKey makes a pair, NewLogSigner and
-// NewLogVerifier load them. Sign signs a Checkpoint; Open verifies one
+// type byte and key in base64. [GenerateLogKey] makes a pair, [NewLogSigner] and
+// [NewLogVerifier] load them. [Sign] signs a [Checkpoint]; [Open] verifies one
 // against the log's keys and parses it, ignoring signatures by other keys, as
 // signed-note requires.
 //
@@ -69,8 +69,8 @@
 //
 //	— witness.example.org/w1 GZ5nKgAAAABpVbkAESaYxJNoEEBu0dGI6e7LJwkoK+0Ye+VV68Da3cl+BcOVAJh7Jd7yoSUw8TBWqaHP0ujdGVbJLOeoJjPH/AdLDg==
 //
-// GenerateWitnessKey, NewWitnessSigner and NewWitnessVerifier handle witness
-// keys; Cosignatures reports which witnesses validly cosigned, and when. The
+// [GenerateWitnessKey], [NewWitnessSigner] and [NewWitnessVerifier] handle witness
+// keys; [Cosignatures] reports which witnesses validly cosigned, and when. The
 // timestamp is what a receipt proves about time: the entries existed before
 // it.
 //
@@ -95,7 +95,7 @@
 //	quorum NAME|none               the witness or group that must be met; none: no witness needed
 //
 // Fields are separated by spaces or tabs; "#" starts a comment to the end of
-// the line; blank lines are ignored. ParsePolicy is strict where other
+// the line; blank lines are ignored. [ParsePolicy] is strict where other
 // parsers (Tessera's among them) are lenient, so that what a policy means is
 // decided here, once: each name is defined once and before it is used, and is
 // not "none"; no public key appears twice, nor a member twice in a group;
@@ -109,9 +109,9 @@
 // "group eu 2 a b c", "group us 1 d e", "group all-regions all eu us". When
 // half of the witnesses or fewer can meet the quorum (k-of-n with 2k <= n),
 // two disjoint sets of them could cosign two forks of the log:
-// DisjointQuorums says when that can happen, and the log warns.
+// [Policy.DisjointQuorums] says when that can happen, and the log warns.
 //
-// Policy.Verify is the whole check of a checkpoint: signed by one of the log's
+// [Policy.Verify] is the whole check of a checkpoint: signed by one of the log's
 // keys, and cosigned by a quorum of witnesses.
 //
 // # Receipts and proofs
@@ -138,16 +138,16 @@
 //	— witness.example.org/w1 GZ5n...
 //
 // Tidemark hands it out with the leaf itself. Checking one offline takes
-// only the policy: Policy.Verify on the checkpoint, then VerifyInclusion of
+// only the policy: [Policy.Verify] on the checkpoint, then [VerifyInclusion] of
 // the leaf at the index against the checkpoint it returned. Between two
-// checkpoints of one log, VerifyConsistency checks that the newer extends the
+// checkpoints of one log, [VerifyConsistency] checks that the newer extends the
 // older; it is what a witness checks before it cosigns.
 //
 // # Errors
 //
 // Errors start with "checkpoint: " and wrap a sentinel when a caller must
-// tell outcomes apart: ErrMalformed for input that does not parse,
-// ErrUnverified for a well-formed checkpoint without a trusted signature
-// (or with an invalid one by a trusted key), ErrQuorum when the witnesses
-// fall short, ErrProof when a proof does not verify.
+// tell outcomes apart: [ErrMalformed] for input that does not parse,
+// [ErrUnverified] for a well-formed checkpoint without a trusted signature
+// (or with an invalid one by a trusted key), [ErrQuorum] when the witnesses
+// fall short, [ErrProof] when a proof does not verify.
 package checkpoint

@@ -2,11 +2,11 @@
 // log and keep proof of what it wrote.
 //
 // Submit sends an event (POST /v1/events) and returns its index in the log,
-// durable once returned. With Wait it returns when a checkpoint cosigned by
+// durable once returned. With [Wait] it returns when a checkpoint cosigned by
 // the policy's quorum of witnesses covers the event, with a receipt: the
-// event's leaf and a C2SP tlog-proof@v1 that Verify checks offline, with
+// event's leaf and a C2SP tlog-proof@v1 that [Verify] checks offline, with
 // nothing but the log's policy, forever. Submit checks that each receipt's
-// leaf holds the event it sent, under the key it sent (ErrNotOurEvent
+// leaf holds the event it sent, under the key it sent ([ErrNotOurEvent]
 // otherwise): a receipt for another event proves nothing about this one.
 //
 // Delivery is at least once, without duplicates: Submit retries a 503 or 429
@@ -14,20 +14,20 @@
 // every attempt of one Submit carries the same Idempotency-Key, so the log
 // answers a retry with the first index instead of logging the event twice.
 // Any other refusal (400, 401, 403, 413, ...) is returned at once, as an
-// *Error: sending the same request again would be refused the same way.
+// *[Error]: sending the same request again would be refused the same way.
 //
 // Over HTTPS, a log whose certificate a private CA issued is trusted with
-// Options.RootCAs (CertPool reads the CA's PEM file), and a log that
+// [Options].RootCAs ([CertPool] reads the CA's PEM file), and a log that
 // authenticates writers by TLS client certificate (`tidemark log
-// --tls-client-ca`) is given one with Options.Certificate: its subject's
+// --tls-client-ca`) is given one with [Options].Certificate: its subject's
 // common name is then the source the log records, and no token is needed.
 //
 // Search finds events by actor, action, resource, source, outcome, time and
 // words (GET /v1/search), a page at a time (SearchPages follows them). A hit
-// is the log's word: CheckHit, with the entry's Receipt and Verify, proves
-// it. Options.ReadToken is the token of a log that protects its entries.
+// is the log's word: [CheckHit], with the entry's Receipt and [Verify], proves
+// it. [Options].ReadToken is the token of a log that protects its entries.
 //
-// A Client is safe for concurrent use. The package imports only checkpoint
+// A [Client] is safe for concurrent use. The package imports only checkpoint
 // of this module, and does not log: it returns errors.
 package client
 

@@ -58,7 +58,7 @@ func (s *Server) handleAdd(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 	started := time.Now()
-	indexes, errs := s.seq.append(context.WithoutCancel(r.Context()), []*tessera.Entry{tessera.NewEntry(body)})
+	indexes, errs := s.queue.append(context.WithoutCancel(r.Context()), []*tessera.Entry{tessera.NewEntry(body)})
 	idx, err := indexes[0], errs[0]
 	if err != nil {
 		s.fail(w, r, s.appendError(err, nil, nil))

@@ -14,10 +14,10 @@ import (
 	"time"
 )
 
-// Dedup is the idempotency index: it maps (source, key) to the log index
-// of the first entry written with that key, so that a sender's retry gets
-// the first answer back instead of a second entry, whichever frontend it
-// reaches.
+// idempotencyIndex is the idempotency index: it maps (source, key) to the
+// log index of the first entry written with that key, so that a sender's
+// retry gets the first answer back instead of a second entry, whichever
+// frontend it reaches.
 //
 // A key is the Idempotency-Key header ("k:" prefix; in a batch the header
 // key with "/<line>" appended; the k8s and OTLP keys travel the same way)
@@ -59,7 +59,7 @@ import (
 // their rows to the writer (epochs), and is committed behind those rows, so
 // a crash at any moment is covered. That halves the index's writes per key
 // against durable claims (a claim, then its completion).
-type Dedup struct {
+type idempotencyIndex struct {
 	store keyDB
 	// ownsDB: Close closes the database (SQLite; MySQL's is the log's).
 	ownsDB bool
@@ -86,7 +86,7 @@ type Dedup struct {
 	completing map[keyID]indexEntry
 
 	// volatile: claims are held in memory only, and a watermark stands for
-	// them (a POSIX log, one process; see the comment on Dedup).
+	// them (a POSIX log, one process; see the comment on idempotencyIndex).
 	volatile bool
 	epochs   epochs
 	// frozen: the watermark stays where it is (a test's crash, or rows
@@ -140,11 +140,11 @@ type claim struct {
 // 64 MiB page cache (the bound of its memory).
 const sqlitePragmas = "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=cache_size(-65536)"
 
-// OpenSQLiteDedup opens (or creates) the index in the SQLite file at path,
+// openSQLiteIndex opens (or creates) the index in the SQLite file at path,
 // beside a POSIX log. Opening writes (the -wal and -shm files), so it fails
 // on a full or read-only disk; sqliteMayBeDisk tells such a failure from a
 // damaged file.
-func OpenSQLiteDedup(path string, logger *slog.Logger, size func() (uint64, error)) (*Dedup, bool, error) {
+func openSQLiteIndex(path string, logger *slog.Logger, size func() (uint64, error)) (*idempotencyIndex, bool, error) {
 	db, err := sql.Open("sqlite", "file:"+path+sqlitePragmas)
 	if err != nil {
 		return nil, false, fmt.Errorf("couldn't open the idempotency index: %w", err)
@@ -152,7 +152,7 @@ func OpenSQLiteDedup(path string, logger *slog.Logger, size func() (uint64, erro
 	// One connection: SQLite has one writer, and the writer goroutine and
 	// the lookups of waiting requests take turns on it.
 	db.SetMaxOpenConns(1)
-	d, fresh, err := newDedup(&sqlKeys{db: db, d: sqliteDialect}, logger, size)
+	d, fresh, err := newIdempotencyIndex(&sqlKeys{db: db, d: sqliteDialect}, logger, size)
 	if err != nil {
 		db.Close()
 		return nil, false, fmt.Errorf("couldn't open the idempotency index %s: %w%s", path, err, sqliteAdvice(err))
@@ -161,19 +161,19 @@ func OpenSQLiteDedup(path string, logger *slog.Logger, size func() (uint64, erro
 	return d, fresh, nil
 }
 
-// OpenMySQLDedup opens the index in the log's MySQL database.
-func OpenMySQLDedup(db *sql.DB, logger *slog.Logger, size func() (uint64, error)) (*Dedup, bool, error) {
-	d, fresh, err := newDedup(&sqlKeys{db: db, d: mysqlDialect}, logger, size)
+// openMySQLIndex opens the index in the log's MySQL database.
+func openMySQLIndex(db *sql.DB, logger *slog.Logger, size func() (uint64, error)) (*idempotencyIndex, bool, error) {
+	d, fresh, err := newIdempotencyIndex(&sqlKeys{db: db, d: mysqlDialect}, logger, size)
 	if err != nil {
 		return nil, false, fmt.Errorf("couldn't open the idempotency index in MySQL: %w", err)
 	}
 	return d, fresh, nil
 }
 
-// newDedup creates the store's tables and starts the writer. fresh says
+// newIdempotencyIndex creates the store's tables and starts the writer. fresh says
 // that the index was just created and must be built from the log (Build)
 // before it answers.
-func newDedup(k keyDB, logger *slog.Logger, size func() (uint64, error)) (*Dedup, bool, error) {
+func newIdempotencyIndex(k keyDB, logger *slog.Logger, size func() (uint64, error)) (*idempotencyIndex, bool, error) {
 	fresh, err := k.migrate(context.Background())
 	if err != nil {
 		return nil, false, err
@@ -181,7 +181,7 @@ func newDedup(k keyDB, logger *slog.Logger, size func() (uint64, error)) (*Dedup
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	host, _ := os.Hostname()
-	dd := &Dedup{store: k, log: logger, owner: int64(binary.BigEndian.Uint64(b[:]) >> 1), host: host, size: size,
+	dd := &idempotencyIndex{store: k, log: logger, owner: int64(binary.BigEndian.Uint64(b[:]) >> 1), host: host, size: size,
 		lease: frontendLease, ops: make(chan storeOp, 1024), writerDone: make(chan struct{}),
 		pending: map[keyID]*claim{}, completing: map[keyID]indexEntry{}}
 	if err := k.heartbeat(context.Background(), dd.owner, host); err != nil {
@@ -195,7 +195,7 @@ func newDedup(k keyDB, logger *slog.Logger, size func() (uint64, error)) (*Dedup
 
 // Close stops the writer once it has committed what it was given, and
 // closes the database.
-func (d *Dedup) Close() error {
+func (d *idempotencyIndex) Close() error {
 	d.closeOnce.Do(func() {
 		close(d.ops)
 		<-d.writerDone
@@ -212,7 +212,7 @@ func (d *Dedup) Close() error {
 }
 
 // Len returns the number of complete keys in the index.
-func (d *Dedup) Len() int {
+func (d *idempotencyIndex) Len() int {
 	n, err := d.store.count(context.Background())
 	if err != nil {
 		return -1
@@ -222,11 +222,11 @@ func (d *Dedup) Len() int {
 
 // halt makes the index behave as if its process died: nothing more is
 // written (tests).
-func (d *Dedup) halt() { d.halted.Store(true) }
+func (d *idempotencyIndex) halt() { d.halted.Store(true) }
 
 // crash stops the index as a dying process would (tests): nothing more is
 // written, and the store is closed as it is, claims open.
-func (d *Dedup) crash() {
+func (d *idempotencyIndex) crash() {
 	d.halt()
 	_ = d.Close()
 }
@@ -259,7 +259,7 @@ type keyState struct {
 
 // A batch is one request's keyed events, from begin to finish.
 type batch struct {
-	d     *Dedup
+	d     *idempotencyIndex
 	epoch uint64 // volatile: the epoch the request began in
 	// epochBegun: epoch must be ended (finish, or dropClaims when the
 	// transaction that decided the batch did not commit).
@@ -281,15 +281,15 @@ func (e *keyConflict) Error() string {
 	return fmt.Sprintf("event %d: the idempotency key was used for a different event", e.pos)
 }
 
-// errIndexUnavailable wraps a failure of the key store: the request is
-// refused with a 503 and nothing is appended.
+// errIndexUnavailable wraps a failure of the index's database: the request
+// is refused with a 503 and nothing is appended.
 var errIndexUnavailable = errors.New("the idempotency index is unavailable")
 
 // begin claims the keys of one request's events and says for each what to
 // do. It refuses the whole request, changing nothing, when an explicit key
 // was used for a different event. Otherwise finish must be called once the
 // request is done, whatever happened.
-func (d *Dedup) begin(ctx context.Context, source string, evs []keyedEvent) (*batch, error) {
+func (d *idempotencyIndex) begin(ctx context.Context, source string, evs []keyedEvent) (*batch, error) {
 	if d.lostRows.Load() {
 		return nil, fmt.Errorf("%w: it could not write the rows of appended entries for too long; restart the log, which finds them in its leaves", errIndexUnavailable)
 	}
@@ -409,7 +409,7 @@ func (b *batch) abandon() {
 // store until each is complete (the other frontend's index answers) or
 // gone (its append failed, or recovery found its frontend died before
 // appending: the retry must be sent again).
-func (d *Dedup) awaitRemote(remote map[keyID]*claim) {
+func (d *idempotencyIndex) awaitRemote(remote map[keyID]*claim) {
 	deadline := time.Now().Add(d.lease + 3*recoverEvery)
 	for len(remote) > 0 {
 		time.Sleep(remotePoll)
@@ -471,7 +471,7 @@ type claimOp struct {
 // writer is the only goroutine that writes to the store once the log runs.
 // It gathers the claims, completions and releases of many requests into
 // one transaction: one commit (and on SQLite one fsync) for all of them.
-func (d *Dedup) writer() {
+func (d *idempotencyIndex) writer() {
 	defer close(d.writerDone)
 	var retryDone []completion
 	var retryReleased []keyID
@@ -603,7 +603,7 @@ var errFrozen = errors.New("idempotency index missed rows; the watermark stays u
 // size, once every request that may have appended below it has handed its
 // rows to the writer, and they are committed. It is called every second or
 // so, and at shutdown.
-func (d *Dedup) SaveWatermark(size func() (uint64, error)) error {
+func (d *idempotencyIndex) SaveWatermark(size func() (uint64, error)) error {
 	if !d.volatile {
 		return nil
 	}
@@ -631,7 +631,7 @@ const maxRetryRows = 1 << 20
 
 // commit runs one transaction of the writer, retrying it when the database
 // asks (a deadlock between frontends).
-func (d *Dedup) commit(claims []*claimOp, done []completion, released []keyID, mark uint64) error {
+func (d *idempotencyIndex) commit(claims []*claimOp, done []completion, released []keyID, mark uint64) error {
 	var from uint64
 	if len(claims) > 0 && !d.volatile {
 		var err error
@@ -648,7 +648,7 @@ func (d *Dedup) commit(claims []*claimOp, done []completion, released []keyID, m
 	}
 }
 
-func (d *Dedup) commitOnce(claims []*claimOp, done []completion, released []keyID, from, mark uint64) error {
+func (d *idempotencyIndex) commitOnce(claims []*claimOp, done []completion, released []keyID, from, mark uint64) error {
 	ctx := context.Background()
 	tx, err := d.store.begin(ctx)
 	if err != nil {
@@ -656,9 +656,9 @@ func (d *Dedup) commitOnce(claims []*claimOp, done []completion, released []keyI
 	}
 	defer tx.Rollback()
 	if len(done) > 0 && d.volatile {
-		rows := make([]dedupRow, len(done))
+		rows := make([]indexRow, len(done))
 		for i, c := range done {
-			rows[i] = dedupRow{id: c.id, idx: c.idx, ev: c.ev}
+			rows[i] = indexRow{id: c.id, idx: c.idx, ev: c.ev}
 		}
 		if err := tx.insertComplete(ctx, rows); err != nil {
 			return err
@@ -696,7 +696,7 @@ func (d *Dedup) commitOnce(claims []*claimOp, done []completion, released []keyI
 
 // dropClaims forgets what decide registered for a claimOp whose
 // transaction did not commit.
-func (d *Dedup) dropClaims(c *claimOp) {
+func (d *idempotencyIndex) dropClaims(c *claimOp) {
 	if c.batch == nil {
 		return
 	}
@@ -717,7 +717,7 @@ func (d *Dedup) dropClaims(c *claimOp) {
 // decide resolves one request's keyed events: from memory (this request,
 // this process's claims and completions), then from the store, claiming
 // in tx the keys nobody has.
-func (d *Dedup) decide(ctx context.Context, tx keyTx, op *claimOp, from uint64) error {
+func (d *idempotencyIndex) decide(ctx context.Context, tx keyTx, op *claimOp, from uint64) error {
 	evs := op.evs
 	b := &batch{d: d, ids: make([]keyID, len(evs)), states: make([]keyState, len(evs)), claims: map[keyID]*claim{}}
 	remote := map[keyID]*claim{}

@@ -1,5 +1,5 @@
 // Package log is the Tidemark log server: it takes audit events over HTTP,
-// wraps each into a canonical event leaf (see checkpoint.Leaf), appends the
+// wraps each into a canonical event leaf (see [checkpoint.Leaf]), appends the
 // leaves to a Tessera tiled Merkle tree, and serves the tree as C2SP
 // tlog-tiles so that witnesses, auditors and Tessera's own tools can check it.
 //
@@ -13,22 +13,47 @@
 //     size-checked before anything is appended: a request is accepted whole
 //     or not at all.
 //  2. Events that carry an Idempotency-Key header or an "id" member are
-//     looked up in the idempotency index (see Dedup): a sender's retry gets
+//     looked up in the idempotency index (see Parts): a sender's retry gets
 //     the first index back instead of a second entry.
-//  3. New leaves go to Tessera's appender. On the POSIX driver the future it
-//     returns resolves only once the batch holding the leaf is sequenced and
-//     integrated into the tree on disk: an index the server returns is durable.
+//  3. New leaves go to the append queue, which hands them to Tessera's
+//     appender; Tessera assigns their indexes. On the POSIX driver the
+//     future it returns resolves only once the batch holding the leaf is
+//     sequenced and integrated into the tree on disk: an index the server
+//     returns is durable.
 //  4. Tessera publishes a signed checkpoint covering the new entries within
 //     the checkpoint interval (a second by default), and republishes an
 //     unchanged one every few seconds so that its freshness can be observed.
+//
+// # Parts
+//
+// The server's parts, and the files they live in:
+//
+//   - The ingest handlers (events.go, add.go, otlp.go, k8s.go, shippers.go)
+//     authenticate a request (auth.go), bound it (limit.go) and build its
+//     leaves.
+//   - The idempotency index (dedup.go) maps a sender's key to the index of
+//     its first entry. It keeps its rows in a database (keystore.go: SQLite
+//     beside a POSIX log, the log's MySQL database otherwise), is repaired
+//     from the leaves after a crash (recovery.go), and finds a leaf's key
+//     in the leaf itself (keyhash.go). Comments call it the idempotency
+//     index throughout; "the index's database" is where its rows live.
+//   - The append queue (appendqueue.go) groups the leaves of concurrent
+//     requests and hands each group to Tessera's Add, one group in flight
+//     at a time. It assigns no index: Tessera does.
+//   - The backend (backend.go, s3.go) is the Tessera driver the tree is
+//     kept with: POSIX, MySQL or S3 with MySQL.
+//   - Witnessing (witnessing.go, witnessbreaker.go) watches Tessera's
+//     requests to witnesses; the awaiter (awaiter.go) follows the published
+//     checkpoint for receipts (receipts.go) and ?wait=witnessed.
+//   - The search index (search.go, searchindex.go) answers GET /v1/search.
 //
 // # Writers
 //
 // Every write is authenticated, and the name it was authenticated under is
 // stamped into its leaves as their source: the name of its bearer token (see
-// Tokens) or, with Config.ClientCertWriters, the subject common name of the
+// [Tokens]) or, with [Config].ClientCertWriters, the subject common name of the
 // verified TLS client certificate of its connection, which wins over a
-// token. With neither, writes are open and the source is OpenSource.
+// token. With neither, writes are open and the source is [OpenSource].
 //
 // # Reads
 //

@@ -261,7 +261,7 @@ func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEve
 	var b *batch
 	if anyKey {
 		var err error
-		if b, err = s.dedup.begin(ctx, source, keyed); err != nil {
+		if b, err = s.idempotency.begin(ctx, source, keyed); err != nil {
 			var kc *keyConflict
 			if errors.As(err, &kc) {
 				return nil, keyConflictError(evs[kc.pos], kc)
@@ -313,7 +313,7 @@ func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEve
 	if len(toAppend) > 0 {
 		// Tessera ignores the context once an entry is queued: the entry
 		// lands even if the client goes away, which is why keys exist.
-		indexes, errs := s.seq.append(context.WithoutCancel(ctx), toAppend)
+		indexes, errs := s.queue.append(context.WithoutCancel(ctx), toAppend)
 		for k, i := range positions {
 			if errs[k] != nil {
 				appendErr = errs[k]

@@ -313,10 +313,10 @@ func TestOldIndexLayoutIsRebuiltFromTheLog(t *testing.T) {
 // in flight together). An explicit retry of an event logged as the
 // variant is still a retry, not a 422.
 func TestExplicitRetryFindsItsEventUnderTheVariant(t *testing.T) {
-	d := openTestDedup(t, filepath.Join(t.TempDir(), "idempotency.db"))
+	d := openTestIndex(t, filepath.Join(t.TempDir(), "idempotency.db"))
 	defer d.Close()
 	a, b := eventHash([]byte(`{"a":1}`)), eventHash([]byte(`{"b":1}`))
-	rows := []dedupRow{
+	rows := []indexRow{
 		{id: keyOf(keyHash("src", "k:K")), idx: 4, ev: b},
 		{id: variantOf(keyHash("src", "k:K"), a), idx: 5, ev: a},
 	}

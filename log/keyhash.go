@@ -24,7 +24,7 @@ func leafKey(leaf []byte) (source, key string, ev [16]byte, ok bool) {
 	return l.Source, "i:" + e.ID.Key(), eventHash(l.Event), true
 }
 
-type dedupRow struct {
+type indexRow struct {
 	id  keyID
 	idx uint64
 	ev  [16]byte

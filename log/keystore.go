@@ -13,10 +13,9 @@ import (
 	mysqldriver "github.com/go-sql-driver/mysql"
 )
 
-// The key store is where the idempotency index lives: a table of keys
-// (tidemark_keys) and one of the frontends that hold claims on them
-// (tidemark_frontends), in SQLite beside a POSIX log or in the log's MySQL
-// database. Nothing of the index is held in memory but the claims of the
+// The idempotency index's database: a table of keys (tidemark_keys) and
+// one of the frontends that hold claims on them (tidemark_frontends), in
+// SQLite beside a POSIX log or in the log's MySQL database. Nothing of the index is held in memory but the claims of the
 // requests in flight, so memory does not grow with the log.
 //
 // A row of tidemark_keys is either complete (idx set: the key's first entry
@@ -26,11 +25,11 @@ import (
 // that appended it. Claims of a frontend that died are resolved from the
 // leaves (recovery.go).
 
-// keyDB is a key store: a SQL database (sqlKeys), SQLite beside a POSIX
-// log or the log's MySQL database.
+// keyDB is the idempotency index's database: a SQL database (sqlKeys),
+// SQLite beside a POSIX log or the log's MySQL database.
 type keyDB interface {
 	// migrate creates the store, and says whether it is new and must be
-	// built from the log (Dedup.Build) before it answers.
+	// built from the log (idempotencyIndex.Build) before it answers.
 	migrate(ctx context.Context) (fresh bool, err error)
 	markBuilt(ctx context.Context) error
 	watermark(ctx context.Context) (uint64, error)
@@ -42,7 +41,7 @@ type keyDB interface {
 	close() error
 }
 
-// keyTx is a transaction of a key store: everything it writes is
+// keyTx is a transaction of the index's database: everything it writes is
 // committed at once, durably, or not at all.
 type keyTx interface {
 	// lookup returns the rows of the key hashes: each key's own row and
@@ -53,7 +52,7 @@ type keyTx interface {
 	release(ctx context.Context, owner int64, ids []keyID) error
 	resolve(ctx context.Context, rows []completion) error
 	forget(ctx context.Context, owners []int64) error
-	insertComplete(ctx context.Context, rows []dedupRow) error
+	insertComplete(ctx context.Context, rows []indexRow) error
 	// setWatermark records that every keyed entry below mark has its row
 	// (a POSIX log's volatile claims).
 	setWatermark(ctx context.Context, mark uint64) error
@@ -146,7 +145,7 @@ var mysqlDialect = dialect{
 	upsertFrontend: "INSERT INTO tidemark_frontends (id, seen, host) VALUES (?, CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED), ?) ON DUPLICATE KEY UPDATE seen = VALUES(seen)",
 }
 
-// keySchemaVersion is the layout of the key store. SQLite indexes of the
+// keySchemaVersion is the layout of the index's database. SQLite indexes of the
 // layouts before it (idempotency_keys, held in memory) are dropped and
 // rebuilt from the log, which is their record.
 const keySchemaVersion = 4
@@ -159,7 +158,7 @@ type keyRow struct {
 	owner int64 // while claimed
 }
 
-// sqlKeys is the key store in a SQL database (keyDB).
+// sqlKeys is the index's database in SQL (keyDB).
 type sqlKeys struct {
 	db *sql.DB
 	d  dialect
@@ -464,7 +463,7 @@ func (t sqlTx) forget(ctx context.Context, owners []int64) error {
 
 // insertComplete adds complete rows (a rebuild from the leaves), keeping
 // rows that exist.
-func (t sqlTx) insertComplete(ctx context.Context, rows []dedupRow) error {
+func (t sqlTx) insertComplete(ctx context.Context, rows []indexRow) error {
 	for chunk := range slices.Chunk(rows, perStmt) {
 		args := make([]any, 0, 4*len(chunk))
 		for _, r := range chunk {

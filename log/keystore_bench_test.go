@@ -11,7 +11,7 @@ import (
 // lookup, claims and completions the writer does for it, on the SQLite
 // store of a POSIX log (go test -run X -bench ClaimComplete ./log).
 func BenchmarkSQLiteClaimComplete(b *testing.B) {
-	d := openTestDedup(b, filepath.Join(b.TempDir(), indexFile))
+	d := openTestIndex(b, filepath.Join(b.TempDir(), indexFile))
 	defer d.Close()
 	k := d.store
 	ctx := context.Background()

@@ -276,7 +276,7 @@ func TestMySQLHungWitnessesDoNotStopWrites(t *testing.T) {
 func TestMySQLFrontendWithoutHeartbeatTakesNoKeyedWrite(t *testing.T) {
 	fe := newMySQLFrontends(t, 1, nil)
 	tl := fe[0]
-	tl.s.dedup.lastBeat.Store(time.Now().Add(-time.Minute).UnixNano())
+	tl.s.idempotency.lastBeat.Store(time.Now().Add(-time.Minute).UnixNano())
 	r := tl.post("/v1/events", "application/json", []byte(`{"id":"fenced"}`))
 	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
 		t.Fatalf("keyed write with a stale heartbeat: %d %s, want 503 with Retry-After", r.status, r.body)

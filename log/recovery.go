@@ -112,7 +112,7 @@ func (ls leafSource) settled(ctx context.Context) (uint64, error) {
 //
 // A POSIX log's index (volatile claims) is built the same way at every
 // start from its watermark: the rows of entries above it may be missing.
-func (d *Dedup) Build(ctx context.Context, ls leafSource, start uint64) (scanned uint64, err error) {
+func (d *idempotencyIndex) Build(ctx context.Context, ls leafSource, start uint64) (scanned uint64, err error) {
 	size, err := ls.settled(ctx)
 	if err != nil {
 		return 0, err
@@ -123,10 +123,10 @@ func (d *Dedup) Build(ctx context.Context, ls leafSource, start uint64) (scanned
 	// Rows are decided a chunk of leaves at a time: memory holds one chunk.
 	const chunk = 64 * layout.EntryBundleWidth
 	for from := start; from < size; from += chunk {
-		var leaves []dedupRow
+		var leaves []indexRow
 		var keys [][16]byte
 		n, err := ls.scanLeaves(ctx, from, min(from+chunk, size), func(idx uint64, source, key string, ev [16]byte) error {
-			leaves = append(leaves, dedupRow{idx: idx, ev: ev})
+			leaves = append(leaves, indexRow{idx: idx, ev: ev})
 			keys = append(keys, keyHash(source, key))
 			return nil
 		})
@@ -138,7 +138,7 @@ func (d *Dedup) Build(ctx context.Context, ls leafSource, start uint64) (scanned
 		if err != nil {
 			return scanned, err
 		}
-		var rows []dedupRow
+		var rows []indexRow
 		for i, l := range leaves {
 			h := keyOf(keys[i])
 			if cur, ok := have[h]; ok && cur.ev != l.ev {
@@ -148,7 +148,7 @@ func (d *Dedup) Build(ctx context.Context, ls leafSource, start uint64) (scanned
 				continue
 			}
 			have[h] = keyRow{ev: l.ev, idx: l.idx, done: true}
-			rows = append(rows, dedupRow{id: h, idx: l.idx, ev: l.ev})
+			rows = append(rows, indexRow{id: h, idx: l.idx, ev: l.ev})
 		}
 		if err := inTx(ctx, d.store, func(tx keyTx) error { return tx.insertComplete(ctx, rows) }); err != nil {
 			return scanned, fmt.Errorf("couldn't write the idempotency index: %w", err)
@@ -165,7 +165,7 @@ func (d *Dedup) Build(ctx context.Context, ls leafSource, start uint64) (scanned
 // Recover resolves the claims of frontends that have been silent for
 // longer than lease (all others but this one, with lease 0), from the
 // leaves. It returns how many claims it completed and deleted.
-func (d *Dedup) Recover(ctx context.Context, ls leafSource, lease time.Duration) (completed, deleted int, err error) {
+func (d *idempotencyIndex) Recover(ctx context.Context, ls leafSource, lease time.Duration) (completed, deleted int, err error) {
 	owners, err := d.store.deadOwners(ctx, d.owner, lease)
 	if err != nil || len(owners) == 0 {
 		return 0, 0, err
@@ -218,7 +218,7 @@ func (d *Dedup) Recover(ctx context.Context, ls leafSource, lease time.Duration)
 
 // watch keeps this frontend's heartbeat and recovers the claims of dead
 // ones, until ctx ends.
-func (d *Dedup) watch(ctx context.Context, ls leafSource) {
+func (d *idempotencyIndex) watch(ctx context.Context, ls leafSource) {
 	hb := time.NewTicker(heartbeatEvery)
 	defer hb.Stop()
 	rc := time.NewTicker(recoverEvery)

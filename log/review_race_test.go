@@ -22,7 +22,7 @@ import (
 func TestReusedIDsRacingThenCrashAnswerAsBefore(t *testing.T) {
 	tl := newTestLog(t, nil)
 	// No claim is completed in the store: recovery finds them all.
-	tl.s.dedup.lossy.Store(true)
+	tl.s.idempotency.lossy.Store(true)
 	events := []string{}
 	for i := range 6 {
 		events = append(events, fmt.Sprintf(`{"id":"X","n":%d}`, i))
@@ -100,7 +100,7 @@ func TestReusedIDRetryAfterTwoRestartsIsNotLoggedAgain(t *testing.T) {
 	hA, hB := eventHash(evA), eventHash(evB)
 
 	// What the dead process left: both claims open.
-	d := openTestDedup(t, path)
+	d := openTestIndex(t, path)
 	if err := inTx(context.Background(), d.store, func(tx keyTx) error {
 		_, err := tx.insertClaims(context.Background(), d.owner, 0, []newClaim{{keyOf(keyHash(src, key)), hA}, {variantOf(keyHash(src, key), hB), hB}})
 		return err
@@ -111,7 +111,7 @@ func TestReusedIDRetryAfterTwoRestartsIsNotLoggedAgain(t *testing.T) {
 	d.Close()
 
 	for start := 1; start <= 2; start++ {
-		d := openTestDedup(t, path)
+		d := openTestIndex(t, path)
 		if _, _, err := d.Recover(context.Background(), ls, 0); err != nil {
 			t.Fatal(err)
 		}
@@ -133,10 +133,10 @@ func TestReusedIDRetryAfterTwoRestartsIsNotLoggedAgain(t *testing.T) {
 	}
 }
 
-// openTestDedup opens an idempotency index in the SQLite file at path.
-func openTestDedup(t testing.TB, path string) *Dedup {
+// openTestIndex opens an idempotency index in the SQLite file at path.
+func openTestIndex(t testing.TB, path string) *idempotencyIndex {
 	t.Helper()
-	d, _, err := OpenSQLiteDedup(path, slog.Default(), func() (uint64, error) { return 0, nil })
+	d, _, err := openSQLiteIndex(path, slog.Default(), func() (uint64, error) { return 0, nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -110,7 +110,7 @@ type Config struct {
 	frontendLease time.Duration
 
 	// wrapAdd, when set by a test, wraps Tessera's Add: faults injected
-	// there are what a failing disk would do under the sequencer.
+	// there are what a failing disk would do under the append queue.
 	wrapAdd func(tessera.AddFn) tessera.AddFn
 }
 
@@ -191,12 +191,12 @@ type Server struct {
 	shutdown func(context.Context) error
 	reader   tessera.LogReader
 
-	seq *sequencer
-	// dedup is the idempotency index. It is set once it is open and
+	queue *appendQueue
+	// idempotency is the idempotency index. It is set once it is open and
 	// rebuilt, and indexReady then; until then every write is refused
-	// (acceptingWrites), and dedup is read only after indexReady.
-	dedup      *Dedup
-	indexReady atomic.Bool
+	// (acceptingWrites), and idempotency is read only after indexReady.
+	idempotency *idempotencyIndex
+	indexReady  atomic.Bool
 	// indexWait, while the index is not ready, is the fault kind its
 	// last opening met (indexFault, or faultOther); owned by the index's
 	// goroutine (maintainIndex), read by requests and /readyz.
@@ -320,7 +320,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		WithCheckpointRepublishInterval(cfg.RepublishInterval)
 	// No Tessera antispam: event leaves never repeat (each has its own
 	// "received"), so it would only cost a hash and a cache update per
-	// entry. Retries are deduplicated by key (Dedup); /add is at least once.
+	// entry. Retries are deduplicated by key (idempotencyIndex); /add is at
+	// least once.
 	if witnesses != nil {
 		opts = opts.WithWitnesses(*witnesses, &tessera.WitnessOptions{Timeout: cfg.WitnessTimeout, FailOpen: cfg.FailOpen})
 	}
@@ -349,7 +350,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.wrapAdd != nil {
 		add = cfg.wrapAdd(add)
 	}
-	s.seq = newSequencer(add, func() error {
+	s.queue = newAppendQueue(add, func() error {
 		// Behind acceptingWrites: whatever the path, no entry reaches
 		// Tessera before the index that answers its retries is open.
 		if !s.indexReady.Load() {
@@ -360,8 +361,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		return checkWritable(cfg.Dir)
 	}, cfg.Linger, 2*int(cfg.BatchSize))
-	s.seq.size = s.integratedSize
-	go s.seq.run(s.ctx)
+	s.queue.size = s.integratedSize
+	go s.queue.run(s.ctx)
 
 	if s.backend.kind == "posix" {
 		// Stray temporary files of Tessera's from earlier failed writes:
@@ -411,19 +412,19 @@ const indexRetryEvery = time.Second
 
 // openIndex opens the idempotency index, builds it from the whole log if
 // it is new, and recovers the claims of frontends that died (on POSIX:
-// every claim, all left by an earlier process), then sets s.dedup and
+// every claim, all left by an earlier process), then sets s.idempotency and
 // lets writes in. On failure it leaves nothing open, so that it can be
 // called again. waitingSince, when not zero, is when the log began waiting
 // for the index.
 func (s *Server) openIndex(waitingSince time.Time) error {
-	var d *Dedup
+	var d *idempotencyIndex
 	var fresh bool
 	var err error
 	lease := cmp.Or(s.cfg.frontendLease, frontendLease)
 	if s.backend.db != nil {
-		d, fresh, err = OpenMySQLDedup(s.backend.db, s.log, s.integratedSize)
+		d, fresh, err = openMySQLIndex(s.backend.db, s.log, s.integratedSize)
 	} else {
-		d, fresh, err = OpenSQLiteDedup(filepath.Join(s.cfg.Dir, stateDir, indexFile), s.log, s.integratedSize)
+		d, fresh, err = openSQLiteIndex(filepath.Join(s.cfg.Dir, stateDir, indexFile), s.log, s.integratedSize)
 	}
 	if err != nil {
 		return err
@@ -458,8 +459,8 @@ func (s *Server) openIndex(waitingSince time.Time) error {
 		_ = d.Close()
 		return fmt.Errorf("couldn't recover the idempotency index from the log: %w", err)
 	}
-	s.dedup = d
-	s.indexReady.Store(true) // after s.dedup: a request that sees it sees the index
+	s.idempotency = d
+	s.indexReady.Store(true) // after s.idempotency: a request that sees it sees the index
 	attrs := []any{"storage", s.backend.kind, "built_from_entries", scanned, "claims_completed_from_leaves", completed, "claims_released", released, "took", time.Since(start).Round(time.Millisecond)}
 	if waitingSince.IsZero() {
 		s.log.Info("idempotency index ready", attrs...)
@@ -529,11 +530,11 @@ func (s *Server) maintainIndex() {
 	if !s.awaitIndex() {
 		return
 	}
-	if s.dedup.volatile {
+	if s.idempotency.volatile {
 		s.watermarkLoop()
 		return
 	}
-	s.dedup.watch(s.ctx, s.leafSource())
+	s.idempotency.watch(s.ctx, s.leafSource())
 }
 
 // awaitIndex tries to open the idempotency index every indexRetryEvery
@@ -591,7 +592,7 @@ func (s *Server) watermarkLoop() {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
-			err := s.dedup.SaveWatermark(s.integratedSize)
+			err := s.idempotency.SaveWatermark(s.integratedSize)
 			switch {
 			case err != nil && !failing:
 				s.log.Warn("idempotency watermark not saved; retrying every second (retries are still answered; the next start scans the log above the last watermark saved)", "err", err)
@@ -752,7 +753,7 @@ func (s *Server) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("couldn't close the search index: %w", err))
 	}
 	if s.indexReady.Load() {
-		if err := s.dedup.SaveWatermark(func() (uint64, error) {
+		if err := s.idempotency.SaveWatermark(func() (uint64, error) {
 			n, err := s.reader.IntegratedSize(context.Background())
 			if errors.Is(err, os.ErrNotExist) {
 				return 0, nil
@@ -763,7 +764,7 @@ func (s *Server) Close(ctx context.Context) error {
 		} else if err != nil {
 			errs = append(errs, err)
 		}
-		if err := s.dedup.Close(); err != nil {
+		if err := s.idempotency.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -79,7 +79,7 @@ func (tl *testLog) kill() {
 	tl.s.cancel()
 	<-tl.s.done
 	if tl.s.indexReady.Load() {
-		tl.s.dedup.crash() // a dead process commits nothing more
+		tl.s.idempotency.crash() // a dead process commits nothing more
 	}
 	tl.s = nil
 }
@@ -641,7 +641,7 @@ func TestManyKeysSurviveRestart(t *testing.T) {
 	first := tl.post("/v1/events", "application/x-ndjson", body.Bytes())
 	tl.close()
 	tl.start()
-	if got := tl.s.dedup.Len(); got != 300 {
+	if got := tl.s.idempotency.Len(); got != 300 {
 		t.Errorf("index holds %d keys after a restart, want 300", got)
 	}
 	again := tl.post("/v1/events", "application/x-ndjson", body.Bytes())

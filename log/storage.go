@@ -33,8 +33,8 @@ import (
 //
 // A read-only disk would otherwise stop the process: Tessera v1.0.4 panics
 // when it cannot open its lock file for writing. The server refuses to start
-// on one (checkDirWritable), and the sequencer checks before each group
-// (checkWritable; sequencer.go says what window remains). The stray
+// on one (checkDirWritable), and the append queue checks before each group
+// (checkWritable; appendqueue.go says what window remains). The stray
 // temporary files Tessera leaves after failed writes are strays.go's.
 //
 // A log restarted on a full disk cannot open its idempotency index (SQLite's
@@ -74,7 +74,7 @@ const minFreeBytes = 1 << 20
 // current kernels, and only refuses opens for writing, with EROFS.
 const writeProbeFile = "write-probe"
 
-// errNotWritable is how the sequencer fails a group it did not hand to
+// errNotWritable is how the append queue fails a group it did not hand to
 // Tessera because the data directory cannot be written (see checkWritable).
 var errNotWritable = errors.New("the log's data directory is not writable")
 
@@ -133,7 +133,7 @@ func openForWriting(dir string) error {
 
 // checkWritable fails if the data directory does not take writes: Tessera
 // v1.0.4 panics when it cannot open its lock file for writing
-// (sequenceBatch), so the sequencer asks first. It opens a file of its own:
+// (sequenceBatch), so the append queue asks first. It opens a file of its own:
 // closing any descriptor of Tessera's lock file would drop this process's
 // fcntl lock on it.
 func checkWritable(dir string) error {
@@ -180,9 +180,9 @@ func indexFault(dir string, err error) string {
 	return ""
 }
 
-// indexDiskFault says whether the key store failed because the log's disk
-// is full or read-only (only the SQLite index beside a POSIX log shares
-// its disk), and which; "" otherwise.
+// indexDiskFault says whether the idempotency index's database failed
+// because the log's disk is full or read-only (only the SQLite index beside
+// a POSIX log shares its disk), and which; "" otherwise.
 func (s *Server) indexDiskFault(err error) string {
 	if s.backend.kind != "posix" {
 		return ""
@@ -190,7 +190,7 @@ func (s *Server) indexDiskFault(err error) string {
 	return indexFault(s.cfg.Dir, err)
 }
 
-// errIndexNotOpen is how the sequencer fails a group handed to it before
+// errIndexNotOpen is how the append queue fails a group handed to it before
 // the idempotency index is open (see Server.acceptingWrites, which refuses
 // such writes earlier; this is the backstop).
 var errIndexNotOpen = errors.New("the idempotency index is not open")

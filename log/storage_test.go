@@ -47,7 +47,7 @@ func TestClassifyStorageError(t *testing.T) {
 		{"ENOSPC wrapped", fmt.Errorf("failed to write: %w", pathErr(syscall.ENOSPC)), faultFull},
 		{"EDQUOT wrapped", fmt.Errorf("failed to write: %w", pathErr(syscall.EDQUOT)), faultFull},
 		{"EROFS wrapped", fmt.Errorf("open: %w", pathErr(syscall.EROFS)), faultReadOnly},
-		{"not writable, from the sequencer", fmt.Errorf("%w: %w", errNotWritable, syscall.EROFS), faultReadOnly},
+		{"not writable, from the append queue", fmt.Errorf("%w: %w", errNotWritable, syscall.EROFS), faultReadOnly},
 		// Tessera v1.0.4's createEx and overwrite flatten with %v.
 		{"ENOSPC flattened", fmt.Errorf("failed to create temp file: %v", pathErr(syscall.ENOSPC)), faultFull},
 		{"EROFS flattened", fmt.Errorf("failed to create temp file: %v", pathErr(syscall.EROFS)), faultReadOnly},
@@ -103,10 +103,10 @@ func TestStorageMessageSaysWhatWasLogged(t *testing.T) {
 	}
 }
 
-// TestSequencerRefusesGroupWhenDiskNotWritable: a group the write check
+// TestAppendQueueRefusesGroupWhenDiskNotWritable: a group the write check
 // fails never reaches Tessera, and each of its entries gets the check's
 // error; once the check passes, groups go through again.
-func TestSequencerRefusesGroupWhenDiskNotWritable(t *testing.T) {
+func TestAppendQueueRefusesGroupWhenDiskNotWritable(t *testing.T) {
 	var added int
 	add := func(ctx context.Context, e *tessera.Entry) tessera.IndexFuture {
 		added++
@@ -114,7 +114,7 @@ func TestSequencerRefusesGroupWhenDiskNotWritable(t *testing.T) {
 		return func() (tessera.Index, error) { return tessera.Index{Index: i}, nil }
 	}
 	checkErr := fmt.Errorf("%w: %w", errNotWritable, syscall.EROFS)
-	q := newSequencer(add, func() error { return checkErr }, 0, 16)
+	q := newAppendQueue(add, func() error { return checkErr }, 0, 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go q.run(ctx)
@@ -159,15 +159,15 @@ func TestCheckWritableOpensNoTesseraFile(t *testing.T) {
 	}
 }
 
-// A request still queued when the sequencer stops (the shutdown deadline
+// A request still queued when the append queue stops (the shutdown deadline
 // passed) fails at once with errLogStopping instead of waiting forever:
 // waiting, it held its idempotency epoch, and the final watermark save
 // waited for that epoch, so the process never exited.
-func TestQueuedAppendFailsWhenTheSequencerStops(t *testing.T) {
+func TestQueuedAppendFailsWhenTheAppendQueueStops(t *testing.T) {
 	add := func(ctx context.Context, e *tessera.Entry) tessera.IndexFuture {
 		return func() (tessera.Index, error) { return tessera.Index{}, nil }
 	}
-	q := newSequencer(add, nil, 0, 16)
+	q := newAppendQueue(add, nil, 0, 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	q.run(ctx) // returns at once: the log is stopping
@@ -178,7 +178,7 @@ func TestQueuedAppendFailsWhenTheSequencerStops(t *testing.T) {
 	}()
 	errs := <-done
 	if !errors.Is(errs[0], errLogStopping) {
-		t.Errorf("queued after the sequencer stopped: %v, want errLogStopping", errs[0])
+		t.Errorf("queued after the append queue stopped: %v, want errLogStopping", errs[0])
 	}
 }
 

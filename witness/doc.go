@@ -83,7 +83,7 @@
 // key without state (a witness that forgot what it cosigned could cosign a
 // fork) unless told Init, a state without its key, and a state made for
 // another key. A zero-length witness.db with no non-empty WAL beside it (a
-// first start that died before its first commit) is no state. New checks
+// first start that died before its first commit) is no state. [New] checks
 // the log lists, the key and the state before it creates either, so a start
 // it refuses leaves the directory as it was. A lock file keeps a second
 // process off the same state.
@@ -120,7 +120,7 @@
 //     proof determines R' only when m is not a power of two; otherwise a
 //     failing proof is just a failing proof.
 //
-// Evidence is logged at error level, counted in metrics, stored in the
+// [Evidence] is logged at error level, counted in metrics, stored in the
 // state database (at most MaxEvidence items per log, deduplicated) and
 // served as JSON on GET /evidence. Items carry the signed checkpoints with
 // the log's signature lines only.

@@ -13,7 +13,7 @@
 // index damaged or edited by hand) is dropped, and every hit can be proven
 // with a receipt of its index.
 //
-// Fields come from the shapes events really have ([Extract]): Tidemark's
+// [Fields] come from the shapes events really have ([Extract]): Tidemark's
 // own (actor, action, resource, outcome), Kubernetes audit events
 // (user.username, verb, objectRef, responseStatus), OpenTelemetry log
 // records (attributes), Elastic Common Schema records as log shippers

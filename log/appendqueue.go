@@ -8,16 +8,17 @@ import (
 	"github.com/transparency-dev/tessera"
 )
 
-// sequencer hands entries to Tessera in groups, with one group in flight at
-// a time: while Tessera sequences and integrates a group, the requests that
-// arrive gather into the next one. The group size so follows the load,
+// appendQueue hands entries to Tessera's Add in groups, with one group in
+// flight at a time: while Tessera sequences and integrates a group, the
+// requests that arrive gather into the next one. It assigns no index itself:
+// Tessera does, and the queue hands each request its entries' indexes. The group size so follows the load,
 // without a timer to tune: under light load an entry waits for nothing but
 // the group ahead of it, and under heavy load each group carries everything
 // that arrived during the last integration, so the per-batch costs (fsyncs,
 // tile rewrites) are shared by more entries. Tessera's own queue, left to
 // itself, flushes a batch whenever its timer fires, and under load piles up
 // many small batches behind the one being integrated.
-type sequencer struct {
+type appendQueue struct {
 	add tessera.AddFn
 	// check, if not nil, runs before each group goes to Tessera; a group
 	// it fails is answered with its error and never reaches Tessera.
@@ -26,7 +27,7 @@ type sequencer struct {
 	// failed entries leave the tree larger than its successes explain
 	// fails them with a maybeLoggedError.
 	size func() (uint64, error)
-	jobs chan *seqJob
+	jobs chan *appendJob
 	// stopped is closed when run has returned: a job it has not taken by
 	// then never will be, and fails with errLogStopping.
 	stopped chan struct{}
@@ -34,16 +35,16 @@ type sequencer struct {
 	max     int           // entries beyond which a group goes at once
 }
 
-// A seqJob is one request's entries.
-type seqJob struct {
+// An appendJob is one request's entries.
+type appendJob struct {
 	entries []*tessera.Entry
 	indexes []tessera.Index
 	errs    []error
 	done    chan struct{}
 }
 
-func newSequencer(add tessera.AddFn, check func() error, linger time.Duration, max int) *sequencer {
-	return &sequencer{add: add, check: check, jobs: make(chan *seqJob, 4096), stopped: make(chan struct{}), linger: linger, max: max}
+func newAppendQueue(add tessera.AddFn, check func() error, linger time.Duration, max int) *appendQueue {
+	return &appendQueue{add: add, check: check, jobs: make(chan *appendJob, 4096), stopped: make(chan struct{}), linger: linger, max: max}
 }
 
 // errLogStopping fails the entries of requests still queued when the log
@@ -52,8 +53,8 @@ var errLogStopping = errors.New("the log is shutting down: nothing of this reque
 
 // append queues entries and waits until each is sequenced (or failed). The
 // returned slices are indexed like entries.
-func (q *sequencer) append(ctx context.Context, entries []*tessera.Entry) ([]tessera.Index, []error) {
-	j := &seqJob{entries: entries, indexes: make([]tessera.Index, len(entries)), errs: make([]error, len(entries)), done: make(chan struct{})}
+func (q *appendQueue) append(ctx context.Context, entries []*tessera.Entry) ([]tessera.Index, []error) {
+	j := &appendJob{entries: entries, indexes: make([]tessera.Index, len(entries)), errs: make([]error, len(entries)), done: make(chan struct{})}
 	fail := func() ([]tessera.Index, []error) {
 		for i := range j.errs {
 			j.errs[i] = errLogStopping
@@ -78,9 +79,9 @@ func (q *sequencer) append(ctx context.Context, entries []*tessera.Entry) ([]tes
 	return j.indexes, j.errs
 }
 
-func (q *sequencer) run(ctx context.Context) {
+func (q *appendQueue) run(ctx context.Context) {
 	defer close(q.stopped)
-	var group []*seqJob
+	var group []*appendJob
 	for {
 		group = group[:0]
 		n := 0
