@@ -430,7 +430,7 @@ func TestLogOnReadOnlyDisk(t *testing.T) {
 	// The file system turns read-only between two requests, not during
 	// one: Tessera v1.0.4 panics if it happens in the moment between the
 	// log's check and Tessera's opening its lock file (see
-	// log/sequencer.go), which under this load is about a batch age (1 ms)
+	// log/appendqueue.go), which under this load is about a batch age (1 ms)
 	// of every few milliseconds. The load goes on at once.
 	load.pause()
 	disk.FailAndGoReadOnly(t)
