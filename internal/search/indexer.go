@@ -79,13 +79,12 @@ const analyzeEvery = 50_000
 func (ix *Indexer) Run(ctx context.Context) {
 	var lastSize uint64
 	lastAt := time.Now()
-	var sinceAnalyze uint64
+	var sinceAnalyze, lastDone uint64
 	analyzedAt := time.Time{}
 	var progress progressLog
 	failing := false
 	for ctx.Err() == nil {
 		start := time.Now()
-		before, _ := ix.store.CompleteTo(ctx)
 		size, done, err := ix.Step(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -103,9 +102,10 @@ func (ix *Indexer) Run(ctx context.Context) {
 			failing = false
 		}
 		progress.report(ix.log, done, size)
-		if done > before {
-			sinceAnalyze += done - before
+		if done > lastDone {
+			sinceAnalyze += done - lastDone
 		}
+		lastDone = done
 		if sinceAnalyze >= analyzeEvery && time.Since(analyzedAt) >= time.Minute || analyzedAt.IsZero() && done >= size {
 			if err := ix.store.Analyze(ctx); err != nil && ctx.Err() == nil {
 				ix.log.Warn("couldn't refresh the search index's statistics", "err", err)
