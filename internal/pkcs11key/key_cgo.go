@@ -86,15 +86,7 @@ func Open(uriText string) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	pin, err := u.PIN()
-	if err != nil {
-		return nil, err
-	}
-	ctx, err := loadModule(u.ModulePath)
-	if err != nil {
-		return nil, err
-	}
-	slot, err := findSlot(ctx, u)
+	ctx, slot, pin, err := openToken(u)
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +118,24 @@ func Open(uriText string) (*Key, error) {
 }
 
 // findSlot returns the one slot whose token matches u.
+// openToken reads the URI's PIN, loads its module and finds its token:
+// what opening a key and generating one share.
+func openToken(u *URI) (*pkcs11.Ctx, uint, string, error) {
+	pin, err := u.PIN()
+	if err != nil {
+		return nil, 0, "", err
+	}
+	ctx, err := loadModule(u.ModulePath)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	slot, err := findSlot(ctx, u)
+	if err != nil {
+		return nil, 0, "", err
+	}
+	return ctx, slot, pin, nil
+}
+
 func findSlot(ctx *pkcs11.Ctx, u *URI) (uint, error) {
 	slots, err := ctx.GetSlotList(true)
 	if err != nil {
@@ -349,15 +359,7 @@ func Generate(uriText string) (*Key, error) {
 	if u.Object == "" {
 		return nil, errors.New("pkcs11: a key to generate needs a label: object=LABEL")
 	}
-	pin, err := u.PIN()
-	if err != nil {
-		return nil, err
-	}
-	ctx, err := loadModule(u.ModulePath)
-	if err != nil {
-		return nil, err
-	}
-	slot, err := findSlot(ctx, u)
+	ctx, slot, pin, err := openToken(u)
 	if err != nil {
 		return nil, err
 	}
