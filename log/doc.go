@@ -29,10 +29,11 @@
 // The server's parts, and the files they live in:
 //
 //   - The ingest handlers (events.go, add.go, otlp.go, k8s.go, shippers.go)
-//     authenticate a request (auth.go), bound it (limit.go) and build its
-//     leaves.
-//   - The idempotency index (dedup.go) maps a sender's key to the index of
-//     its first entry. It keeps its rows in a database (keystore.go: SQLite
+//     authenticate a request (auth.go), bound it (limit.go) and decode its
+//     events. All but /add then share the append path (appendpath.go):
+//     admit, build leaves, claim keys, append, resolve.
+//   - The idempotency index (idempotency.go) maps a sender's key to the index of
+//     its first entry. It keeps its rows in a database (idempotencydb.go: SQLite
 //     beside a POSIX log, the log's MySQL database otherwise), is repaired
 //     from the leaves after a crash (recovery.go), and finds a leaf's key
 //     in the leaf itself (keyhash.go). Comments call it the idempotency

@@ -2,58 +2,16 @@ package log
 
 import (
 	"bytes"
-	"cmp"
 	"compress/gzip"
-	"context"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
 	"strconv"
-	"sync"
-	"time"
-
-	"github.com/tidemark/tidemark/checkpoint"
-	"github.com/transparency-dev/tessera"
 )
-
-// leafEnvelope is about what a leaf adds to its event, besides the source
-// and the key: {"event":,"received":"…","source":"","v":1} and escaping.
-const leafEnvelope = 96
 
 // MaxIdempotencyKey is the longest Idempotency-Key header accepted.
 const MaxIdempotencyKey = 255
-
-// eventResult is one event's answer.
-type eventResult struct {
-	Index     uint64 `json:"index"`
-	Duplicate bool   `json:"duplicate,omitempty"`
-	// leaf is the entry this request appended, when it did: a receipt
-	// needs it, and need not read it back from its bundle.
-	leaf []byte
-	// event, for a duplicate, is the canonical event the request sent: the
-	// receipt, made from the entry already in the log, must hold it.
-	event []byte
-	// Truncated: the event was too large for a leaf and the log holds a
-	// marked stand-in for it (see truncatedEvent).
-	Truncated bool `json:"truncated,omitempty"`
-	// err, in a partial append, is why this event was not logged.
-	err error
-}
-
-// An ingestEvent is one event of a request on its way to a leaf.
-type ingestEvent struct {
-	raw []byte
-	// key is the idempotency key the leaf carries; "" for none, and then
-	// the event's "id" member, if any, is its key.
-	key string
-	// explicit: the sender chose key (an Idempotency-Key header). A
-	// different event under a used explicit key is refused (422); under any
-	// other key it is logged as a new entry.
-	explicit bool
-	// where names the event in errors: "the event", "line 3", "item 2".
-	where string
-}
 
 // requestEvents makes the events of a /v1/events request: in a batch with an
 // Idempotency-Key header K, event n (from 0) has the key K/n; unit names a
@@ -70,25 +28,6 @@ func requestEvents(idemKey string, isBatch bool, unit string, raws [][]byte) []i
 		}
 	}
 	return evs
-}
-
-// appendOptions say how appendBatch treats events that cannot be logged as
-// they are.
-type appendOptions struct {
-	// truncate logs an event too large for a leaf as a marked stand-in
-	// (truncatedEvent) instead of refusing the request; keep lists the
-	// members the stand-in keeps first.
-	truncate bool
-	keep     []string
-	// notIJSON logs an event that is not I-JSON as a marked stand-in of its
-	// members that are (notIJSONEvent) instead of refusing the request.
-	notIJSON bool
-	// partial logs the events that can be logged and answers each of the
-	// others with its error (in eventResult.err), instead of refusing the
-	// whole request.
-	partial bool
-	// endpoint labels tidemark_log_appended_total ("events" when empty).
-	endpoint string
 }
 
 // handleEvents serves POST /v1/events.
@@ -174,218 +113,6 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	} else {
 		writeJSON(w, http.StatusOK, results[0])
 	}
-}
-
-// appendBatch validates every event, builds every leaf, and only then
-// appends: unless opts.partial, a request is taken whole or not at all. It
-// returns once every new leaf is durably sequenced. Each event brings its
-// own idempotency key (requestEvents for /v1/events; k8sEvents, otlpEvents).
-// The caller has admitted the events (admit) before decoding them.
-func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEvent, opts appendOptions) ([]eventResult, error) {
-	n := len(evs)
-	leaves := make([][]byte, n)
-	results := make([]eventResult, n)
-	keyed := make([]keyedEvent, n)
-	events := make([][]byte, n) // the canonical event in each leaf
-	anyKey := false
-
-	// received: the time the request was read, strictly increasing per leaf.
-	received := s.stamps.next(n)
-	// All leaves of the request share one buffer: one allocation, not n.
-	size := 0
-	for _, ev := range evs {
-		size += len(ev.raw) + leafEnvelope + len(source) + 2*len(ev.key) + 16
-	}
-	arena := make([]byte, 0, size)
-	for i, ev := range evs {
-		start := len(arena)
-		var id checkpoint.EventID
-		var evLen int
-		var err error
-		arena, id, evLen, err = checkpoint.AppendEventLeaf(arena, ev.raw, received[i], source, ev.key)
-		if err != nil && opts.notIJSON {
-			room := checkpoint.MaxLeafSize - checkpoint.LeafOverhead(source, ev.key)
-			if standIn, serr := notIJSONEvent(ev.raw, room, opts.keep); serr == nil {
-				arena, id, evLen, err = checkpoint.AppendEventLeaf(arena, standIn, received[i], source, ev.key)
-				results[i].Truncated = err == nil
-			}
-		}
-		// Full slice expression: a later append that outgrows the arena
-		// moves on to a new array and leaves this leaf as it is.
-		leaf := arena[start:len(arena):len(arena)]
-		if err == nil && !results[i].Truncated {
-			err = checkReservedMembers(leaf[len(`{"event":`) : len(`{"event":`)+evLen])
-		}
-		if err == nil && len(leaf) > checkpoint.MaxLeafSize && opts.truncate {
-			room := checkpoint.MaxLeafSize - (len(leaf) - evLen)
-			var standIn []byte
-			if standIn, err = truncatedEvent(leaf[len(`{"event":`):len(`{"event":`)+evLen], room, opts.keep); err == nil {
-				arena = arena[:start]
-				arena, id, evLen, err = checkpoint.AppendEventLeaf(arena, standIn, received[i], source, ev.key)
-				leaf = arena[start:len(arena):len(arena)]
-				results[i].Truncated = true
-			}
-		}
-		switch {
-		case err != nil:
-			err = errorf(http.StatusBadRequest, "bad_json", "%s: %v (events must be I-JSON objects, RFC 7493)", ev.where, err)
-		case len(leaf) > checkpoint.MaxLeafSize:
-			room := checkpoint.MaxLeafSize - (len(leaf) - evLen)
-			err = errorf(http.StatusRequestEntityTooLarge, "too_large",
-				"%s is %d bytes in canonical JSON; a leaf is at most %d bytes, which leaves room for %d bytes of event", ev.where, evLen, checkpoint.MaxLeafSize, room)
-		}
-		if err != nil {
-			if !opts.partial {
-				return nil, err
-			}
-			arena = arena[:start]
-			results[i] = eventResult{err: err}
-			continue
-		}
-		leaves[i] = leaf
-		events[i] = leaf[len(`{"event":`) : len(`{"event":`)+evLen]
-		switch {
-		case ev.key != "":
-			keyed[i] = keyedEvent{key: "k:" + ev.key, explicit: ev.explicit}
-		case !id.IsZero():
-			keyed[i] = keyedEvent{key: "i:" + id.Key()}
-		default:
-			continue
-		}
-		keyed[i].ev = eventHash(events[i])
-		anyKey = true
-	}
-	if err := s.acceptingWrites(); err != nil {
-		return nil, err
-	}
-	var b *batch
-	if anyKey {
-		var err error
-		if b, err = s.idempotency.begin(ctx, source, keyed); err != nil {
-			var kc *keyConflict
-			if errors.As(err, &kc) {
-				return nil, keyConflictError(evs[kc.pos], kc)
-			}
-			if errors.Is(err, errIndexUnavailable) {
-				if kind := s.indexDiskFault(err); kind != "" {
-					// The SQLite index shares the log's disk.
-					s.metrics.storageErrors.WithLabelValues(kind).Inc()
-					s.storageLog.log(s, kind, err)
-					e := errorf(http.StatusServiceUnavailable, "disk_"+kind, "%s", storageMessage(kind, evs, nil))
-					e.retryAfter = storageRetryAfter
-					return nil, e
-				}
-				s.log.Warn("a write with idempotency keys was refused: the index could not claim its keys", "err", err)
-				e := errorf(http.StatusServiceUnavailable, "index_unavailable", "the idempotency index could not record this request's keys; nothing was logged: retry")
-				e.retryAfter = 1
-				return nil, e
-			}
-			return nil, err
-		}
-		if reused := b.reusedCount(); reused > 0 {
-			endpoint := cmp.Or(opts.endpoint, "events")
-			s.metrics.reusedIDs.WithLabelValues(endpoint).Add(float64(reused))
-			if held, ok := s.reusedLog.allow(reusedLogEvery); ok {
-				s.log.Warn("events reuse the id of a different event: each is logged as a new entry (tidemark_log_reused_ids_total counts them all)",
-					"endpoint", endpoint, "source", source, "events", reused, "first_key", b.firstReusedKey(keyed), "requests_not_logged", held)
-			}
-		}
-	}
-	// Append every event that is not already answered by the index.
-	var toAppend []*tessera.Entry
-	var positions []int
-	for i, leaf := range leaves {
-		if leaf == nil {
-			continue // refused, in a partial append
-		}
-		if b != nil {
-			st := b.states[i]
-			if st.found || st.wait != nil || st.sameAs >= 0 {
-				continue
-			}
-		}
-		toAppend = append(toAppend, tessera.NewEntry(leaf))
-		positions = append(positions, i)
-	}
-	started := time.Now()
-	written := map[int]uint64{}
-	var appendErr error
-	if len(toAppend) > 0 {
-		// Tessera ignores the context once an entry is queued: the entry
-		// lands even if the client goes away, which is why keys exist.
-		indexes, errs := s.queue.append(context.WithoutCancel(ctx), toAppend)
-		for k, i := range positions {
-			if errs[k] != nil {
-				appendErr = errs[k]
-				continue
-			}
-			results[i].Index, results[i].leaf = indexes[k].Index, leaves[i]
-			written[i] = indexes[k].Index
-		}
-	}
-	if len(written) > 0 {
-		s.metrics.integration.Observe(time.Since(started).Seconds())
-		endpoint := cmp.Or(opts.endpoint, "events")
-		s.metrics.appended.WithLabelValues(endpoint).Add(float64(len(written)))
-	}
-	if s.afterAppend != nil {
-		if err := s.afterAppend(); err != nil {
-			// A test stands in for a process that dies here: nothing more
-			// of the index is written; the claims stay open in the store.
-			if b != nil {
-				b.abandon()
-			}
-			return nil, err
-		}
-	}
-	if b != nil {
-		b.finish(written, appendErr)
-	}
-	if appendErr != nil {
-		return nil, s.appendError(appendErr, evs, written)
-	}
-	if b == nil {
-		return results, nil
-	}
-	// Fill in the events answered by the index or by another request.
-	for i, st := range b.states {
-		switch {
-		case st.found:
-			results[i] = eventResult{Index: st.idx, Duplicate: true, event: events[i]}
-		case st.wait != nil:
-			select {
-			case <-st.wait.done:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-			if st.wait.err != nil {
-				e := errorf(http.StatusServiceUnavailable, "retry", "an earlier request with the same idempotency key failed (%v): retry", st.wait.err)
-				e.retryAfter = 1
-				return nil, e
-			}
-			results[i] = eventResult{Index: st.wait.idx, Duplicate: true, event: events[i]}
-		}
-	}
-	for i, st := range b.states {
-		if st.sameAs >= 0 {
-			results[i] = eventResult{Index: results[st.sameAs].Index, Duplicate: true, event: events[i]}
-		}
-	}
-	return results, nil
-}
-
-// reusedLogEvery bounds how often reused ids are logged: a sender can reuse
-// ids on every request.
-const reusedLogEvery = 10 * time.Second
-
-// keyConflictError is the 422 of an explicit key used for another event.
-func keyConflictError(ev ingestEvent, kc *keyConflict) error {
-	if kc.pending {
-		return errorf(http.StatusUnprocessableEntity, "key_reused",
-			"%s: idempotency key %q is in use by a request in flight with a different event: a retry must send the same event; use a new Idempotency-Key for a new event", ev.where, ev.key)
-	}
-	return errorf(http.StatusUnprocessableEntity, "key_reused",
-		"%s: idempotency key %q was already used for a different event (index %d): a retry must send the same event; use a new Idempotency-Key for a new event", ev.where, ev.key, kc.idx)
 }
 
 // eventsContentType reports whether the body is NDJSON, or refuses the type.
@@ -551,28 +278,4 @@ func printableASCII(s string) bool {
 		}
 	}
 	return true
-}
-
-// stamps hands out "received" times that strictly increase, so that no two
-// leaves of this process are byte-identical even for identical events in
-// the same nanosecond (Tessera would otherwise take the second for a
-// duplicate of the first).
-type stamps struct {
-	mu   sync.Mutex // guards last
-	last time.Time
-}
-
-func (s *stamps) next(n int) []time.Time {
-	now := time.Now().UTC().Round(0)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !now.After(s.last) {
-		now = s.last.Add(time.Nanosecond)
-	}
-	out := make([]time.Time, n)
-	for i := range out {
-		out[i] = now.Add(time.Duration(i))
-	}
-	s.last = out[n-1]
-	return out
 }

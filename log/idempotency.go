@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -36,7 +37,7 @@ import (
 // the key and the event), which answers that event's own retries. An audit event is never dropped
 // because somebody reused its ID.
 //
-// The index lives in a database (keystore.go): SQLite beside a POSIX log,
+// The index lives in a database (idempotencydb.go): SQLite beside a POSIX log,
 // the log's own MySQL database otherwise, where every frontend of the log
 // shares it. Memory holds only the claims of requests in flight and the
 // rows on their way to the database, so it does not grow with the log.
@@ -333,6 +334,45 @@ func (b *batch) firstReusedKey(evs []keyedEvent) string {
 		}
 	}
 	return ""
+}
+
+// appends reports whether the request must append event i itself: the
+// index has no answer for it (no key, or a key this request now owns). A
+// nil batch (no event had a key) answers none.
+func (b *batch) appends(i int) bool {
+	if b == nil {
+		return true
+	}
+	st := b.states[i]
+	return !st.found && st.wait == nil && st.sameAs < 0
+}
+
+// answer returns the index that answers event i, which the request does
+// not append (appends is false): the index the key already had, or the
+// index another request in flight appends the same event at (answer waits
+// for it), or, when sameAs >= 0, whatever answers the earlier event sameAs
+// of this same request.
+func (b *batch) answer(ctx context.Context, i int) (idx uint64, sameAs int, err error) {
+	st := b.states[i]
+	switch {
+	case st.sameAs >= 0:
+		return 0, st.sameAs, nil
+	case st.found:
+		return st.idx, -1, nil
+	case st.wait != nil:
+		select {
+		case <-st.wait.done:
+		case <-ctx.Done():
+			return 0, -1, ctx.Err()
+		}
+		if st.wait.err != nil {
+			e := errorf(http.StatusServiceUnavailable, "retry", "an earlier request with the same idempotency key failed (%v): retry", st.wait.err)
+			e.retryAfter = 1
+			return 0, -1, e
+		}
+		return st.wait.idx, -1, nil
+	}
+	return 0, -1, fmt.Errorf("event %d has no answer in the index: it must be appended", i)
 }
 
 // finish records the indexes the request's owned keys were appended at
