@@ -143,6 +143,11 @@
 // checkpoints of one log, [VerifyConsistency] checks that the newer extends the
 // older; it is what a witness checks before it cosigns.
 //
+// The package's tests check it against vectors made by other
+// implementations, in testdata: signed checkpoints cosigned by
+// filippo.io/torchwood, tlog-proof texts, and inclusion and consistency
+// proofs by golang.org/x/mod/sumdb/tlog (testdata/README.md says how).
+//
 // # Errors
 //
 // Errors start with "checkpoint: " and wrap a sentinel when a caller must
