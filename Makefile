@@ -13,7 +13,7 @@ VERSITYGW_VERSION := v1.8.0
 run:
 	go run ./cmd/tidemark log --data ./tidemark-data
 
-# make build VERSION=v0.11.0 stamps the version `tidemark version` prints.
+# make build VERSION=v0.12.0 stamps the version `tidemark version` prints.
 build:
 	go build $(if $(VERSION),-ldflags "-X main.version=$(VERSION)") -o $(BIN)/tidemark ./cmd/tidemark
 

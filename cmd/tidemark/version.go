@@ -11,10 +11,10 @@ import (
 
 // version is the release of this binary when the build sets it:
 //
-//	go build -ldflags "-X main.version=v0.11.0" ./cmd/tidemark
+//	go build -ldflags "-X main.version=v0.12.0" ./cmd/tidemark
 //
 // Empty, the build info says: the module's version when installed with
-// `go install github.com/tidemark/tidemark/cmd/tidemark@v0.11.0`, else the
+// `go install github.com/tidemark/tidemark/cmd/tidemark@v0.12.0`, else the
 // VCS revision the binary was built from (CHANGELOG.md lists the releases).
 var version string
 
@@ -42,7 +42,7 @@ func describeVersion(set string, bi *debug.BuildInfo) string {
 			modified = s.Value
 		}
 	}
-	// `go install ...@v0.11.0` and a build of a clean checkout at a tag
+	// `go install ...@v0.12.0` and a build of a clean checkout at a tag
 	// stamp the release; other builds in a checkout stamp a
 	// pseudo-version (v0.0.0-TIME-REV, "+dirty") or "(devel)", which the
 	// revision says more plainly.

@@ -2,7 +2,7 @@
 // it builds the static binary (CGO_ENABLED=0) and writes the image as a
 // tarball for `podman load -i`, `docker load -i` or skopeo.
 //
-//	go run ./deploy/container/build -out tidemark-image.tar -version v0.11.0
+//	go run ./deploy/container/build -out tidemark-image.tar -version v0.12.0
 package main
 
 import (
