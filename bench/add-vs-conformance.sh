@@ -26,6 +26,7 @@
 #   TARGETS ["tidemark conformance"]  which servers to run (e.g. TARGETS=conformance)
 #   FSCK [1]            run Tessera's fsck over each log after its run
 #   KEEP_TMP [0]        keep the data directories and logs
+#   RESULTS             append each run's figures to this file as JSON lines (bench/README.md)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -61,6 +62,9 @@ echo
 declare -A RATES=() STEADY=()
 FAILED=0
 
+# contender TARGET: its name in RESULTS.
+contender() { if [[ "$1" == conformance ]]; then echo conformance/posix; else echo "$1"; fi; }
+
 # one_run TARGET RUN_NO: prints one line and appends the rate to RATES[TARGET].
 one_run() {
   local target="$1" n="$2" dir port key vkey slog hlog line goal dur secs rate fsck_status=""
@@ -74,6 +78,7 @@ one_run() {
   if ! start_server "$target" "$dir/data" "$key" "$slog"; then
     echo "run $n $target: FAILED (the server did not start)"
     FAILED=1
+    record add-vs-conformance "$(contender "$target")" entries_per_sec entries/s nan "$n"
     stop_pid "$SERVER_PID"
     return 0
   fi
@@ -92,6 +97,7 @@ one_run() {
     echo "--- tail of $hlog"; tail -n 15 "$hlog" | cut -c1-300
     echo "--- tail of $slog"; tail -n 15 "$slog" | cut -c1-300
     FAILED=1
+    record add-vs-conformance "$(contender "$target")" entries_per_sec entries/s nan "$n"
     stop_pid "$SERVER_PID"
     return 0
   fi
@@ -119,6 +125,8 @@ one_run() {
   steady="$(steady_rate "$dir/checkpoints.txt" "$goal")"
   RATES[$target]+="$rate "
   STEADY[$target]+="$steady "
+  record add-vs-conformance "$(contender "$target")" entries_per_sec entries/s "$rate" "$n" "\"leaves\":$goal"
+  record add-vs-conformance "$(contender "$target")" steady_per_sec entries/s "$steady" "$n" "\"leaves\":$goal"
   printf 'run %d %-11s entries=%s seconds=%s entries_per_sec=%s steady_per_sec=%s pushback=%s error_lines=%s loadavg=%s%s\n' \
     "$n" "$target" "$goal" "$secs" "$rate" "$steady" "$pushback" "$errs" "$(cut -d' ' -f1 /proc/loadavg)" "$fsck_status"
 }

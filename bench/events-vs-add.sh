@@ -18,6 +18,7 @@
 #   SERVER [tidemark] tidemark, or conformance to try the script (only add mode works there)
 #   MODES ["events add"] the loadgen modes to alternate (MODES=add with SERVER=conformance)
 #   KEEP_TMP [0]      keep data directories and logs
+#   RESULTS           append each run's figures to this file as JSON lines (bench/README.md)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -52,7 +53,9 @@ for n in $(seq 1 "$RUNS"); do
   if (( n % 2 == 0 )) && (( ${#MLIST[@]} == 2 )); then order=("${MLIST[1]}" "${MLIST[0]}"); fi
   for m in "${order[@]}"; do
     loadgen_run "$SERVER" "$m" "$n" "${LG_ARGS[@]}"
-    if [[ -z "$LAST_RESULT" ]]; then FAILED=1; continue; fi
+    if [[ -z "$LAST_RESULT" ]]; then FAILED=1; record events-vs-add "$m" events_per_sec events/s nan "$n"; continue; fi
+    record events-vs-add "$m" events_per_sec events/s "$(result_field "$LAST_RESULT" events_per_sec)" "$n"
+    record events-vs-add "$m" p99_ms ms "$(result_field "$LAST_RESULT" p99_ms)" "$n"
     RATES[$m]+="$(result_field "$LAST_RESULT" events_per_sec) "
     P50[$m]+="$(result_field "$LAST_RESULT" p50_ms) "
     P99[$m]+="$(result_field "$LAST_RESULT" p99_ms) "

@@ -6,6 +6,10 @@ REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 BIN="$BENCH_DIR/.bin"
 export GOFLAGS="${GOFLAGS:--mod=mod}"
 
+# RESULTS=FILE: each script appends its figures to FILE as lines of JSON (see record below
+# and bench/README.md, "Machine-readable results"); made absolute here, before any cd.
+if [[ -n "${RESULTS:-}" && "$RESULTS" != /* ]]; then RESULTS="$PWD/$RESULTS"; fi
+
 # Every server/process a script starts is recorded here and killed on exit.
 BENCH_PIDS=()
 BENCH_TMP=""
@@ -380,4 +384,31 @@ run_fsck() {
     echo " fsck=FAILED($(grep -m1 -o 'fsck failed.*' "$3" | cut -c1-200))"
     return 1
   fi
+}
+
+# --- Machine-readable results (RESULTS=FILE), read by bench/report.
+
+# json_str S: S as a JSON string.
+json_str() {
+  local s="$1"
+  s="${s//\\/\\\\}"; s="${s//\"/\\\"}"; s="${s//$'\t'/\\t}"; s="${s//$'\n'/\\n}"; s="${s//$'\r'/}"
+  printf '"%s"' "$s"
+}
+
+# json_num V: V if it is a number, else null (a failed run, "nan").
+json_num() {
+  if [[ "$1" =~ ^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$ ]]; then printf '%s' "$1"; else printf null; fi
+}
+
+# record COMPARISON CONTENDER METRIC UNIT VALUE RUN [MORE_JSON]: when RESULTS is set, appends
+# one line of JSON to it: {"script", "comparison", "contender", "metric", "unit", "value"
+# (null when VALUE is not a number: a failed run), "run", "loadavg" (1 min, now), "time"}
+# plus MORE_JSON (members, e.g. '"rate":50'). One line per run and figure; bench/report
+# takes the medians and spreads.
+record() {
+  [[ -n "${RESULTS:-}" ]] || return 0
+  printf '{"script":%s,"comparison":%s,"contender":%s,"metric":%s,"unit":%s,"value":%s,"run":%s,"loadavg":%s,"time":%s%s}\n' \
+    "$(json_str "$(basename "$0" .sh)")" "$(json_str "$1")" "$(json_str "$2")" "$(json_str "$3")" "$(json_str "$4")" \
+    "$(json_num "$5")" "$(json_num "$6")" "$(json_num "$(cut -d' ' -f1 /proc/loadavg)")" "$(json_str "$(date -u +%FT%TZ)")" \
+    "${7:+,$7}" >>"$RESULTS"
 }

@@ -30,6 +30,7 @@
 #   HAMMER_FLAGS, TIDEMARK_FLAGS (e.g. --witness-timeout 2s), WITNESS_FLAGS   more flags
 #   MYSQL_ADDR [127.0.0.1:3306]  MYSQL_USER [root]  MYSQL_PASSWORD []
 #   KEEP_TMP [0]
+#   RESULTS             append each run's figures to this file as JSON lines (bench/README.md)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -102,7 +103,7 @@ one_run() {
   WPIDS=()
   if [[ "$c" != none ]]; then
     if ! start_witnesses "$dir" "$(cat "$dir/log.pub")"; then
-      echo "run $n $c: FAILED (a witness did not start)"; FAILED=1; mysql_drop_db "$db"; return 0
+      echo "run $n $c: FAILED (a witness did not start)"; FAILED=1; record mysql-witness "$c" entries_per_sec entries/s nan "$n"; mysql_drop_db "$db"; return 0
     fi
     tm_flags="--policy $dir/policy"
   fi
@@ -110,7 +111,7 @@ one_run() {
   TIDEMARK_FLAGS="$tm_flags $saved"
   if ! start_mysql_server tidemark "$dsn" "$dir/data" "$dir/log.key" "$dir/server.log"; then
     TIDEMARK_FLAGS="$saved"
-    echo "run $n $c: FAILED (the log did not start)"; FAILED=1
+    echo "run $n $c: FAILED (the log did not start)"; FAILED=1; record mysql-witness "$c" entries_per_sec entries/s nan "$n"
     for p in "${WPIDS[@]:-}"; do [[ -n "$p" ]] && stop_pid "$p"; done
     mysql_drop_db "$db"; return 0
   fi
@@ -154,6 +155,8 @@ one_run() {
   qf="$(grep -c -i 'quorum' "$dir/server.log" || true)"
   RATES[$c]+="$rate "
   STALLS[$c]+="$stalled "
+  record mysql-witness "$c" entries_per_sec entries/s "$rate" "$n"
+  record mysql-witness "$c" stalled_share fraction "$stalled" "$n"
   printf 'run %d %-8s entries_per_sec=%s stall_max_s=%s stalled=%s tree=%s published_checkpoint=%s quorum_log_lines=%s loadavg=%s\n' \
     "$n" "$c" "$rate" "$maxgap" "$stalled" "$(tail -n 1 "$dir/sizes.txt" | cut -d' ' -f2)" "$cps" "$qf" "$(cut -d' ' -f1 /proc/loadavg)"
   mysql_drop_db "$db"

@@ -34,6 +34,8 @@
 #   MYSQL_ADDR [127.0.0.1:3306]  MYSQL_USER [root]  MYSQL_PASSWORD []
 #   FSCK [1]             run fsck after each run
 #   KEEP_TMP [0]         keep data directories, logs and databases
+#   RESULTS              append each run's figures to this file as JSON lines (bench/README.md);
+#                        contenders tidemark-F, conformance/mysql, ndjson-F
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -107,6 +109,8 @@ one_run() {
     conformance) kind=conformance f=1 ;;
     *) echo "unknown target $target" >&2; FAILED=1; return 0 ;;
   esac
+  local rname="$target" more="\"frontends\":$f"
+  [[ "$target" == conformance ]] && rname=conformance/mysql
   dir="$BENCH_TMP/$target-$n"
   db="tidemark_bench_$$_${target//-/_}_$n"
   mkdir -p "$dir"
@@ -116,6 +120,7 @@ one_run() {
   if ! start_frontends "$kind" "$f" "$dsn" "$dir"; then
     echo "run $n $target: FAILED (a server did not start)"
     FAILED=1
+    record mysql "$rname" "$([[ "$target" == ndjson-* ]] && echo events_per_sec || echo entries_per_sec)" "$([[ "$target" == ndjson-* ]] && echo events/s || echo entries/s)" nan "$n" "$more"
     stop_frontends; mysql_drop_db "$db"
     return 0
   fi
@@ -148,6 +153,8 @@ one_run() {
     rate="$(awk -v e="$events" -v s="$secs" 'BEGIN { if (s > 0) printf "%.0f", e / s; else print "nan" }')"
     line="events=$events seconds=$secs events_per_sec=$rate errors=$errs"
     [[ $lrc -eq 0 ]] && RATES[$target]+="$rate "
+    [[ $lrc -eq 0 ]] || rate=nan
+    record mysql "$rname" events_per_sec events/s "$rate" "$n" "$more"
   else
     start_cp_watch "$base" "$dir/checkpoints.txt"
     local watch_pid="$WATCH_PID" hrc=0 hlog="$dir/hammer.log" wargs=()
@@ -164,6 +171,7 @@ one_run() {
       echo "--- tail of $hlog"; tail -n 15 "$hlog" | cut -c1-300
       echo "--- tail of $dir/server1.log"; tail -n 15 "$dir/server1.log" | cut -c1-300
       FAILED=1
+      record mysql "$rname" entries_per_sec entries/s nan "$n" "$more"
       stop_frontends; settle_disk "$dir"; mysql_drop_db "$db"
       return 0
     fi
@@ -177,6 +185,8 @@ one_run() {
     line="entries=$goal seconds=$secs entries_per_sec=$rate steady_per_sec=$steady pushback=$pushback error_lines=$errs"
     RATES[$target]+="$rate "
     STEADY[$target]+="$steady "
+    record mysql "$rname" entries_per_sec entries/s "$rate" "$n" "$more"
+    record mysql "$rname" steady_per_sec entries/s "$steady" "$n" "$more"
   fi
   if [[ "$FSCK" == 1 ]]; then
     fsck_status="$(run_fsck "$base" "$dir/log.pub" "$dir/fsck.log")" || FAILED=1

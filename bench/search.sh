@@ -36,6 +36,8 @@
 #   LOADGEN_FLAGS       more loadgen flags (both phases)
 #   TIDEMARK_FLAGS      more `tidemark log` flags (both phases)
 #   KEEP_TMP [0]        keep data directories and logs
+#   RESULTS             append the ingest phase's runs (comparison search-ingest, contenders
+#                       on and off) to this file as JSON lines (bench/README.md)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -196,16 +198,19 @@ if [[ " $PHASES " == *" ingest "* ]]; then
       mkdir -p "$dir"
       make_key "$dir/log"
       if ! start_log "$dir/data" "$dir/log.key" "$dir/server.log" "$s"; then
-        echo "run $n search=$s: FAILED (the server did not start)"; FAILED=1; stop_pid "$SERVER_PID"; continue
+        echo "run $n search=$s: FAILED (the server did not start)"; FAILED=1; stop_pid "$SERVER_PID"
+        record search-ingest "$([[ $s == true ]] && echo on || echo off)" events_per_sec events/s nan "$n"; continue
       fi
       lrc=0
       "$BIN/loadgen" --url "$URL" "${LG[@]}" >"$dir/loadgen.log" 2>&1 || lrc=$?
       res="$(grep '^RESULT ' "$dir/loadgen.log" | tail -n 1 || true)"
       if [[ $lrc -ne 0 || -z "$res" ]]; then
         echo "run $n search=$s: FAILED (loadgen exit $lrc)"; tail -n 12 "$dir/loadgen.log"; FAILED=1
+        record search-ingest "$([[ $s == true ]] && echo on || echo off)" events_per_sec events/s nan "$n"
         stop_pid "$SERVER_PID"; settle_disk "$dir/data"; continue
       fi
       RATES[$s]+="$(result_field "$res" events_per_sec) "
+      record search-ingest "$([[ $s == true ]] && echo on || echo off)" events_per_sec events/s "$(result_field "$res" events_per_sec)" "$n"
       P50[$s]+="$(result_field "$res" p50_ms) "
       P99[$s]+="$(result_field "$res" p99_ms) "
       extra=""
@@ -221,6 +226,8 @@ if [[ " $PHASES " == *" ingest "* ]]; then
           sleep 0.5
         done
         LAGS+="$lag "
+        record search-ingest on lag_entries entries "$lag" "$n"
+        record search-ingest on catchup_seconds s "${caught:-nan}" "$n"
         CATCHUPS+="${caught:-nan} "
         extra=" | at the end: checkpoint $cp, complete_to $ct, lag $lag entries (metric $lagm); caught up ${caught:-NOT within $CATCHUP_TIMEOUT} s later ($(awk -v l="$lag" -v s="${caught:-0}" 'BEGIN { if (s > 0) printf "%.0f entries/s", l / s; else print "-" }'))"
       fi

@@ -3,7 +3,11 @@
 // processes and a 2-of-3 policy, at fixed arrival rates (open loop: a new
 // request every 1/rate seconds whatever the answers), once with the
 // witnesses on plain loopback and once behind a proxy that delays each
-// witness request by --latency.
+// witness request by --latency. With --runs N each setup runs every rate N
+// times, the rates in order on odd runs and reversed on even runs (ABBA).
+// With --results FILE it appends each run's figures to FILE as lines of JSON
+// (the format of bench/lib.sh's record, read by bench/report), with the
+// latency distribution as quantiles.
 //
 //	go build -o bench/.bin/tidemark ./cmd/tidemark
 //	go run ./bench/receipt --tidemark bench/.bin/tidemark
@@ -16,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -40,8 +45,26 @@ func main() {
 	warmup := flag.Duration("warmup", 3*time.Second, "time per rate before measuring")
 	latencies := flag.String("latencies", "0,100ms", "added latency per witness request, one setup each")
 	logFlags := flag.String("log-flags", "", "extra flags for tidemark log, space-separated")
+	runs := flag.Int("runs", 1, "runs of every rate per setup (rates in order on odd runs, reversed on even runs)")
+	results := flag.String("results", "", "append each run's figures to this file as lines of JSON (bench/README.md)")
 	flag.Parse()
 
+	var rateList []int
+	for _, rs := range strings.Split(*rates, ",") {
+		rate, err := strconv.Atoi(rs)
+		if err != nil || rate <= 0 {
+			fatalf("rate %q: want a positive number", rs)
+		}
+		rateList = append(rateList, rate)
+	}
+	var out *os.File
+	if *results != "" {
+		var err error
+		if out, err = os.OpenFile(*results, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err != nil {
+			fatalf("%v", err)
+		}
+		defer out.Close()
+	}
 	ok := true
 	for _, ls := range strings.Split(*latencies, ",") {
 		lat, err := time.ParseDuration(ls)
@@ -49,12 +72,15 @@ func main() {
 			fatalf("latency %q: %v", ls, err)
 		}
 		s := setUp(*bin, lat, strings.Fields(*logFlags))
-		for _, rs := range strings.Split(*rates, ",") {
-			rate, err := strconv.Atoi(rs)
-			if err != nil {
-				fatalf("rate %q: %v", rs, err)
+		s.results = out
+		for n := 1; n <= *runs; n++ {
+			order := slices.Clone(rateList)
+			if n%2 == 0 {
+				slices.Reverse(order)
 			}
-			ok = s.run(rate, *warmup, *duration) && ok
+			for _, rate := range order {
+				ok = s.run(n, rate, *warmup, *duration) && ok
+			}
 		}
 		s.tearDown()
 	}
@@ -64,12 +90,14 @@ func main() {
 }
 
 type setup struct {
-	dir     string
-	latency time.Duration
-	procs   []*exec.Cmd
-	proxies []*http.Server
-	logURL  string
-	policy  *checkpoint.Policy
+	dir      string
+	latency  time.Duration
+	logFlags string
+	results  *os.File // --results, or nil
+	procs    []*exec.Cmd
+	proxies  []*http.Server
+	logURL   string
+	policy   *checkpoint.Policy
 }
 
 func setUp(bin string, latency time.Duration, logFlags []string) *setup {
@@ -77,7 +105,7 @@ func setUp(bin string, latency time.Duration, logFlags []string) *setup {
 	if err != nil {
 		fatalf("%v", err)
 	}
-	s := &setup{dir: dir, latency: latency}
+	s := &setup{dir: dir, latency: latency, logFlags: strings.Join(logFlags, " ")}
 	skey, vkey, err := checkpoint.GenerateLogKey("bench.tidemark.localhost/log")
 	if err != nil {
 		fatalf("%v", err)
@@ -176,8 +204,8 @@ type sample struct {
 }
 
 // run sends rate requests a second for warmup+duration and reports the
-// latencies of those sent after the warmup.
-func (s *setup) run(rate int, warmup, duration time.Duration) bool {
+// latencies of those sent after the warmup, as run number n.
+func (s *setup) run(n, rate int, warmup, duration time.Duration) bool {
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4096, MaxConnsPerHost: 0}, Timeout: time.Minute}
 	var (
 		mu      sync.Mutex
@@ -253,8 +281,9 @@ func (s *setup) run(rate int, warmup, duration time.Duration) bool {
 		return fmt.Sprintf("%.3f", lat[min(len(lat)-1, int(p*float64(len(lat))))].Seconds())
 	}
 	achieved := float64(len(samples)) / duration.Seconds()
-	fmt.Printf("RESULT latency=%v rate=%d sent_per_s=%.0f ok=%d errors=%d p50_s=%s p90_s=%s p99_s=%s max_s=%s receipts_verified=%d receipts_bad=%d\n",
-		s.latency, rate, achieved, len(lat), errs, q(0.50), q(0.90), q(0.99), q(1.0-1e-9), verified, bad)
+	fmt.Printf("RESULT latency=%v rate=%d sent_per_s=%.0f ok=%d errors=%d p50_s=%s p90_s=%s p99_s=%s max_s=%s receipts_verified=%d receipts_bad=%d run=%d\n",
+		s.latency, rate, achieved, len(lat), errs, q(0.50), q(0.90), q(0.99), q(1.0-1e-9), verified, bad, n)
+	s.record(n, rate, lat, errs, achieved)
 	if errs > 0 {
 		for _, smp := range samples {
 			if smp.err != nil || smp.status != 200 {
@@ -264,6 +293,74 @@ func (s *setup) run(rate int, warmup, duration time.Duration) bool {
 		}
 	}
 	return errs == 0 && bad == 0
+}
+
+// quantile is the latency in seconds (to 0.1 ms) at percent p (0-100) of
+// sorted, by the nearest rank at or below, as the RESULT line's figures.
+func quantile(sorted []time.Duration, p float64) float64 {
+	i := min(len(sorted)-1, int(p/100*float64(len(sorted))))
+	return math.Round(sorted[i].Seconds()*1e4) / 1e4
+}
+
+// record appends the run's figures to --results: p50, p90, p99 and max,
+// errors, and the distribution (latency_quantiles, value p50, quantiles at
+// 0, 1, ..., 99, 99.9 and 100 percent) for bench/report's plot. Comparison
+// receipt-RATE, or receipt-RATE+LATENCY with a delaying proxy.
+func (s *setup) record(n, rate int, sorted []time.Duration, errs int, sentPerSec float64) {
+	if s.results == nil {
+		return
+	}
+	comparison := fmt.Sprintf("receipt-%d", rate)
+	if s.latency > 0 {
+		comparison += "+" + s.latency.String()
+	}
+	now := time.Now().UTC().Format(time.RFC3339)
+	var load *float64
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			if v, err := strconv.ParseFloat(f[0], 64); err == nil {
+				load = &v
+			}
+		}
+	}
+	write := func(metric, unit string, value *float64, quantiles [][2]float64) {
+		rec := map[string]any{
+			"script": "receipt", "comparison": comparison, "contender": "tidemark", "metric": metric, "unit": unit,
+			"value": value, "run": n, "loadavg": load, "time": now,
+			"rate": rate, "witness_latency": s.latency.String(), "log_flags": s.logFlags,
+			"ok": len(sorted), "errors": errs, "sent_per_s": math.Round(sentPerSec),
+		}
+		if quantiles != nil {
+			rec["quantiles"] = quantiles
+		}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		if _, err := s.results.Write(append(b, '\n')); err != nil {
+			fatalf("--results: %v", err)
+		}
+	}
+	e := float64(errs)
+	write("errors", "requests", &e, nil)
+	if len(sorted) == 0 {
+		write("p50_s", "s", nil, nil)
+		return
+	}
+	for _, m := range []struct {
+		name string
+		p    float64
+	}{{"p50_s", 50}, {"p90_s", 90}, {"p99_s", 99}, {"max_s", 100}} {
+		v := quantile(sorted, m.p)
+		write(m.name, "s", &v, nil)
+	}
+	var qs [][2]float64
+	for p := 0; p <= 99; p++ {
+		qs = append(qs, [2]float64{float64(p), quantile(sorted, float64(p))})
+	}
+	qs = append(qs, [2]float64{99.9, quantile(sorted, 99.9)}, [2]float64{100, quantile(sorted, 100)})
+	p50 := quantile(sorted, 50)
+	write("latency_quantiles", "s", &p50, qs)
 }
 
 // printMetrics prints the log's witness metrics: request counts and time
