@@ -714,3 +714,16 @@ func TestBodyReadFailures(t *testing.T) {
 		t.Errorf("GET /add-checkpoint: %d", r.code)
 	}
 }
+
+func TestProfilerOnlyOnTheAdminListener(t *testing.T) {
+	l := newTestLog(t, "example.com/log")
+	tw := newTestWitness(t, logList(l), nil)
+	if got := tw.do("GET", "/debug/pprof/", ""); got.code != 404 {
+		t.Errorf("/debug/pprof/ on the API: %d, want 404", got.code)
+	}
+	rec := httptest.NewRecorder()
+	tw.w.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "goroutine") {
+		t.Errorf("/debug/pprof/ on the admin listener: %d", rec.Code)
+	}
+}
