@@ -133,7 +133,7 @@ func (w *Witness) add(ctx context.Context, req AddRequest, internal bool) ([]byt
 	if kl == nil {
 		return nil, fmt.Errorf("%w %q", errUnknownOrigin, c.Origin)
 	}
-	logSigs, err := verifyLogSignature(req.Checkpoint, c, kl)
+	logSigs, err := verifyLogSignature(req.Checkpoint, text, c, kl)
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +232,18 @@ func parseSigned(signed []byte) (checkpoint.Checkpoint, []byte, error) {
 // and returns the valid signature lines by the log's keys: the only
 // signature lines the witness keeps. Signatures by other keys are ignored,
 // as signed-note requires; an invalid one by a log key is refused.
-func verifyLogSignature(signed []byte, c checkpoint.Checkpoint, kl *knownLog) ([]byte, error) {
+//
+// fastVerify (verify.go) accepts what it can; the rest is decided here, by
+// checkpoint.Open and note.Open, which also word the errors.
+func verifyLogSignature(signed, text []byte, c checkpoint.Checkpoint, kl *knownLog) ([]byte, error) {
+	if lines, ok := fastVerify(signed, text, kl); ok {
+		return lines, nil
+	}
+	return openLogSignature(signed, c, kl)
+}
+
+// openLogSignature is verifyLogSignature by the libraries alone.
+func openLogSignature(signed []byte, c checkpoint.Checkpoint, kl *knownLog) ([]byte, error) {
 	var n *note.Note
 	var err error
 	if kl.namedByOrigin() {
