@@ -727,3 +727,32 @@ func TestProfilerOnlyOnTheAdminListener(t *testing.T) {
 		t.Errorf("/debug/pprof/ on the admin listener: %d", rec.Code)
 	}
 }
+
+// TestAddAnswers503AtItsDeadline: a request that waits for its origin's lock
+// past its context's deadline (the command's per-request deadline) gets a
+// 503 with Retry-After, and nothing changes.
+func TestAddAnswers503AtItsDeadline(t *testing.T) {
+	l := newTestLog(t, "example.com/log")
+	tw := newTestWitness(t, logList(l), nil)
+	tw.cosigned(l.checkpoint(5), tw.addCheckpoint(l.request(0, 5)))
+	o := tw.w.state.entry(l.origin)
+	if err := o.lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/add-checkpoint", strings.NewReader(l.request(5, 8)))
+	rec := httptest.NewRecorder()
+	start := time.Now()
+	tw.h.ServeHTTP(rec, req)
+	o.unlock()
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("got %d (Retry-After %q) %q, want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"), rec.Body.String())
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("answered after %v", d)
+	}
+	if rec := tw.w.state.lookup(l.origin); rec.Size != 5 {
+		t.Errorf("size %d stored, want 5", rec.Size)
+	}
+}
