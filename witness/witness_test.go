@@ -756,3 +756,83 @@ func TestAddAnswers503AtItsDeadline(t *testing.T) {
 		t.Errorf("size %d stored, want 5", rec.Size)
 	}
 }
+
+// TestConcurrentForksNeverBothWin: many logs at once, so that their writes
+// share transactions (group commit), each sent two sets of concurrent
+// requests from the same cosigned size: one set for a checkpoint of the
+// log, one for a conflicting checkpoint of the same size (a fork). Exactly
+// one request per log is cosigned, every other is refused, and what is
+// stored after a restart is what was cosigned.
+func TestConcurrentForksNeverBothWin(t *testing.T) {
+	const nLogs, perBranch = 24, 4
+	logs := make([]*testLog, nLogs)
+	forks := make([]*testLog, nLogs)
+	for i := range logs {
+		logs[i] = newTestLog(t, fmt.Sprintf("example.com/log%d", i))
+		forks[i] = logs[i].fork(0)
+		forks[i].tree = testonly.New(rfc6962.DefaultHasher)
+		for j := uint64(0); j < 5; j++ {
+			forks[i].tree.AppendData([]byte(fmt.Sprintf("main entry %d", j)))
+		}
+		forks[i].grow(15, "fork")
+	}
+	tw := newTestWitness(t, logList(logs...), func(c *Config) { c.GlobalQPS = -1 })
+	var batched sync.Mutex
+	maxBatch := 0
+	tw.w.state.afterCommit = func(n int) { batched.Lock(); maxBatch = max(maxBatch, n); batched.Unlock() }
+	for i, l := range logs {
+		tw.cosigned(l.checkpoint(5), tw.addCheckpoint(l.request(0, 5)))
+		if !bytes.Equal(l.tree.HashAt(5), forks[i].tree.HashAt(5)) || bytes.Equal(l.tree.HashAt(12), forks[i].tree.HashAt(12)) {
+			t.Fatal("the fork does not share the first 5 entries only")
+		}
+	}
+	type answer struct {
+		log, branch int
+		code        int
+		body        string
+	}
+	answers := make(chan answer, nLogs*2*perBranch)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range logs {
+		for b, tl := range []*testLog{logs[i], forks[i]} {
+			for range perBranch {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					r := tw.addCheckpoint(tl.request(5, 12))
+					answers <- answer{i, b, r.code, r.body}
+				}()
+			}
+		}
+	}
+	close(start)
+	wg.Wait()
+	close(answers)
+	won := make([]int, nLogs)
+	winner := make([]int, nLogs)
+	for a := range answers {
+		switch a.code {
+		case 200:
+			won[a.log]++
+			winner[a.log] = a.branch
+		case 409:
+		default:
+			t.Errorf("log %d branch %d: %d %q", a.log, a.branch, a.code, a.body)
+		}
+	}
+	for i, n := range won {
+		if n != 1 {
+			t.Errorf("log %d: %d requests cosigned, want exactly 1", i, n)
+		}
+	}
+	t.Logf("the largest transaction carried %d writes", maxBatch)
+	tw.restart()
+	for i := range logs {
+		want := []*testLog{logs[i], forks[i]}[winner[i]].tree.HashAt(12)
+		if rec := tw.w.state.lookup(logs[i].origin); rec == nil || rec.Size != 12 || !bytes.Equal(rec.Root, want) {
+			t.Errorf("log %d: after a restart the state is %+v, want size 12 and the cosigned root", i, rec)
+		}
+	}
+}
