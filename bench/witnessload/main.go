@@ -18,7 +18,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -47,6 +49,7 @@ func main() {
 	tidemark := flag.String("tidemark", "", "path of the tidemark binary (required)")
 	base := flag.String("base", "", "path of a second tidemark binary, the baseline, run alternately with --tidemark (ABBA)")
 	runs := flag.Int("runs", 1, "runs of each binary")
+	client := flag.String("client", "lean", "HTTP client of the load: lean (a minimal HTTP/1.1 client, to leave the cores to the witness) or net/http")
 	nLogs := flag.Int("logs", 40000, "logs in the list and in the state")
 	clients := flag.Int("clients", 64, "concurrent clients (each waits for its answer)")
 	requests := flag.Int("requests", 100000, "measured add-checkpoint requests, each advancing one log by one entry")
@@ -55,11 +58,15 @@ func main() {
 	profile := flag.String("profile", "", "write a CPU profile of the witness under the measured load to this file (from /debug/pprof/ on an --admin-listen of its own)")
 	profileSeconds := flag.Int("profile-seconds", 10, "length of the --profile, from the start of the measured load")
 	flag.Parse()
+	if *client != "lean" && *client != "net/http" {
+		fmt.Fprintln(os.Stderr, "witnessload: --client is lean or net/http")
+		os.Exit(2)
+	}
 	if *tidemark == "" {
 		fmt.Fprintln(os.Stderr, "witnessload: --tidemark PATH is required")
 		os.Exit(2)
 	}
-	if err := run(*tidemark, *base, *runs, *nLogs, *clients, *requests, *dataDir, *extra, *profile, *profileSeconds); err != nil {
+	if err := run(*tidemark, *base, *client, *runs, *nLogs, *clients, *requests, *dataDir, *extra, *profile, *profileSeconds); err != nil {
 		fmt.Fprintln(os.Stderr, "witnessload:", err)
 		os.Exit(1)
 	}
@@ -71,7 +78,7 @@ type benchLog struct {
 	signer note.Signer
 }
 
-func run(bin, base string, runs, nLogs, clients, requests int, dataDir, extra, profile string, profileSeconds int) error {
+func run(bin, base, client string, runs, nLogs, clients, requests int, dataDir, extra, profile string, profileSeconds int) error {
 	tmp, err := os.MkdirTemp("", "witnessload")
 	if err != nil {
 		return err
@@ -174,7 +181,7 @@ func run(bin, base string, runs, nLogs, clients, requests int, dataDir, extra, p
 		if b.label == "new" && len(rates["new"]) == 0 {
 			prof = profile
 		}
-		rate, cpu, err := runOne(b.path, b.label, dir, filepath.Join(tmp, fmt.Sprintf("witness%d.out", i+1)), logsFile, extra, prof, profileSeconds, nLogs, clients, requests, preload, load)
+		rate, cpu, err := runOne(b.path, b.label, client, dir, filepath.Join(tmp, fmt.Sprintf("witness%d.out", i+1)), logsFile, extra, prof, profileSeconds, nLogs, clients, requests, preload, load)
 		if err != nil {
 			return err
 		}
@@ -213,7 +220,7 @@ func join(v []float64) string {
 
 // runOne starts the witness binary bin on a fresh data directory, preloads
 // every log, measures the load and stops the witness. It returns the rate.
-func runOne(bin, label, dataDir, outFile, logsFile, extra, profile string, profileSeconds, nLogs, clients, requests int, preload, load [][]byte) (rate, cpuUS float64, err error) {
+func runOne(bin, label, client, dataDir, outFile, logsFile, extra, profile string, profileSeconds, nLogs, clients, requests int, preload, load [][]byte) (rate, cpuUS float64, err error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return 0, 0, err
@@ -256,7 +263,11 @@ func runOne(bin, label, dataDir, outFile, logsFile, extra, profile string, profi
 		}
 	}
 
-	pre := hammer(hc, url, preload, clients)
+	newPoster := func() poster { return &leanPoster{addr: addr} }
+	if client == "net/http" {
+		newPoster = func() poster { return netHTTPPoster{hc, url} }
+	}
+	pre := hammer(newPoster, preload, clients)
 	fmt.Printf("preload: %d logs into the state: %s\n", nLogs, pre)
 	if pre.errors > 0 {
 		return 0, 0, fmt.Errorf("preload had %d failures: %v", pre.errors, pre.statuses)
@@ -268,7 +279,7 @@ func runOne(bin, label, dataDir, outFile, logsFile, extra, profile string, profi
 		go func() { profiled <- fetchProfile(adminURL, profileSeconds, profile) }()
 	}
 	ru0 := rusage()
-	res := hammer(hc, url, load, clients)
+	res := hammer(newPoster, load, clients)
 	ru1 := rusage()
 	m1 := scrape(hc, adminURL)
 	if profiled != nil {
@@ -313,8 +324,8 @@ func (r result) String() string {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // hammer posts every body once from clients concurrent clients, each waiting
-// for its answer before the next.
-func hammer(hc *http.Client, url string, bodies [][]byte, clients int) result {
+// for its answer before the next, each with its own poster.
+func hammer(newPoster func() poster, bodies [][]byte, clients int) result {
 	var next atomic.Int64
 	lat := make([]time.Duration, len(bodies))
 	codes := make([]int, len(bodies))
@@ -324,21 +335,21 @@ func hammer(hc *http.Client, url string, bodies [][]byte, clients int) result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			p := newPoster()
+			defer p.close()
 			for {
 				j := int(next.Add(1) - 1)
 				if j >= len(bodies) {
 					return
 				}
 				t0 := time.Now()
-				resp, err := hc.Post(url+"/add-checkpoint", "text/plain", strings.NewReader(string(bodies[j])))
+				code, err := p.post(bodies[j])
 				if err != nil {
 					codes[j] = -1
 					continue
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
 				lat[j] = time.Since(t0)
-				codes[j] = resp.StatusCode
+				codes[j] = code
 			}
 		}()
 	}
@@ -356,6 +367,122 @@ func hammer(hc *http.Client, url string, bodies [][]byte, clients int) result {
 	r.p99 = lat[len(lat)*99/100]
 	r.max = lat[len(lat)-1]
 	return r
+}
+
+// A poster posts add-checkpoint requests, one at a time, and returns the
+// status of each.
+type poster interface {
+	post(body []byte) (int, error)
+	close()
+}
+
+// netHTTPPoster posts with net/http's client.
+type netHTTPPoster struct {
+	hc  *http.Client
+	url string
+}
+
+func (p netHTTPPoster) post(body []byte) (int, error) {
+	resp, err := p.hc.Post(p.url+"/add-checkpoint", "text/plain", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func (netHTTPPoster) close() {}
+
+// leanPoster speaks just enough HTTP/1.1 on one kept-alive connection to post
+// a request and read a response with a Content-Length, as the witness sends:
+// it costs a fraction of net/http's client (its goroutines and hand-offs),
+// which shares the witness's cores in this benchmark.
+type leanPoster struct {
+	addr string
+	conn net.Conn
+	br   *bufio.Reader
+	buf  []byte
+}
+
+func (p *leanPoster) close() {
+	if p.conn != nil {
+		p.conn.Close()
+		p.conn = nil
+	}
+}
+
+func (p *leanPoster) post(body []byte) (int, error) {
+	if p.conn == nil {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			return 0, err
+		}
+		p.conn, p.br = c, bufio.NewReader(c)
+	}
+	p.buf = append(p.buf[:0], "POST /add-checkpoint HTTP/1.1\r\nHost: "...)
+	p.buf = append(p.buf, p.addr...)
+	p.buf = append(p.buf, "\r\nContent-Type: text/plain\r\nContent-Length: "...)
+	p.buf = strconv.AppendInt(p.buf, int64(len(body)), 10)
+	p.buf = append(p.buf, "\r\n\r\n"...)
+	p.buf = append(p.buf, body...)
+	if _, err := p.conn.Write(p.buf); err != nil {
+		p.close()
+		return 0, err
+	}
+	code, err := p.response()
+	if err != nil {
+		p.close()
+	}
+	return code, err
+}
+
+// response reads one response and returns its status.
+func (p *leanPoster) response() (int, error) {
+	line, err := p.br.ReadSlice('\n')
+	if err != nil {
+		return 0, err
+	}
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.1 ")) {
+		return 0, fmt.Errorf("status line %q", line)
+	}
+	code, err := strconv.Atoi(string(line[9:12]))
+	if err != nil {
+		return 0, fmt.Errorf("status line %q", line)
+	}
+	length, closing := -1, false
+	for {
+		h, err := p.br.ReadSlice('\n')
+		if err != nil {
+			return 0, err
+		}
+		h = bytes.TrimRight(h, "\r\n")
+		if len(h) == 0 {
+			break
+		}
+		name, val, _ := bytes.Cut(h, []byte(":"))
+		val = bytes.TrimSpace(val)
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			if length, err = strconv.Atoi(string(val)); err != nil {
+				return 0, fmt.Errorf("Content-Length %q", val)
+			}
+		case bytes.EqualFold(name, []byte("Connection")) && bytes.EqualFold(val, []byte("close")):
+			closing = true
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			return 0, fmt.Errorf("Transfer-Encoding %q: only Content-Length is read", val)
+		}
+	}
+	if length < 0 {
+		return 0, errors.New("response without Content-Length")
+	}
+	if _, err := p.br.Discard(length); err != nil {
+		return 0, err
+	}
+	if closing {
+		p.close()
+	}
+	return code, nil
 }
 
 // fetchProfile writes a CPU profile of seconds from the witness's admin
