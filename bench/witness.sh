@@ -20,6 +20,8 @@
 #   CLIENTS [64]        concurrent clients, each waiting for its answer
 #   REQUESTS [100000]   measured requests per run
 #   BASE, BASE_BIN      the baseline: a git revision to build, or a binary
+#   CLIENT [lean]       the load's HTTP client: lean, or net/http (as figures
+#                       before issue 13 were taken; it takes ~3x the CPU)
 #   PROFILE             write a CPU profile of the (new) witness's first run here
 #   WITNESS_FLAGS       more `tidemark witness` flags
 set -euo pipefail
@@ -44,7 +46,7 @@ if [[ -n "${BASE:-}" && -z "$base_bin" ]]; then
   echo "base:        $BASE ($(git -C "$REPO_DIR" rev-parse --short "$BASE"))"
 fi
 args=(--tidemark "$BENCH_TMP/tidemark" --logs "$LOGS" --clients "$CLIENTS" --requests "$REQUESTS"
-  --runs "$RUNS" --data "$BENCH_TMP/w" --witness-flags "${WITNESS_FLAGS:-}")
+  --runs "$RUNS" --data "$BENCH_TMP/w" --client "${CLIENT:-lean}" --witness-flags "${WITNESS_FLAGS:-}")
 [[ -n "$base_bin" ]] && args+=(--base "$base_bin")
 [[ -n "${PROFILE:-}" ]] && args+=(--profile "$PROFILE")
 echo "runs:        $RUNS"
