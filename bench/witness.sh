@@ -23,6 +23,12 @@
 #   CLIENT [lean]       the load's HTTP client: lean, or net/http (as figures
 #                       before issue 13 were taken; it takes ~3x the CPU)
 #   PROFILE             write a CPU profile of the (new) witness's first run here
+#   INSTRUCTIONS=1      instead of the rate, count the witness's user-space
+#                       instructions per request under valgrind's cachegrind,
+#                       which the other helpers' load does not change:
+#                       INSTR_LOGS [2000] logs, 16 clients, (I(3000 requests) -
+#                       I(1000)) / 2000, GOMAXPROCS=1; with BASE, base then new,
+#                       RUNS times. Needs valgrind (apt-get install valgrind)
 #   WITNESS_FLAGS       more `tidemark witness` flags
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -45,6 +51,51 @@ if [[ -n "${BASE:-}" && -z "$base_bin" ]]; then
   base_bin="$BENCH_TMP/tidemark-base"
   echo "base:        $BASE ($(git -C "$REPO_DIR" rev-parse --short "$BASE"))"
 fi
+if [[ "${INSTRUCTIONS:-0}" == 1 ]]; then
+  command -v valgrind >/dev/null || { echo "INSTRUCTIONS=1 needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+  cat >"$BENCH_TMP/vg.sh" <<'EOF'
+#!/usr/bin/env bash
+# The witness VG_BIN under cachegrind, counting into VG_OUT. One P and no
+# asynchronous preemption: valgrind runs one thread at a time, and its tools
+# trip over Go's preemption signals.
+export GOMAXPROCS=1 GODEBUG=asyncpreemptoff=1
+exec valgrind --log-file="$VG_OUT.log" --tool=cachegrind --cache-sim=no --cachegrind-out-file="$VG_OUT" "$VG_BIN" "$@"
+EOF
+  chmod +x "$BENCH_TMP/vg.sh"
+  # instructions LABEL BIN RUN: user-space instructions per add-checkpoint.
+  instructions() {
+    local n out i1 i3
+    for n in 1000 3000; do
+      out="$BENCH_TMP/vg-$1-$3-$n"
+      VG_BIN="$2" VG_OUT="$out.cg" "$BENCH_TMP/witnessload" --tidemark "$BENCH_TMP/vg.sh" --logs "${INSTR_LOGS:-2000}" \
+        --clients 16 --requests "$n" --client "${CLIENT:-lean}" --witness-flags "${WITNESS_FLAGS:-}" >"$out.txt"
+    done
+    i1="$(sed -n 's/^summary: //p' "$BENCH_TMP/vg-$1-$3-1000.cg")"
+    i3="$(sed -n 's/^summary: //p' "$BENCH_TMP/vg-$1-$3-3000.cg")"
+    [[ -n "$i1" && -n "$i3" ]] || { echo "cachegrind counted nothing: see $BENCH_TMP/vg-$1-$3-*.cg.log (KEEP_TMP=1)" >&2; exit 1; }
+    echo $(((i3 - i1) / 2000))
+  }
+  echo "instructions: cachegrind, ${INSTR_LOGS:-2000} logs, 16 clients, (I(3000) - I(1000)) / 2000, GOMAXPROCS=1"
+  new_i=() base_i=()
+  for run in $(seq 1 "$RUNS"); do
+    if [[ -n "$base_bin" ]]; then
+      base_i+=("$(instructions base "$base_bin" "$run")")
+      echo "run $run: base ${base_i[-1]} instructions/request"
+    fi
+    new_i+=("$(instructions new "$BENCH_TMP/tidemark" "$run")")
+    echo "run $run: new ${new_i[-1]} instructions/request"
+  done
+  echo
+  new_m="$(printf "%s\n" "${new_i[@]}" | median)"
+  line="median instructions per add-checkpoint: new $new_m (runs: ${new_i[*]})"
+  if [[ -n "$base_bin" ]]; then
+    base_m="$(printf "%s\n" "${base_i[@]}" | median)"
+    line+=", base $base_m (runs: ${base_i[*]}): ratio $(ratio "$new_m" "$base_m")"
+  fi
+  echo "$line"
+  exit 0
+fi
+
 args=(--tidemark "$BENCH_TMP/tidemark" --logs "$LOGS" --clients "$CLIENTS" --requests "$REQUESTS"
   --runs "$RUNS" --data "$BENCH_TMP/w" --client "${CLIENT:-lean}" --witness-flags "${WITNESS_FLAGS:-}")
 [[ -n "$base_bin" ]] && args+=(--base "$base_bin")
