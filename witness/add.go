@@ -84,8 +84,8 @@ func ParseAddRequest(b []byte) (AddRequest, error) {
 		if len(r.Proof) == maxProofLines {
 			return r, fmt.Errorf("%w: more than %d consistency proof lines", errMalformed, maxProofLines)
 		}
-		h, err := base64.StdEncoding.Strict().DecodeString(string(line))
-		if err != nil || len(h) != checkpoint.HashSize || base64.StdEncoding.EncodeToString(h) != string(line) {
+		h, ok := decodeHash(line)
+		if !ok {
 			return r, fmt.Errorf("%w: proof line %d is not the canonical base64 of a 32-byte hash", errMalformed, len(r.Proof)+1)
 		}
 		r.Proof = append(r.Proof, h)
@@ -95,6 +95,33 @@ func ParseAddRequest(b []byte) (AddRequest, error) {
 	}
 	r.Checkpoint = rest
 	return r, nil
+}
+
+// strictBase64 refuses non-zero padding bits (Strict), and CR and LF, which
+// encoding/base64 skips, cannot be in a line.
+var strictBase64 = base64.StdEncoding.Strict()
+
+// hashLineLen is the length of the base64 of a 32-byte hash.
+var hashLineLen = base64.StdEncoding.EncodedLen(checkpoint.HashSize)
+
+// decodeHash decodes a proof line that must be exactly the canonical base64
+// of a 32-byte hash: 44 characters, one '=' of padding, zero padding bits,
+// without allocating more than the hash.
+func decodeHash(line []byte) ([]byte, bool) {
+	if len(line) != hashLineLen {
+		return nil, false
+	}
+	h := make([]byte, checkpoint.HashSize+1) // room for Decode's last group
+	n, err := strictBase64.Decode(h, line)
+	if err != nil || n != checkpoint.HashSize {
+		return nil, false
+	}
+	var again [44]byte // and nothing else encodes to it (CR, which Decode skips)
+	base64.StdEncoding.Encode(again[:], h[:n])
+	if !bytes.Equal(again[:], line) {
+		return nil, false
+	}
+	return h[:n:n], true
 }
 
 // parseSize parses a canonical decimal: digits only, no leading zeros.
