@@ -113,11 +113,11 @@ func TestKilledWitnessNeverRollsBackOrForks(t *testing.T) {
 	killWitnessUnderLoad(t, 4, 6, 5, false)
 }
 
-// TestKilledGroupCommitNeverRollsBackOrForks is the same with many logs and
+// TestKilledWitnessGroupCommitNeverRollsBackOrForks is the same with many logs and
 // clients, so that the writes of many requests share each transaction
 // (group commit) when the witness is killed: every 200 answered must survive
 // it, whichever transaction held it.
-func TestKilledGroupCommitNeverRollsBackOrForks(t *testing.T) {
+func TestKilledWitnessGroupCommitNeverRollsBackOrForks(t *testing.T) {
 	killWitnessUnderLoad(t, 48, 32, 4, true)
 }
 
