@@ -220,10 +220,12 @@ func (w *Witness) add(ctx context.Context, req AddRequest, internal bool) ([]byt
 			return nil, &rateLimitedError{retryAfter: retry}
 		}
 	}
+	retract := w.state.expect() // the writer may wait for this write (group commit)
+	defer retract()
 	cosig, err := w.cosign(text)
 	if err == nil {
 		rec := &record{Size: c.Size, Root: c.Hash, Body: text, LogSigs: logSigs, Cosig: cosig, Updated: w.now().UTC()}
-		err = w.state.swap(ctx, c.Origin, o, old, rec)
+		err = w.state.swap(ctx, c.Origin, o, old, rec, retract)
 	}
 	if err != nil {
 		if !internal {

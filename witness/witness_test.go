@@ -3,8 +3,10 @@ package witness
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -834,5 +836,71 @@ func TestConcurrentForksNeverBothWin(t *testing.T) {
 		if rec := tw.w.state.lookup(logs[i].origin); rec == nil || rec.Size != 12 || !bytes.Equal(rec.Root, want) {
 			t.Errorf("log %d: after a restart the state is %+v, want size 12 and the cosigned root", i, rec)
 		}
+	}
+}
+
+// TestWriterGathersComingWrites: the writer holding a write waits for the
+// write of a request that is past its checks (expect) and commits the two in
+// one transaction; it stops waiting when such a request gives up; and with
+// nothing coming it commits at once.
+func TestWriterGathersComingWrites(t *testing.T) {
+	l := newTestLog(t, "example.com/log")
+	tw := newTestWitness(t, logList(l), nil)
+	s := tw.w.state
+	s.gather = time.Minute // only coming writes and retractions end the wait here
+	batches := make(chan int, 10)
+	s.afterCommit = func(n int) { batches <- n }
+	noop := func(*sql.Tx) error { return nil }
+	write := func(retract func()) chan error {
+		c := make(chan error, 1)
+		go func() { c <- s.commit(context.Background(), retract, noop) }()
+		return c
+	}
+	quiet := func(what string) {
+		t.Helper()
+		select {
+		case n := <-batches:
+			t.Fatalf("%s: a transaction of %d committed while a write was coming", what, n)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	batch := func(what string, want int) {
+		t.Helper()
+		select {
+		case n := <-batches:
+			if n != want {
+				t.Errorf("%s: a transaction of %d writes, want %d", what, n, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no commit", what)
+		}
+	}
+
+	retract := s.expect()
+	first := write(nil)
+	quiet("one write coming")
+	second := write(retract)
+	batch("the coming write arrived", 2)
+	if err := errors.Join(<-first, <-second); err != nil {
+		t.Fatal(err)
+	}
+
+	giveUp := s.expect()
+	third := write(nil)
+	quiet("one write coming")
+	giveUp()
+	giveUp() // only the first call counts
+	batch("the coming write was given up", 1)
+	if err := <-third; err != nil {
+		t.Fatal(err)
+	}
+	if n := s.coming.Load(); n != 0 {
+		t.Errorf("%d writes still coming", n)
+	}
+
+	fourth := write(nil)
+	batch("nothing coming", 1)
+	if err := <-fourth; err != nil {
+		t.Fatal(err)
 	}
 }
