@@ -10,7 +10,11 @@
 // alternated base, new, new, base, ... (ABBA) for --runs runs each, each run
 // on a fresh data directory, and prints both medians: a before/after on a
 // shared, noisy machine. --profile writes a CPU profile of the witness (the
-// first run of --tidemark) from its /debug/pprof/.
+// first run of --tidemark) from its /debug/pprof/. The clients speak just
+// enough HTTP/1.1 (--client lean), since they share the witness's cores;
+// --client net/http uses Go's client, as the figures before issue 13 did.
+// Each run also prints the witness's CPU per request (from its metrics) and
+// this program's.
 //
 //	go run ./bench/witnessload --tidemark PATH [--logs 40000] [--clients 64] [--requests 100000]
 //	go run ./bench/witnessload --tidemark NEW --base OLD --runs 3
