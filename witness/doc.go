@@ -42,6 +42,13 @@
 // trust on first use of anything but the log's key, which comes from the
 // operator's lists.
 //
+// The log's signature is checked as crypto/ed25519 checks it (RFC 8032's
+// cofactorless equation, S below the group order), with each listed key's
+// point decompressed once rather than on every request (verify.go); a
+// checkpoint that fast path does not accept goes through checkpoint.Open and
+// note.Open, which decide and word the 403. Nothing is accepted that those
+// libraries would refuse.
+//
 // A request for exactly the checkpoint already cosigned (old equals its size
 // and the body is the same) is a repeat, as Tessera sends when it
 // republishes: it gets a fresh cosignature, timestamped now, answered from
@@ -73,7 +80,10 @@
 // Writes go through one goroutine that takes every write waiting at the time
 // into one transaction: group commit. Under load many requests share one
 // fsync, and each is still answered only once its own transaction is durable.
-// An idle witness commits each write at once, without waiting for company.
+// While requests that passed their checks are still signing, the writer waits
+// for their writes too, for at most half a millisecond, so that a fast disk
+// does not leave each write to pay for a transaction of its own. An idle
+// witness commits each write at once, without waiting for company.
 //
 // # Identity
 //

@@ -130,7 +130,7 @@ func (w *Witness) recordEvidence(ctx context.Context, ev Evidence, digest [32]by
 	}
 	data, err := json.Marshal(ev)
 	if err == nil {
-		err = w.state.commit(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+		err = w.state.commit(context.WithoutCancel(ctx), nil, func(tx *sql.Tx) error {
 			_, err := tx.Exec("INSERT OR IGNORE INTO evidence(origin, digest, found, data) VALUES (?, ?, ?, ?)",
 				ev.Origin, digest[:], ev.Found.UnixNano(), data)
 			return err

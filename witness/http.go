@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strconv"
 	"time"
@@ -34,9 +35,13 @@ func (w *Witness) Handler(withAdmin bool) http.Handler {
 	return r
 }
 
-// AdminHandler returns /metrics and /healthz.
+// AdminHandler returns /metrics, /healthz and Go's profiler
+// (/debug/pprof/), for an admin listener of its own, as the log's does.
 func (w *Witness) AdminHandler() http.Handler {
 	r := mux.NewRouter()
+	r.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	r.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	r.PathPrefix("/debug/pprof/").HandlerFunc(pprof.Index)
 	w.adminRoutes(r)
 	return r
 }

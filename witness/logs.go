@@ -225,7 +225,8 @@ type knownLog struct {
 	origin    string
 	vkeys     []string
 	verifiers []note.Verifier
-	qpd       uint64 // the largest qpd listed for the origin; 0 for a log only followed
+	keys      []*logKey // verifiers[i]'s key, for the fast path (verify.go); nil: none
+	qpd       uint64    // the largest qpd listed for the origin; 0 for a log only followed
 	contacts  []string
 	url       string // from --follow, or ""
 }
@@ -252,6 +253,7 @@ func buildTable(listed []ListedLog, followed []FollowedLog) *logTable {
 		if !slices.Contains(l.vkeys, vkey) {
 			l.vkeys = append(l.vkeys, vkey)
 			l.verifiers = append(l.verifiers, v)
+			l.keys = append(l.keys, newLogKey(vkey))
 		}
 	}
 	for _, e := range listed {

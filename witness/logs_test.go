@@ -1,6 +1,8 @@
 package witness
 
 import (
+	"bytes"
+	"encoding/base64"
 	"strings"
 	"testing"
 
@@ -132,6 +134,77 @@ func TestFollowErrorsNameTheLine(t *testing.T) {
 		_, err := ParseFollow([]byte(tc.list))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// oldDecodeHash is how ParseAddRequest decoded a proof line before
+// decodeHash: the reference.
+func oldDecodeHash(line []byte) ([]byte, bool) {
+	h, err := base64.StdEncoding.Strict().DecodeString(string(line))
+	if err != nil || len(h) != checkpoint.HashSize || base64.StdEncoding.EncodeToString(h) != string(line) {
+		return nil, false
+	}
+	return h, true
+}
+
+// TestDecodeHashIsCanonicalBase64: decodeHash accepts exactly the lines the
+// reference does (the standard base64, padded, of 32 bytes, with zero
+// padding bits) and gives the same bytes.
+func TestDecodeHashIsCanonicalBase64(t *testing.T) {
+	h := make([]byte, 32)
+	for i := range h {
+		h[i] = byte(i * 7)
+	}
+	good := base64.StdEncoding.EncodeToString(h)
+	lines := []string{good, "", good[:43], good + "=", good[:42] + "==", good[:43] + "A", "\r" + good[1:], good[:20] + "\r" + good[21:],
+		good[:43] + "\r", base64.StdEncoding.EncodeToString(h[:31]), base64.StdEncoding.EncodeToString(append(h, 0)),
+		base64.RawStdEncoding.EncodeToString(h) + "A", base64.URLEncoding.EncodeToString(append([]byte{0xfb, 0xff}, h[2:]...))}
+	// Every character in the last place before '=', which carries 2
+	// padding bits: a quarter of them are canonical.
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=." {
+		lines = append(lines, good[:42]+string(c)+"=")
+	}
+	canonical := 0
+	for _, line := range lines {
+		got, ok := decodeHash([]byte(line))
+		want, wantOK := oldDecodeHash([]byte(line))
+		if ok != wantOK || !bytes.Equal(got, want) {
+			t.Errorf("decodeHash(%q) = %x, %v; the reference %x, %v", line, got, ok, want, wantOK)
+		}
+		if ok {
+			canonical++
+		}
+	}
+	if canonical != 1+16 {
+		t.Errorf("%d lines decoded, want 17", canonical)
+	}
+}
+
+// FuzzDecodeHash: decodeHash is the reference on any line.
+func FuzzDecodeHash(f *testing.F) {
+	f.Add([]byte("AAcOFRwjKjE4P0ZNVFtiaXB3foWMk5qhqK+2vcTL0tk="))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		got, ok := decodeHash(line)
+		want, wantOK := oldDecodeHash(line)
+		if ok != wantOK || !bytes.Equal(got, want) {
+			t.Errorf("decodeHash(%q) = %x, %v; the reference %x, %v", line, got, ok, want, wantOK)
+		}
+	})
+}
+
+// BenchmarkParseAddRequest: a request with a 20-line proof, as for a log of
+// about a million entries.
+func BenchmarkParseAddRequest(b *testing.B) {
+	proof := make([][]byte, 20)
+	for i := range proof {
+		proof[i] = bytes.Repeat([]byte{byte(i)}, 32)
+	}
+	req := []byte(body(1000000, proof, []byte("example.com/log\n1000001\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n— example.com/log AAAAAAAA\n")))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseAddRequest(req); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

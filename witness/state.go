@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,6 +26,12 @@ const lockFile = "witness.lock"
 
 // maxBatch bounds how many writes one transaction (one fsync) carries.
 const maxBatch = 1024
+
+// maxGather bounds how long the writer, holding writes, waits for the writes
+// of requests that have passed their checks and are signing (state.coming)
+// before it commits: a few signatures' time, so that under load they share
+// the transaction rather than each pay for its own.
+const maxGather = 500 * time.Microsecond
 
 // errCAS is the compare-and-swap finding the stored checkpoint is not the one
 // the caller checked against. With one process per state and the per-origin
@@ -103,8 +110,9 @@ func (o *originState) set(r *record) {
 // fsynced, and a copy of every row in memory, read by requests.
 //
 // All writes go through one goroutine (writer) that takes every write
-// waiting at the time into one transaction: group commit, one fsync for many
-// requests. A write is durable when commit returns nil, and not before.
+// waiting at the time, and those of requests about to write (expect), into
+// one transaction: group commit, one fsync for many requests. A write is
+// durable when commit returns nil, and not before.
 type state struct {
 	dir  string // the data directory, probed when a write fails
 	db   *sql.DB
@@ -122,6 +130,13 @@ type state struct {
 	byHash  map[string]string // hex SHA-256 of origin: origin, for origins with a record
 
 	writes chan *writeOp // unbuffered: a send succeeds only when the writer takes it
+	// coming counts the checkpoint writes announced (expect) and not yet
+	// taken by the writer: requests that passed their checks and are
+	// signing. The writer waits up to gather for them; when it is 0 it
+	// commits at once. wake (buffered) tells it coming went down.
+	coming atomic.Int64
+	wake   chan struct{}
+	gather time.Duration // maxGather; tests set it
 	quit   chan struct{} // closed by close
 	done   chan struct{} // closed when the writer has stopped
 
@@ -198,6 +213,8 @@ func openState(dir, vkey string, create bool) (*state, error) {
 		origins: map[string]*originState{},
 		byHash:  map[string]string{},
 		writes:  make(chan *writeOp),
+		wake:    make(chan struct{}, 1),
+		gather:  maxGather,
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
@@ -306,6 +323,24 @@ func (s *state) lookup(origin string) *record {
 	return o.snapshot()
 }
 
+// expect announces a write the caller is about to make with swap, which
+// retracts it once the writer has taken it. The returned func retracts it
+// too, for a caller that gives up before: call it in any case (deferred);
+// only the first call counts.
+func (s *state) expect() (retract func()) {
+	s.coming.Add(1)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.coming.Add(-1)
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
+		})
+	}
+}
+
 // swap durably replaces the record of origin, which must be old (nil: none),
 // by new. The caller holds o's lock. When swap returns nil the new record is
 // committed and fsynced, and o shows it; on any error o is unchanged.
@@ -314,8 +349,8 @@ func (s *state) lookup(origin string) *record {
 // never rolls a log back: the UPDATE matches only the exact row the request
 // was checked against (size and root), so a write based on a stale read
 // changes nothing and fails.
-func (s *state) swap(ctx context.Context, origin string, o *originState, old, new *record) error {
-	err := s.commit(ctx, func(tx *sql.Tx) error {
+func (s *state) swap(ctx context.Context, origin string, o *originState, old, new *record, retract func()) error {
+	err := s.commit(ctx, retract, func(tx *sql.Tx) error {
 		var res sql.Result
 		var err error
 		if old == nil {
@@ -350,10 +385,19 @@ func (s *state) swap(ctx context.Context, origin string, o *originState, old, ne
 // and returns once that transaction is committed (durable) or failed. fn
 // returning errCAS fails that write alone; any other error fails the whole
 // transaction, whose writers see it.
-func (s *state) commit(ctx context.Context, fn func(tx *sql.Tx) error) error {
+//
+// retract, if not nil, is called once the writer has taken the write (or
+// it was not offered): the writer then stops waiting for it (expect).
+func (s *state) commit(ctx context.Context, retract func(), fn func(tx *sql.Tx) error) error {
 	op := &writeOp{fn: fn, done: make(chan struct{})}
+	if retract != nil {
+		defer retract()
+	}
 	select {
 	case s.writes <- op:
+		if retract != nil {
+			retract()
+		}
 	case <-s.quit:
 		return errClosing
 	case <-ctx.Done():
@@ -366,11 +410,15 @@ func (s *state) commit(ctx context.Context, fn func(tx *sql.Tx) error) error {
 }
 
 // writer owns the database connection after startup. It blocks for one
-// write, then takes every write already waiting (up to maxBatch), and commits
-// them in one transaction: while it commits, new writes queue behind the
-// unbuffered channel and make the next batch.
+// write, then takes every write already waiting (up to maxBatch), and, while
+// requests that passed their checks are still signing (coming), waits for
+// their writes too, up to s.gather; then it commits them all in one
+// transaction. While it commits, new writes queue behind the unbuffered
+// channel and make the next batch. A write with nothing coming behind it (an
+// idle witness) is committed at once.
 func (s *state) writer() {
 	defer close(s.done)
+	var gather *time.Timer
 	for {
 		var batch []*writeOp
 		select {
@@ -379,14 +427,36 @@ func (s *state) writer() {
 		case <-s.quit:
 			return
 		}
+		gathering := false
 	drain:
 		for len(batch) < maxBatch {
 			select {
 			case op := <-s.writes:
 				batch = append(batch, op)
+				continue
 			default:
+			}
+			if s.coming.Load() == 0 {
+				break
+			}
+			if !gathering {
+				gathering = true
+				if gather == nil {
+					gather = time.NewTimer(s.gather)
+				} else {
+					gather.Reset(s.gather)
+				}
+			}
+			select {
+			case op := <-s.writes:
+				batch = append(batch, op)
+			case <-s.wake: // look at coming again
+			case <-gather.C:
 				break drain
 			}
+		}
+		if gathering {
+			gather.Stop()
 		}
 		start := time.Now()
 		err := s.runBatch(batch)

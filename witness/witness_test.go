@@ -3,8 +3,10 @@ package witness
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -712,5 +714,193 @@ func TestBodyReadFailures(t *testing.T) {
 	}
 	if r := tw.do("GET", "/add-checkpoint", ""); r.code != 405 {
 		t.Errorf("GET /add-checkpoint: %d", r.code)
+	}
+}
+
+func TestProfilerOnlyOnTheAdminListener(t *testing.T) {
+	l := newTestLog(t, "example.com/log")
+	tw := newTestWitness(t, logList(l), nil)
+	if got := tw.do("GET", "/debug/pprof/", ""); got.code != 404 {
+		t.Errorf("/debug/pprof/ on the API: %d, want 404", got.code)
+	}
+	rec := httptest.NewRecorder()
+	tw.w.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "goroutine") {
+		t.Errorf("/debug/pprof/ on the admin listener: %d", rec.Code)
+	}
+}
+
+// TestAddAnswers503AtItsDeadline: a request that waits for its origin's lock
+// past its context's deadline (the command's per-request deadline) gets a
+// 503 with Retry-After, and nothing changes.
+func TestAddAnswers503AtItsDeadline(t *testing.T) {
+	l := newTestLog(t, "example.com/log")
+	tw := newTestWitness(t, logList(l), nil)
+	tw.cosigned(l.checkpoint(5), tw.addCheckpoint(l.request(0, 5)))
+	o := tw.w.state.entry(l.origin)
+	if err := o.lock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/add-checkpoint", strings.NewReader(l.request(5, 8)))
+	rec := httptest.NewRecorder()
+	start := time.Now()
+	tw.h.ServeHTTP(rec, req)
+	o.unlock()
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("got %d (Retry-After %q) %q, want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"), rec.Body.String())
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("answered after %v", d)
+	}
+	if rec := tw.w.state.lookup(l.origin); rec.Size != 5 {
+		t.Errorf("size %d stored, want 5", rec.Size)
+	}
+}
+
+// TestConcurrentForksNeverBothWin: many logs at once, so that their writes
+// share transactions (group commit), each sent two sets of concurrent
+// requests from the same cosigned size: one set for a checkpoint of the
+// log, one for a conflicting checkpoint of the same size (a fork). Exactly
+// one request per log is cosigned, every other is refused, and what is
+// stored after a restart is what was cosigned.
+func TestConcurrentForksNeverBothWin(t *testing.T) {
+	const nLogs, perBranch = 24, 4
+	logs := make([]*testLog, nLogs)
+	forks := make([]*testLog, nLogs)
+	for i := range logs {
+		logs[i] = newTestLog(t, fmt.Sprintf("example.com/log%d", i))
+		forks[i] = logs[i].fork(0)
+		forks[i].tree = testonly.New(rfc6962.DefaultHasher)
+		for j := uint64(0); j < 5; j++ {
+			forks[i].tree.AppendData([]byte(fmt.Sprintf("main entry %d", j)))
+		}
+		forks[i].grow(15, "fork")
+	}
+	tw := newTestWitness(t, logList(logs...), func(c *Config) { c.GlobalQPS = -1 })
+	var batched sync.Mutex
+	maxBatch := 0
+	tw.w.state.afterCommit = func(n int) { batched.Lock(); maxBatch = max(maxBatch, n); batched.Unlock() }
+	for i, l := range logs {
+		tw.cosigned(l.checkpoint(5), tw.addCheckpoint(l.request(0, 5)))
+		if !bytes.Equal(l.tree.HashAt(5), forks[i].tree.HashAt(5)) || bytes.Equal(l.tree.HashAt(12), forks[i].tree.HashAt(12)) {
+			t.Fatal("the fork does not share the first 5 entries only")
+		}
+	}
+	type answer struct {
+		log, branch int
+		code        int
+		body        string
+	}
+	answers := make(chan answer, nLogs*2*perBranch)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range logs {
+		for b, tl := range []*testLog{logs[i], forks[i]} {
+			for range perBranch {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					r := tw.addCheckpoint(tl.request(5, 12))
+					answers <- answer{i, b, r.code, r.body}
+				}()
+			}
+		}
+	}
+	close(start)
+	wg.Wait()
+	close(answers)
+	won := make([]int, nLogs)
+	winner := make([]int, nLogs)
+	for a := range answers {
+		switch a.code {
+		case 200:
+			won[a.log]++
+			winner[a.log] = a.branch
+		case 409:
+		default:
+			t.Errorf("log %d branch %d: %d %q", a.log, a.branch, a.code, a.body)
+		}
+	}
+	for i, n := range won {
+		if n != 1 {
+			t.Errorf("log %d: %d requests cosigned, want exactly 1", i, n)
+		}
+	}
+	t.Logf("the largest transaction carried %d writes", maxBatch)
+	tw.restart()
+	for i := range logs {
+		want := []*testLog{logs[i], forks[i]}[winner[i]].tree.HashAt(12)
+		if rec := tw.w.state.lookup(logs[i].origin); rec == nil || rec.Size != 12 || !bytes.Equal(rec.Root, want) {
+			t.Errorf("log %d: after a restart the state is %+v, want size 12 and the cosigned root", i, rec)
+		}
+	}
+}
+
+// TestWriterGathersComingWrites: the writer holding a write waits for the
+// write of a request that is past its checks (expect) and commits the two in
+// one transaction; it stops waiting when such a request gives up; and with
+// nothing coming it commits at once.
+func TestWriterGathersComingWrites(t *testing.T) {
+	l := newTestLog(t, "example.com/log")
+	tw := newTestWitness(t, logList(l), nil)
+	s := tw.w.state
+	s.gather = time.Minute // only coming writes and retractions end the wait here
+	batches := make(chan int, 10)
+	s.afterCommit = func(n int) { batches <- n }
+	noop := func(*sql.Tx) error { return nil }
+	write := func(retract func()) chan error {
+		c := make(chan error, 1)
+		go func() { c <- s.commit(context.Background(), retract, noop) }()
+		return c
+	}
+	quiet := func(what string) {
+		t.Helper()
+		select {
+		case n := <-batches:
+			t.Fatalf("%s: a transaction of %d committed while a write was coming", what, n)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	batch := func(what string, want int) {
+		t.Helper()
+		select {
+		case n := <-batches:
+			if n != want {
+				t.Errorf("%s: a transaction of %d writes, want %d", what, n, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no commit", what)
+		}
+	}
+
+	retract := s.expect()
+	first := write(nil)
+	quiet("one write coming")
+	second := write(retract)
+	batch("the coming write arrived", 2)
+	if err := errors.Join(<-first, <-second); err != nil {
+		t.Fatal(err)
+	}
+
+	giveUp := s.expect()
+	third := write(nil)
+	quiet("one write coming")
+	giveUp()
+	giveUp() // only the first call counts
+	batch("the coming write was given up", 1)
+	if err := <-third; err != nil {
+		t.Fatal(err)
+	}
+	if n := s.coming.Load(); n != 0 {
+		t.Errorf("%d writes still coming", n)
+	}
+
+	fourth := write(nil)
+	batch("nothing coming", 1)
+	if err := <-fourth; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -110,8 +110,23 @@ func (l *e2eLog) request(t *testing.T, branch int, old, size uint64) string {
 // crashes), every cosignature verifies, and no two cosigned checkpoints of a
 // log are from conflicting branches.
 func TestKilledWitnessNeverRollsBackOrForks(t *testing.T) {
+	killWitnessUnderLoad(t, 4, 6, 5, false)
+}
+
+// TestKilledWitnessGroupCommitNeverRollsBackOrForks is the same with many logs and
+// clients, so that the writes of many requests share each transaction
+// (group commit) when the witness is killed: every 200 answered must survive
+// it, whichever transaction held it.
+func TestKilledWitnessGroupCommitNeverRollsBackOrForks(t *testing.T) {
+	killWitnessUnderLoad(t, 48, 32, 4, true)
+}
+
+// killWitnessUnderLoad runs the kill test with nLogs logs and clients
+// clients, killing the witness rounds times. With wantBatches, the last
+// round's metrics must show transactions of more than one write.
+func killWitnessUnderLoad(t *testing.T, nLogs, clients, rounds int, wantBatches bool) {
 	dir := t.TempDir()
-	const nLogs, clients, rounds, treeSize = 4, 6, 5, 4000
+	const treeSize = 4000
 	logs := make([]*e2eLog, nLogs)
 	list := "logs/v0\n"
 	for i := range logs {
@@ -213,6 +228,14 @@ func TestKilledWitnessNeverRollsBackOrForks(t *testing.T) {
 		m := get(t, wp.url()+"/metrics")
 		if !strings.Contains(m, `tidemark_witness_sqlite_settings{journal_mode="wal",synchronous="2"} 1`) {
 			t.Errorf("the witness does not report WAL and synchronous=FULL")
+		}
+		if wantBatches {
+			single := metricValue(t, wp.url(), `tidemark_witness_commit_batch_size_bucket{le="1"}`)
+			all := metricValue(t, wp.url(), "tidemark_witness_commit_batch_size_count")
+			if !(single < all) {
+				t.Errorf("%v of %v transactions carried one write: group commit was not exercised", single, all)
+			}
+			t.Logf("last round: %v transactions, %v of one write", all, single)
 		}
 		for i, l := range logs {
 			h := sha256.Sum256([]byte(l.origin))
