@@ -89,4 +89,7 @@
 // work together; a fast path accepts the common canonical leaves in well
 // under a microsecond and leaves everything else to ParseLeaf
 // (FuzzFastEventLeaf checks that it never accepts what ParseLeaf refuses).
+// Over gzip (a log's entry bundles as served off loopback), inflating is
+// the biggest cost, then SHA-256, then the fast path: bundles are inflated
+// with klauspost/compress, in about two thirds of compress/gzip's time.
 package auditor

@@ -2,7 +2,6 @@ package auditor
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/tidemark/tidemark/checkpoint"
 	"github.com/transparency-dev/tessera/api/layout"
 )
@@ -31,6 +31,10 @@ type fetcher struct {
 	gzip  bool   // ask for gzip-compressed entry bundles
 }
 
+// gzipReaders are reused from one bundle to the next. klauspost's inflater
+// (a drop-in for compress/gzip, CRC-32 and size checked at the end alike)
+// decodes a bundle in about two thirds of the standard library's time, and
+// decoding is the biggest cost of a full check over gzip.
 var gzipReaders sync.Pool
 
 // get fetches base+path into buf (reset first) and returns its bytes, which

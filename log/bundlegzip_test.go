@@ -3,11 +3,14 @@ package log
 import (
 	"bytes"
 	"compress/gzip"
+	"hash/crc32"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // gzipServed reads tidemark_log_entry_bundle_gzip_total{result}.
@@ -112,4 +115,52 @@ func gzipOf(t *testing.T, b []byte) []byte {
 	zw.Write(b)
 	zw.Close()
 	return buf.Bytes()
+}
+
+// TestBundleCRCIsRemembered: a bundle's CRC-32 is read once per process,
+// and again when its file is not the one it was read from.
+func TestBundleCRCIsRemembered(t *testing.T) {
+	c := newBundleGzips(t.TempDir(), nil)
+	path := filepath.Join(t.TempDir(), "000")
+	stat := func(b []byte, mtime time.Time) (*os.File, fs.FileInfo) {
+		if b != nil {
+			if err := os.WriteFile(path, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(path, mtime, mtime); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		fi, err := f.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f, fi
+	}
+	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	a := []byte("bundle a")
+	f, fi := stat(a, t0)
+	if got, err := c.bundleCRC(f, fi, 7); err != nil || got != crc32.ChecksumIEEE(a) {
+		t.Fatalf("first read: %08x, %v", got, err)
+	}
+	// Remembered: not read again (the file is closed).
+	f.Close()
+	if got, err := c.bundleCRC(f, fi, 7); err != nil || got != crc32.ChecksumIEEE(a) {
+		t.Fatalf("remembered: %08x, %v", got, err)
+	}
+	// Another file (same size, another time): read again.
+	b := []byte("bundle b")
+	f, fi = stat(b, t0.Add(time.Second))
+	if got, err := c.bundleCRC(f, fi, 7); err != nil || got != crc32.ChecksumIEEE(b) {
+		t.Fatalf("changed file: %08x, %v, want %08x", got, err, crc32.ChecksumIEEE(b))
+	}
+	// Another index, far beyond: its own entry.
+	if got, err := c.bundleCRC(f, fi, 70000); err != nil || got != crc32.ChecksumIEEE(b) {
+		t.Fatalf("index 70000: %08x, %v", got, err)
+	}
 }

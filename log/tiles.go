@@ -110,7 +110,7 @@ func (s *Server) handleTile(w http.ResponseWriter, r *http.Request) {
 		h.Add("Vary", "Accept-Encoding")
 		// tlog-tiles: entry bundles SHOULD be compressed at the HTTP layer.
 		if acceptsGzip(r) {
-			s.gzips.serve(w, f, fi.Size(), path, p == 0)
+			s.gzips.serve(w, f, fi, path, n, p == 0)
 			return
 		}
 	}
