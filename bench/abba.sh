@@ -140,13 +140,18 @@ done
 
 echo
 spread() { tr ' ' '\n' <<<"$1" | grep -v '^$' | sort -g | sed -n '1p;$p' | paste -sd-; }
+# rmedian "a b c": median of ratios, with three decimals.
+rmedian() {
+  { tr ' ' '\n' <<<"$1" | grep -v -e '^$' -e '^nan$' || true; } | sort -g |
+    awk '{a[NR]=$1} END {if (NR==0) {print "nan"; exit} if (NR%2) printf "%.3f\n", a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'
+}
 MA="$(median_of "${RATES[A]:-}")"
 MB="$(median_of "${RATES[B]:-}")"
 echo "A: median $MA (runs: ${RATES[A]:-none}; spread $(spread "${RATES[A]:-}"))"
 echo "B: median $MB (runs: ${RATES[B]:-none}; spread $(spread "${RATES[B]:-}"))"
-echo "B/A: $(ratio "$MB" "$MA") (ratio of medians); per-pair ratios: ${PAIR_RATIOS:-none}(median $(median_of "$PAIR_RATIOS"))"
+echo "B/A: $(ratio "$MB" "$MA") (ratio of medians); per-pair ratios: ${PAIR_RATIOS:-none}(median $(rmedian "$PAIR_RATIOS"))"
 CA="$(median_of "${CPUS[A]:-}")"
 CB="$(median_of "${CPUS[B]:-}")"
-echo "server CPU per entry (us): A median $CA (${CPUS[A]:-none}), B median $CB (${CPUS[B]:-none}); B/A $(ratio "$CB" "$CA"), per-pair ${CPU_RATIOS:-none}(median $(median_of "$CPU_RATIOS"))"
-echo "RESULT bench=abba load=$LOAD a=$MA b=$MB ratio=$(ratio "$MB" "$MA") pair_ratio_median=$(median_of "$PAIR_RATIOS") cpu_a=$CA cpu_b=$CB cpu_ratio=$(ratio "$CB" "$CA") pairs=$PAIRS duration=$DURATION"
+echo "server CPU per entry (us): A median $CA (${CPUS[A]:-none}), B median $CB (${CPUS[B]:-none}); B/A $(ratio "$CB" "$CA"), per-pair ${CPU_RATIOS:-none}(median $(rmedian "$CPU_RATIOS"))"
+echo "RESULT bench=abba load=$LOAD a=$MA b=$MB ratio=$(ratio "$MB" "$MA") pair_ratio_median=$(rmedian "$PAIR_RATIOS") cpu_a=$CA cpu_b=$CB cpu_ratio=$(ratio "$CB" "$CA") pairs=$PAIRS duration=$DURATION"
 exit "$FAILED"
