@@ -20,6 +20,10 @@
 #   LEAF_SIZE [256]     --leaf_min_size (the hammer's leaves are hex text)
 #   DUP_CHANCE [0]      --dup_chance (the hammer's default is 0.1; 0 keeps both servers writing every request)
 #   MAX_RUNTIME [180s]  --max_runtime: a run that takes longer fails
+#   DURATION            when set (e.g. 15s), time-boxed runs instead of a leaf goal: the hammer
+#                       runs without --leaf_write_goal for WARMUP + DURATION, and a run's rate is
+#                       the growth of the published checkpoint's size over DURATION after WARMUP
+#   WARMUP [3s]         with DURATION: the unmeasured start
 #   HAMMER_FLAGS        more hammer flags
 #   TIDEMARK_FLAGS      more `tidemark log` flags (e.g. batching)
 #   CONFORMANCE_FLAGS   more conformance/posix flags
@@ -38,6 +42,8 @@ DUP_CHANCE="${DUP_CHANCE:-0}"
 MAX_RUNTIME="${MAX_RUNTIME:-180s}"
 TARGETS="${TARGETS:-tidemark conformance}"
 FSCK="${FSCK:-1}"
+DURATION="${DURATION:-}"
+WARMUP="${WARMUP:-3s}"
 
 need_bin hammer keygen
 [[ " $TARGETS " == *" tidemark "* ]] && need_bin tidemark
@@ -48,11 +54,19 @@ bench_init
 print_env "$@"
 snapshot_tidemark
 HAMMER_ARGS=(--num_writers="$WRITERS" --max_write_ops=1000000 --max_read_ops=0 --num_readers_random=0
-  --num_readers_full=0 --show_ui=false --leaf_write_goal="$LEAVES" --max_runtime="$MAX_RUNTIME"
-  --leaf_min_size="$LEAF_SIZE" --dup_chance="$DUP_CHANCE" --logtostderr)
+  --num_readers_full=0 --show_ui=false --leaf_min_size="$LEAF_SIZE" --dup_chance="$DUP_CHANCE" --logtostderr)
+if [[ -n "$DURATION" ]]; then
+  DURATION_S="$(go_duration_seconds "$DURATION")"
+  WARMUP_S="$(go_duration_seconds "$WARMUP")"
+  # The hammer outlives the measured window; the script stops it.
+  HAMMER_ARGS+=(--max_runtime="$(awk -v d="$DURATION_S" -v w="$WARMUP_S" 'BEGIN { printf "%ds", d + w + 30 }')")
+else
+  HAMMER_ARGS+=(--leaf_write_goal="$LEAVES" --max_runtime="$MAX_RUNTIME")
+fi
 # shellcheck disable=SC2206
 HAMMER_ARGS+=(${HAMMER_FLAGS:-})
 echo "runs:        $RUNS per server, alternating; targets: $TARGETS"
+[[ -n "$DURATION" ]] && echo "measured:    checkpoint growth over $DURATION after $WARMUP (no leaf goal)"
 echo "hammer:      $BIN/hammer --log_url http://127.0.0.1:PORT/ --log_public_key VKEY ${HAMMER_ARGS[*]}"
 echo "tidemark:    $BIN/tidemark log --data DIR --listen 127.0.0.1:PORT --key KEYFILE ${TIDEMARK_FLAGS:-}"
 echo "conformance: $BIN/posix --storage_dir DIR --listen 127.0.0.1:PORT --private_key KEYFILE ${CONFORMANCE_FLAGS:-}"
@@ -64,6 +78,46 @@ FAILED=0
 
 # contender TARGET: its name in RESULTS.
 contender() { if [[ "$1" == conformance ]]; then echo conformance/posix; else echo "$1"; fi; }
+
+# cp_size URL: the size in the checkpoint published at URL ("" if none).
+cp_size() {
+  curl -fsS --max-time 2 "$1/checkpoint" 2>/dev/null | sed -n 2p || true
+}
+
+# duration_run TARGET RUN_NO DIR PORT HAMMER_PID: the time-boxed run (DURATION set): the
+# growth of the published checkpoint over DURATION after WARMUP, then the hammer and the
+# server are stopped (and fsck run). Prints one line and appends to RATES[TARGET].
+duration_run() {
+  local target="$1" n="$2" dir="$3" port="$4" hpid="$5" url s0 s1 t0 t1 rate fsck_status=""
+  url="http://127.0.0.1:$port"
+  sleep "$WARMUP_S"
+  s0="$(cp_size "$url")"; t0="$(date +%s.%N)"
+  sleep "$DURATION_S"
+  s1="$(cp_size "$url")"; t1="$(date +%s.%N)"
+  local alive=1
+  kill -0 "$hpid" 2>/dev/null || alive=0
+  stop_pid "$hpid"
+  stop_pid "$WATCH_PID"
+  if [[ -z "$s0" || -z "$s1" || $alive == 0 ]]; then
+    echo "run $n $target: FAILED (hammer alive=$alive, checkpoint sizes '$s0' '$s1')"
+    echo "--- tail of $dir/hammer.log"; tail -n 15 "$dir/hammer.log" | cut -c1-300
+    FAILED=1
+    stop_pid "$SERVER_PID"
+    return 0
+  fi
+  rate="$(awk -v a="$s0" -v b="$s1" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.0f", (b - a) / (t1 - t0) }')"
+  if [[ "$FSCK" == 1 ]]; then
+    fsck_status="$(run_fsck "$url" "$dir/log.pub" "$dir/fsck.log")" || FAILED=1
+  fi
+  local errs
+  errs="$(grep -c 'W.*x) ' "$dir/hammer.log" || true)"
+  stop_pid "$SERVER_PID"
+  settle_disk "$dir/data"
+  RATES[$target]+="$rate "
+  record add-vs-conformance "$(contender "$target")" entries_per_sec entries/s "$rate" "$n" "\"duration\":\"$DURATION\""
+  printf 'run %d %-11s entries=%s seconds=%.3f entries_per_sec=%s error_lines=%s loadavg=%s%s\n' \
+    "$n" "$target" "$((s1 - s0))" "$(awk -v t0="$t0" -v t1="$t1" 'BEGIN { print t1 - t0 }')" "$rate" "$errs" "$(cut -d' ' -f1 /proc/loadavg)" "$fsck_status"
+}
 
 # one_run TARGET RUN_NO: prints one line and appends the rate to RATES[TARGET].
 one_run() {
@@ -89,6 +143,10 @@ one_run() {
   "$BIN/hammer" --log_url "http://127.0.0.1:$port/" --log_public_key "$vkey" "${HAMMER_ARGS[@]}" >"$hlog" 2>&1 &
   local hpid=$!
   BENCH_PIDS+=("$hpid")
+  if [[ -n "$DURATION" ]]; then
+    duration_run "$target" "$n" "$dir" "$port" "$hpid"
+    return 0
+  fi
   wait "$hpid" || hrc=$?
   stop_pid "$watch_pid"
   line="$(grep -o 'Reached tree size goal of [0-9]* after [^;]*' "$hlog" | tail -n 1 || true)"
@@ -141,14 +199,25 @@ for n in $(seq 1 "$RUNS"); do
 done
 
 echo
-echo "== medians (entries/s, hammer, $WRITERS writers, $LEAVES leaves of >= $LEAF_SIZE bytes, dup_chance $DUP_CHANCE)"
+if [[ -n "$DURATION" ]]; then
+  echo "== medians (entries/s, checkpoint growth over $DURATION after $WARMUP, hammer, $WRITERS writers, leaves of >= $LEAF_SIZE bytes, dup_chance $DUP_CHANCE)"
+else
+  echo "== medians (entries/s, hammer, $WRITERS writers, $LEAVES leaves of >= $LEAF_SIZE bytes, dup_chance $DUP_CHANCE)"
+fi
 declare -A MED=() SMED=()
 for t in "${TLIST[@]}"; do
   MED[$t]="$( { tr ' ' '\n' <<<"${RATES[$t]:-}" | grep -v -e '^$' -e nan || true; } | median)"
   SMED[$t]="$( { tr ' ' '\n' <<<"${STEADY[$t]:-}" | grep -v -e '^$' -e nan || true; } | median)"
-  echo "$t: median ${MED[$t]} (runs: ${RATES[$t]:-none}); steady 10%->90% median ${SMED[$t]} (runs: ${STEADY[$t]:-none})"
+  if [[ -n "$DURATION" ]]; then
+    echo "$t: median ${MED[$t]} (runs: ${RATES[$t]:-none}; spread $(tr ' ' '\n' <<<"${RATES[$t]:-}" | grep -v '^$' | sort -g | sed -n '1p;$p' | paste -sd-))"
+  else
+    echo "$t: median ${MED[$t]} (runs: ${RATES[$t]:-none}); steady 10%->90% median ${SMED[$t]} (runs: ${STEADY[$t]:-none})"
+  fi
 done
-if [[ -n "${MED[tidemark]:-}" && -n "${MED[conformance]:-}" ]]; then
+if [[ -n "$DURATION" && -n "${MED[tidemark]:-}" && -n "${MED[conformance]:-}" ]]; then
+  echo "ratio tidemark/conformance: $(ratio "${MED[tidemark]}" "${MED[conformance]}") (checkpoint growth over $DURATION)"
+  echo "RESULT bench=add-vs-conformance tidemark=${MED[tidemark]} conformance=${MED[conformance]} ratio=$(ratio "${MED[tidemark]}" "${MED[conformance]}") runs=$RUNS duration=$DURATION warmup=$WARMUP writers=$WRITERS"
+elif [[ -n "${MED[tidemark]:-}" && -n "${MED[conformance]:-}" ]]; then
   echo "ratio tidemark/conformance: $(ratio "${MED[tidemark]}" "${MED[conformance]}") (hammer's figure); $(ratio "${SMED[tidemark]}" "${SMED[conformance]}") (steady)"
   echo "RESULT bench=add-vs-conformance tidemark=${MED[tidemark]} conformance=${MED[conformance]} ratio=$(ratio "${MED[tidemark]}" "${MED[conformance]}") tidemark_steady=${SMED[tidemark]} conformance_steady=${SMED[conformance]} steady_ratio=$(ratio "${SMED[tidemark]}" "${SMED[conformance]}") runs=$RUNS leaves=$LEAVES writers=$WRITERS"
 fi

@@ -6,7 +6,7 @@
 #   conformance-mysql     Tessera v1.0.4's MySQL conformance server (cmd/conformance/mysql),
 #                         with its schema beside it as conformance-mysql-schema.sql
 #                         (its --init_schema_path; the file is storage/mysql/schema.sql)
-#   keygen, loadgen       this folder's helpers
+#   keygen, loadgen, k8sload  this folder's helpers
 #   tidemark              ./cmd/tidemark (skipped with a warning if it does not build yet)
 # Tessera's tools are installed once; FORCE=1 reinstalls them. tidemark, keygen and
 # loadgen are rebuilt every time (they change with the repo).
@@ -66,6 +66,8 @@ echo "+ go build -o $BIN/keygen ./bench/keygen"
 go build -o "$BIN/keygen" ./bench/keygen
 echo "+ go build -o $BIN/loadgen ./bench/loadgen"
 go build -o "$BIN/loadgen" ./bench/loadgen
+echo "+ go build -o $BIN/k8sload ./bench/k8sload"
+go build -o "$BIN/k8sload" ./bench/k8sload
 
 echo "== tidemark"
 echo "+ go build -o $BIN/tidemark ./cmd/tidemark"

@@ -4,10 +4,6 @@
 # starts the witness on a fresh data directory, preloads every log into the
 # state, then CLIENTS concurrent clients post REQUESTS checkpoints that each
 # advance one log by one entry with a valid consistency proof. Prints each
-<<<<<<< HEAD
-# run and the median (target >= 10,000 requests/s on 2 cores, issue 13; the witness
-# network's top profile is 100/s across 40,000 logs).
-=======
 # run, the witness's CPU per request, and the median (issue 13's target:
 # >= 10,000 requests/s on 2 cores; the witness network's top profile is
 # 100/s across 40,000 logs).
@@ -17,7 +13,6 @@
 # each, with the same signed requests: a before/after in one command, which
 # is what to trust on a shared machine. BASE_BIN instead takes a binary
 # already built.
->>>>>>> i13-witnessperf
 #
 # Environment (defaults in brackets):
 #   RUNS [3]            runs (of each binary, with BASE)
@@ -110,21 +105,15 @@ echo "runs:        $RUNS"
 echo "witnessload: $BENCH_TMP/witnessload ${args[*]}"
 echo
 
-<<<<<<< HEAD
-rates=()
-for run in $(seq 1 "$RUNS"); do
-  out="$("$BENCH_TMP/witnessload" --tidemark "$BENCH_TMP/tidemark" --logs "$LOGS" --clients "$CLIENTS" \
-    --requests "$REQUESTS" --data "$BENCH_TMP/w$run" --witness-flags "${WITNESS_FLAGS:-}")"
-  echo "$out" | sed "s/^/run $run: /"
-  rates+=("$(echo "$out" | sed -n 's/^RESULT .* rate=\([0-9]*\) .*/\1/p')")
-  res="$(grep '^RESULT ' <<<"$out" | tail -n 1)"
-  record witness tidemark add_checkpoint_per_sec requests/s "$(result_field "$res" rate)" "$run" "\"logs\":$LOGS"
-  record witness tidemark p99_ms ms "$(result_field "$res" p99_ms)" "$run" "\"logs\":$LOGS"
-  rm -rf "$BENCH_TMP/w$run"
-done
-=======
 "$BENCH_TMP/witnessload" "${args[@]}" | tee "$BENCH_TMP/out"
->>>>>>> i13-witnessperf
+# One record per run and binary ("tidemark", or "tidemark-base" with BASE).
+while read -r res; do
+  [[ -n "$res" ]] || continue
+  who=tidemark
+  [[ "$(result_field "$res" binary)" == base ]] && who=tidemark-base
+  record witness "$who" add_checkpoint_per_sec requests/s "$(result_field "$res" rate)" nan "\"logs\":$LOGS"
+  record witness "$who" p99_ms ms "$(result_field "$res" p99_ms)" nan "\"logs\":$LOGS"
+done < <(grep '^RESULT ' "$BENCH_TMP/out")
 echo
 if [[ -n "$base_bin" ]]; then
   sed -n 's/^MEDIAN witness_add_checkpoint new=\([0-9]*\) base=\([0-9]*\) ratio=\([0-9.]*\) new_runs=\([0-9,]*\) base_runs=\([0-9,]*\) cpu_us_new=\([0-9]*\) cpu_us_base=\([0-9]*\)$/median add-checkpoint\/s: new \1 (runs \4), base \2 (runs \5): ratio \3; witness CPU per request: new \6 us, base \7 us/p' "$BENCH_TMP/out"

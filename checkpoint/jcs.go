@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -42,7 +43,7 @@ func AppendCanonical(dst, in []byte) ([]byte, error) {
 	p := getParser(in)
 	defer putParser(p)
 	p.skipSpace()
-	out, err := p.value(dst, 0)
+	out, raw, err := p.value(dst, 0)
 	if err != nil {
 		return dst, err
 	}
@@ -50,9 +51,17 @@ func AppendCanonical(dst, in []byte) ([]byte, error) {
 	if p.pos != len(p.in) {
 		return dst, p.errorf("unexpected data after the JSON value")
 	}
-	return out, nil
+	return append(out, raw...), nil
 }
 
+// The parser checks and canonicalizes in one pass. A value that is already
+// in canonical form in the input (a string without escapes, a small
+// integer, a literal, and an object or array made only of such values, in
+// canonical order and without white space) is not copied as it is parsed:
+// value returns it as a slice of the input, and it is copied once, into
+// the output, by whatever holds it. Only what canonicalization changes (a
+// reordered object, an escaped string, a number in another form) is built
+// in the scratch buffers.
 type jsonParser struct {
 	in  []byte
 	pos int
@@ -66,7 +75,13 @@ type jsonParser struct {
 type objectScratch struct {
 	members []member
 	buf     []byte
-	ends    []int
+	// spans[i] is where member i's value is in buf, when it is not a
+	// slice of the input.
+	spans [][2]int
+	// order and sorted sort members: the indexes are sorted, then the
+	// members copied in their order, so that a sort moves no pointers.
+	order  []int
+	sorted []member
 }
 
 var parsers = sync.Pool{New: func() any { return new(jsonParser) }}
@@ -80,7 +95,10 @@ func getParser(in []byte) *jsonParser {
 func putParser(p *jsonParser) {
 	p.in = nil
 	for i := range p.scratch {
-		clear(p.scratch[i].members) // drop references to the input
+		// Drop references to the input (the slices are kept empty).
+		sc := &p.scratch[i]
+		clear(sc.members[:cap(sc.members)])
+		clear(sc.sorted[:cap(sc.sorted)])
 	}
 	parsers.Put(p)
 }
@@ -100,27 +118,34 @@ func (p *jsonParser) skipSpace() {
 	}
 }
 
-func (p *jsonParser) value(dst []byte, depth int) ([]byte, error) {
+// value parses the JSON value at p.pos. Its canonical form is either
+// appended to dst (raw is nil) or, when the input already holds it, raw: a
+// slice of the input, and dst is returned as it was.
+func (p *jsonParser) value(dst []byte, depth int) (out, raw []byte, err error) {
 	if p.pos >= len(p.in) {
-		return dst, p.errorf("unexpected end of input")
+		return dst, nil, p.errorf("unexpected end of input")
 	}
 	switch c := p.in[p.pos]; {
 	case c == '{':
 		if depth >= MaxJSONDepth {
-			return dst, p.errorf("nested deeper than %d", MaxJSONDepth)
+			return dst, nil, p.errorf("nested deeper than %d", MaxJSONDepth)
 		}
 		return p.object(dst, depth+1)
 	case c == '[':
 		if depth >= MaxJSONDepth {
-			return dst, p.errorf("nested deeper than %d", MaxJSONDepth)
+			return dst, nil, p.errorf("nested deeper than %d", MaxJSONDepth)
 		}
 		return p.array(dst, depth+1)
 	case c == '"':
-		s, err := p.str()
+		start := p.pos
+		s, plain, err := p.str()
 		if err != nil {
-			return dst, err
+			return dst, nil, err
 		}
-		return appendJSONString(dst, s), nil // s may alias p.in: append copies
+		if plain {
+			return dst, p.in[start:p.pos], nil
+		}
+		return appendJSONString(dst, s), nil, nil
 	case c == '-' || (c >= '0' && c <= '9'):
 		return p.number(dst)
 	case c == 't':
@@ -130,73 +155,94 @@ func (p *jsonParser) value(dst []byte, depth int) ([]byte, error) {
 	case c == 'n':
 		return p.literal(dst, "null")
 	default:
-		return dst, p.errorf("unexpected character %q", c)
+		return dst, nil, p.errorf("unexpected character %q", c)
 	}
 }
 
-func (p *jsonParser) literal(dst []byte, lit string) ([]byte, error) {
+func (p *jsonParser) literal(dst []byte, lit string) ([]byte, []byte, error) {
 	if !bytes.HasPrefix(p.in[p.pos:], []byte(lit)) {
-		return dst, p.errorf("invalid literal")
+		return dst, nil, p.errorf("invalid literal")
 	}
 	p.pos += len(lit)
-	return append(dst, lit...), nil
+	return dst, p.in[p.pos-len(lit) : p.pos], nil
 }
 
 type member struct {
 	name  []byte // unescaped; may alias the input
-	value []byte // canonical
+	value []byte // canonical; may alias the input
+	// plain: the name had no escape in the input, so its canonical form
+	// is the name between quotes.
+	plain bool
 }
 
-func (p *jsonParser) object(dst []byte, depth int) ([]byte, error) {
-	members, err := p.members(depth)
+func (p *jsonParser) object(dst []byte, depth int) ([]byte, []byte, error) {
+	start := p.pos
+	members, asIs, err := p.members(depth)
 	if err != nil {
-		return dst, err
+		return dst, nil, err
 	}
-	return appendMembers(dst, members), nil
+	if asIs {
+		return dst, p.in[start:p.pos], nil
+	}
+	return appendMembers(dst, members), nil, nil
 }
 
 // members parses an object at p.pos and returns its members sorted in
-// canonical order, with canonical values. The slice and the values live in
-// the parser's scratch for this depth: use them before parsing another
-// object at the same depth.
-func (p *jsonParser) members(depth int) ([]member, error) {
+// canonical order, with canonical values, and whether the object's input
+// bytes are already its canonical form (asIs). The slice and the values
+// live in the parser's scratch for this depth, or in the input: use them
+// before parsing another object at the same depth.
+func (p *jsonParser) members(depth int) (members []member, asIs bool, err error) {
+	start := p.pos
 	p.pos++ // '{'
 	p.skipSpace()
 	if p.pos < len(p.in) && p.in[p.pos] == '}' {
 		p.pos++
-		return nil, nil
+		return nil, p.pos-start == 2, nil
 	}
 	for len(p.scratch) <= depth {
 		p.scratch = append(p.scratch, objectScratch{})
 	}
-	members, buf, ends := p.scratch[depth].members[:0], p.scratch[depth].buf[:0], p.scratch[depth].ends[:0]
+	sc := &p.scratch[depth]
+	members, buf, spans := sc.members[:0], sc.buf[:0], sc.spans[:0]
 	defer func() {
 		// Keep what grew for the next object at this depth.
-		p.scratch[depth] = objectScratch{members: members[:0], buf: buf[:0], ends: ends[:0]}
+		sc.members, sc.buf, sc.spans = members[:0], buf[:0], spans[:0]
 	}()
+	asIs = true
+	size := 1 // the canonical form's length: '{', then each member and its ',' or '}'
 	for {
 		if p.pos >= len(p.in) || p.in[p.pos] != '"' {
-			return nil, p.errorf("expected a member name")
+			return nil, false, p.errorf("expected a member name")
 		}
-		name, err := p.str()
+		nameStart := p.pos
+		name, plain, err := p.str()
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
+		nameLen := p.pos - nameStart
 		p.skipSpace()
 		if p.pos >= len(p.in) || p.in[p.pos] != ':' {
-			return nil, p.errorf("expected ':' after member name")
+			return nil, false, p.errorf("expected ':' after member name")
 		}
 		p.pos++
 		p.skipSpace()
-		buf, err = p.value(buf, depth)
+		from := len(buf)
+		var raw []byte
+		buf, raw, err = p.value(buf, depth)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		members = append(members, member{name: name})
-		ends = append(ends, len(buf))
+		if raw == nil {
+			asIs = false
+		}
+		members = append(members, member{name: name, value: raw, plain: plain})
+		spans = append(spans, [2]int{from, len(buf)})
+		asIs = asIs && plain
+		size += nameLen + 1 + len(raw) + 1
 		p.skipSpace()
 		if p.pos >= len(p.in) {
-			return nil, p.errorf("unexpected end of input in object")
+			return nil, false, p.errorf("unexpected end of input in object")
 		}
 		if p.in[p.pos] == ',' {
 			p.pos++
@@ -207,20 +253,77 @@ func (p *jsonParser) members(depth int) ([]member, error) {
 			p.pos++
 			break
 		}
-		return nil, p.errorf("expected ',' or '}' in object")
+		return nil, false, p.errorf("expected ',' or '}' in object")
 	}
-	start := 0
 	for i := range members {
-		members[i].value = buf[start:ends[i]]
-		start = ends[i]
-	}
-	slices.SortFunc(members, func(a, b member) int { return compareUTF16(a.name, b.name) })
-	for i := 1; i < len(members); i++ {
-		if bytes.Equal(members[i].name, members[i-1].name) {
-			return nil, fmt.Errorf("%w: duplicate member name %q", ErrNotIJSON, members[i].name)
+		if members[i].value == nil {
+			members[i].value = buf[spans[i][0]:spans[i][1]]
 		}
 	}
-	return members, nil
+	sorted := true
+	for i := 1; i < len(members); i++ {
+		switch c := compareNames(members[i-1].name, members[i].name); {
+		case c == 0:
+			return nil, false, fmt.Errorf("%w: duplicate member name %q", ErrNotIJSON, members[i].name)
+		case c > 0:
+			sorted = false
+		}
+	}
+	if !sorted {
+		sc.order = sortMembers(members, sc.order[:0])
+		sc.sorted = sc.sorted[:0]
+		for _, i := range sc.order {
+			sc.sorted = append(sc.sorted, members[i])
+		}
+		// members (the parse order) keeps its array for the next object;
+		// the sorted copy is what the caller gets.
+		clear(members)
+		members, sc.sorted = sc.sorted, members
+		for i := 1; i < len(members); i++ {
+			if bytes.Equal(members[i].name, members[i-1].name) {
+				return nil, false, fmt.Errorf("%w: duplicate member name %q", ErrNotIJSON, members[i].name)
+			}
+		}
+	}
+	// In order, every name and value as the input has it, and exactly as
+	// many bytes as the canonical form: no white space either.
+	asIs = asIs && sorted && p.pos-start == size
+	return members, asIs, nil
+}
+
+// sortMembers appends to order the indexes of members sorted by their
+// names in canonical order.
+func sortMembers(members []member, order []int) []int {
+	for i := range members {
+		order = append(order, i)
+	}
+	if len(order) > 12 {
+		slices.SortFunc(order, func(a, b int) int { return compareNames(members[a].name, members[b].name) })
+		return order
+	}
+	// Insertion sort, as slices.SortFunc does for so few, without a
+	// function value per comparison.
+	for i := 1; i < len(order); i++ {
+		for j := i; j > 0 && compareNames(members[order[j]].name, members[order[j-1]].name) < 0; j-- {
+			order[j], order[j-1] = order[j-1], order[j]
+		}
+	}
+	return order
+}
+
+// compareNames is compareUTF16 for member names, with the common case (the
+// names first differ at an ASCII byte) inline.
+func compareNames(a, b []byte) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			if a[i] < utf8.RuneSelf && b[i] < utf8.RuneSelf {
+				return int(a[i]) - int(b[i])
+			}
+			return compareUTF16(a, b)
+		}
+	}
+	return len(a) - len(b)
 }
 
 func appendMembers(dst []byte, members []member) []byte {
@@ -229,8 +332,14 @@ func appendMembers(dst []byte, members []member) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(dst, m.name)
-		dst = append(dst, ':')
+		if m.plain {
+			dst = append(dst, '"')
+			dst = append(dst, m.name...)
+			dst = append(dst, '"', ':')
+		} else {
+			dst = appendJSONString(dst, m.name)
+			dst = append(dst, ':')
+		}
 		dst = append(dst, m.value...)
 	}
 	return append(dst, '}')
@@ -244,7 +353,7 @@ func canonicalObject(p *jsonParser) ([]member, error) {
 	if p.pos >= len(p.in) || p.in[p.pos] != '{' {
 		return nil, p.errorf("expected a JSON object")
 	}
-	members, err := p.members(1)
+	members, _, err := p.members(1)
 	if err != nil {
 		return nil, err
 	}
@@ -255,26 +364,39 @@ func canonicalObject(p *jsonParser) ([]member, error) {
 	return members, nil
 }
 
-func (p *jsonParser) array(dst []byte, depth int) ([]byte, error) {
+func (p *jsonParser) array(dst []byte, depth int) ([]byte, []byte, error) {
+	start, from := p.pos, len(dst)
 	p.pos++ // '['
 	dst = append(dst, '[')
 	p.skipSpace()
 	if p.pos < len(p.in) && p.in[p.pos] == ']' {
 		p.pos++
-		return append(dst, ']'), nil
+		if p.pos-start == 2 {
+			return dst[:from], p.in[start:p.pos], nil
+		}
+		return append(dst, ']'), nil, nil
 	}
+	// Every element is copied into dst as it comes; if all of them were
+	// canonical in the input, and there was no white space, the array is
+	// too, and dst is given back.
+	asIs := true
 	for first := true; ; first = false {
 		if !first {
 			dst = append(dst, ',')
 		}
+		var raw []byte
 		var err error
-		dst, err = p.value(dst, depth)
+		dst, raw, err = p.value(dst, depth)
 		if err != nil {
-			return dst, err
+			return dst, nil, err
 		}
+		if raw == nil {
+			asIs = false
+		}
+		dst = append(dst, raw...)
 		p.skipSpace()
 		if p.pos >= len(p.in) {
-			return dst, p.errorf("unexpected end of input in array")
+			return dst, nil, p.errorf("unexpected end of input in array")
 		}
 		if p.in[p.pos] == ',' {
 			p.pos++
@@ -283,40 +405,83 @@ func (p *jsonParser) array(dst []byte, depth int) ([]byte, error) {
 		}
 		if p.in[p.pos] == ']' {
 			p.pos++
-			return append(dst, ']'), nil
+			dst = append(dst, ']')
+			if asIs && p.pos-start == len(dst)-from {
+				return dst[:from], p.in[start:p.pos], nil
+			}
+			return dst, nil, nil
 		}
-		return dst, p.errorf("expected ',' or ']' in array")
+		return dst, nil, p.errorf("expected ',' or ']' in array")
 	}
 }
 
 // str parses a JSON string at p.pos and returns its value, which aliases
-// the input when the string has no escapes.
-func (p *jsonParser) str() ([]byte, error) {
+// the input when the string has no escapes (plain: its canonical form is
+// then the input's bytes, quotes included).
+func (p *jsonParser) str() (s []byte, plain bool, err error) {
 	p.pos++ // opening quote
 	start := p.pos
-	// Fast path: no escapes, all printable ASCII or valid UTF-8.
-	for p.pos < len(p.in) {
-		c := p.in[p.pos]
-		if c == '"' {
-			s := p.in[start:p.pos:p.pos]
-			p.pos++
-			if !utf8.Valid(s) {
-				return nil, p.errorf("invalid UTF-8 in string")
+	in := p.in
+	i := p.pos
+	for {
+		// Eight bytes at a time while none needs a look (see strSpecial),
+		// then one at a time.
+		for i+8 <= len(in) && !strSpecial(binary.LittleEndian.Uint64(in[i:])) {
+			i += 8
+		}
+		for i < len(in) && strPlain[in[i]] {
+			i++
+		}
+		if i >= len(in) {
+			p.pos = i
+			return nil, false, p.errorf("unterminated string")
+		}
+		switch c := in[i]; {
+		case c == '"':
+			p.pos = i + 1
+			return in[start:i:i], true, nil
+		case c == '\\':
+			p.pos = i
+			s, err := p.strEscaped(start)
+			return s, false, err
+		case c < 0x20:
+			p.pos = i
+			return nil, false, p.errorf("control character in string")
+		default: // c >= utf8.RuneSelf: one multi-byte UTF-8 sequence
+			r, n := utf8.DecodeRune(in[i:])
+			if r == utf8.RuneError && n <= 1 {
+				p.pos = i
+				return nil, false, p.errorf("invalid UTF-8 in string")
 			}
-			return s, nil
+			i += n
 		}
-		if c == '\\' {
-			break
-		}
-		if c < 0x20 {
-			return nil, p.errorf("control character in string")
-		}
-		p.pos++
 	}
-	if p.pos >= len(p.in) {
-		return nil, p.errorf("unterminated string")
+}
+
+// strPlain marks the bytes a string holds as they are: printable ASCII
+// other than '"' and '\\'.
+var strPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
 	}
-	// Slow path with escapes.
+	return t
+}()
+
+// strSpecial reports whether any of the eight bytes in w is not in
+// strPlain: a control character, '"', '\\' or a byte of a multi-byte
+// UTF-8 sequence. (The expressions are the exact "has a byte less than n"
+// and "has a zero byte" tests.)
+func strSpecial(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	less := (w - 0x20*ones) &^ w
+	q := w ^ ('"' * ones)
+	bs := w ^ ('\\' * ones)
+	return (w|less|((q-ones)&^q)|((bs-ones)&^bs))&highs != 0
+}
+
+// strEscaped is str's slow path, for a string with an escape: p.pos is at
+// the first backslash, and the string began at start.
+func (p *jsonParser) strEscaped(start int) ([]byte, error) {
 	out := make([]byte, 0, p.pos-start+16)
 	out = append(out, p.in[start:p.pos]...)
 	for p.pos < len(p.in) {
@@ -408,7 +573,7 @@ func (p *jsonParser) hex4() (rune, bool) {
 
 // number parses a JSON number and appends its ECMAScript form, refusing
 // numbers whose decimal value is not exactly the double nearest to it.
-func (p *jsonParser) number(dst []byte) ([]byte, error) {
+func (p *jsonParser) number(dst []byte) ([]byte, []byte, error) {
 	start := p.pos
 	if p.in[p.pos] == '-' {
 		p.pos++
@@ -423,14 +588,14 @@ func (p *jsonParser) number(dst []byte) ([]byte, error) {
 	}
 	intStart := p.pos
 	if n := digits(); n == 0 {
-		return dst, p.errorf("invalid number")
+		return dst, nil, p.errorf("invalid number")
 	} else if n > 1 && p.in[intStart] == '0' {
-		return dst, p.errorf("number with a leading zero")
+		return dst, nil, p.errorf("number with a leading zero")
 	}
 	if p.pos < len(p.in) && p.in[p.pos] == '.' {
 		p.pos++
 		if digits() == 0 {
-			return dst, p.errorf("invalid number")
+			return dst, nil, p.errorf("invalid number")
 		}
 	}
 	if p.pos < len(p.in) && (p.in[p.pos] == 'e' || p.in[p.pos] == 'E') {
@@ -439,7 +604,7 @@ func (p *jsonParser) number(dst []byte) ([]byte, error) {
 			p.pos++
 		}
 		if digits() == 0 {
-			return dst, p.errorf("invalid number")
+			return dst, nil, p.errorf("invalid number")
 		}
 	}
 	lit := p.in[start:p.pos]
@@ -447,18 +612,18 @@ func (p *jsonParser) number(dst []byte) ([]byte, error) {
 	// unless they are negative zero.
 	if len(lit) <= 15 && isPlainInt(lit) {
 		if string(lit) == "-0" {
-			return append(dst, '0'), nil
+			return append(dst, '0'), nil, nil
 		}
-		return append(dst, lit...), nil
+		return dst, lit, nil
 	}
 	f, err := strconv.ParseFloat(string(lit), 64)
 	if err != nil || math.IsInf(f, 0) {
-		return dst, p.errorf("number %s is out of the range of a double", lit)
+		return dst, nil, p.errorf("number %s is out of the range of a double", lit)
 	}
 	if !sameDecimal(lit, strconv.AppendFloat(nil, f, 'e', -1, 64)) {
-		return dst, p.errorf("number %s cannot be held exactly by a double", lit)
+		return dst, nil, p.errorf("number %s cannot be held exactly by a double", lit)
 	}
-	return appendESNumber(dst, f), nil
+	return appendESNumber(dst, f), nil, nil
 }
 
 func isPlainInt(b []byte) bool {

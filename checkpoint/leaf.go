@@ -154,10 +154,45 @@ func appendLeafTail(dst []byte, l Leaf) []byte {
 		dst = appendJSONString(dst, l.IdempotencyKey)
 	}
 	dst = append(dst, `,"received":"`...)
-	dst = l.Received.UTC().AppendFormat(dst, ReceivedFormat)
+	dst = appendReceived(dst, l.Received)
 	dst = append(dst, `","source":`...)
 	dst = appendJSONString(dst, l.Source)
 	dst = append(dst, `,"v":1}`...)
+	return dst
+}
+
+// appendReceived appends t in ReceivedFormat, as t.UTC().AppendFormat
+// does, without reading the layout for every leaf.
+func appendReceived(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(dst, ReceivedFormat)
+	}
+	hour, minute, sec := t.Clock()
+	dst = appendDigits(dst, year, 4)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, int(month), 2)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, day, 2)
+	dst = append(dst, 'T')
+	dst = appendDigits(dst, hour, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, minute, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, sec, 2)
+	dst = append(dst, '.')
+	dst = appendDigits(dst, t.Nanosecond(), 9)
+	return append(dst, 'Z')
+}
+
+// appendDigits appends v (0 <= v < 10^width) in exactly width digits.
+func appendDigits(dst []byte, v, width int) []byte {
+	dst = append(dst, "000000000"[:width]...)
+	for i := len(dst) - 1; v > 0; i-- {
+		dst[i] = byte('0' + v%10)
+		v /= 10
+	}
 	return dst
 }
 
@@ -227,11 +262,26 @@ func stringValue(v []byte) (string, error) {
 	if len(v) == 0 || v[0] != '"' {
 		return "", errors.New("not a string")
 	}
+	// A canonical string without escapes is its value between quotes.
+	if len(v) >= 2 && v[len(v)-1] == '"' && bytes.IndexByte(v[1:len(v)-1], '\\') < 0 && bytes.IndexByte(v[1:len(v)-1], '"') < 0 && plainString(v[1:len(v)-1]) {
+		return string(v[1 : len(v)-1]), nil
+	}
 	var s string
 	if err := json.Unmarshal(v, &s); err != nil {
 		return "", err
 	}
 	return s, nil
+}
+
+// plainString reports whether s is valid UTF-8 without control
+// characters: a JSON string's contents that need no decoding.
+func plainString(s []byte) bool {
+	for _, c := range s {
+		if c < 0x20 {
+			return false
+		}
+	}
+	return utf8.Valid(s)
 }
 
 // ClaimsEventLeaf reports whether b looks like an event leaf: a JSON object

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -64,8 +65,30 @@ type ingestEvent struct {
 	// different event under a used explicit key is refused (422); under any
 	// other key it is logged as a new entry.
 	explicit bool
-	// where names the event in errors: "the event", "line 3", "item 2".
+	// where, unit and pos name the event in errors (name): where when it
+	// is set, else "the event" (no unit), or unit pos+1 ("line 3", "item
+	// 2"). The name is made only for an error, not for every event.
 	where string
+	unit  string
+	pos   int
+}
+
+// k8sUnit is the unit of an item of a Kubernetes EventList: its name says
+// its auditID and stage too.
+const k8sUnit = "k8s item"
+
+// name is how errors name the event.
+func (ev ingestEvent) name() string {
+	switch {
+	case ev.where != "":
+		return ev.where
+	case ev.unit == "":
+		return "the event"
+	case ev.unit == k8sUnit:
+		auditID, stage, _ := k8sEventID(ev.raw)
+		return "item " + strconv.Itoa(ev.pos+1) + " (auditID " + strconv.Quote(auditID) + ", stage " + stage + ")"
+	}
+	return ev.unit + " " + strconv.Itoa(ev.pos+1)
 }
 
 // appendOptions say how appendBatch treats events that cannot be logged as
@@ -203,11 +226,11 @@ func buildLeaf(arena []byte, ev ingestEvent, received time.Time, source string, 
 	}
 	switch {
 	case err != nil:
-		return arena, id, 0, false, errorf(http.StatusBadRequest, "bad_json", "%s: %v (events must be I-JSON objects, RFC 7493)", ev.where, err)
+		return arena, id, 0, false, errorf(http.StatusBadRequest, "bad_json", "%s: %v (events must be I-JSON objects, RFC 7493)", ev.name(), err)
 	case len(grown)-start > checkpoint.MaxLeafSize:
 		room := checkpoint.MaxLeafSize - (len(grown) - start - evLen)
 		return arena[:start], id, 0, false, errorf(http.StatusRequestEntityTooLarge, "too_large",
-			"%s is %d bytes in canonical JSON; a leaf is at most %d bytes, which leaves room for %d bytes of event", ev.where, evLen, checkpoint.MaxLeafSize, room)
+			"%s is %d bytes in canonical JSON; a leaf is at most %d bytes, which leaves room for %d bytes of event", ev.name(), evLen, checkpoint.MaxLeafSize, room)
 	}
 	return grown, id, evLen, truncated, nil
 }
@@ -260,10 +283,10 @@ const reusedLogEvery = 10 * time.Second
 func keyConflictError(ev ingestEvent, kc *keyConflict) error {
 	if kc.pending {
 		return errorf(http.StatusUnprocessableEntity, "key_reused",
-			"%s: idempotency key %q is in use by a request in flight with a different event: a retry must send the same event; use a new Idempotency-Key for a new event", ev.where, ev.key)
+			"%s: idempotency key %q is in use by a request in flight with a different event: a retry must send the same event; use a new Idempotency-Key for a new event", ev.name(), ev.key)
 	}
 	return errorf(http.StatusUnprocessableEntity, "key_reused",
-		"%s: idempotency key %q was already used for a different event (index %d): a retry must send the same event; use a new Idempotency-Key for a new event", ev.where, ev.key, kc.idx)
+		"%s: idempotency key %q was already used for a different event (index %d): a retry must send the same event; use a new Idempotency-Key for a new event", ev.name(), ev.key, kc.idx)
 }
 
 // appendLeaves appends, in one call to Tessera, every leaf that the index

@@ -19,9 +19,9 @@ const MaxIdempotencyKey = 255
 func requestEvents(idemKey string, isBatch bool, unit string, raws [][]byte) []ingestEvent {
 	evs := make([]ingestEvent, len(raws))
 	for i, raw := range raws {
-		evs[i] = ingestEvent{raw: raw, key: idemKey, explicit: idemKey != "", where: "the event"}
+		evs[i] = ingestEvent{raw: raw, key: idemKey, explicit: idemKey != ""}
 		if isBatch {
-			evs[i].where = unit + " " + strconv.Itoa(i+1)
+			evs[i].unit, evs[i].pos = unit, i
 			if idemKey != "" {
 				evs[i].key = idemKey + "/" + strconv.Itoa(i)
 			}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
-	"strconv"
 	"strings"
 )
 
@@ -96,33 +95,56 @@ func (s *Server) handleK8sAudit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"results": results})
 }
 
-// k8sEvents splits an EventList into its events, each with its key.
+// k8sEvents splits an EventList into its events, each with its key. The
+// items are split as the envelope is read (one pass), and the first item
+// that is not an audit event refuses the list once the envelope's syntax
+// is checked to its end.
 func k8sEvents(body []byte) ([]ingestEvent, error) {
 	var kind, apiVersion string
-	var items [][]byte
+	var evs []ingestEvent
+	var itemErr error
 	seen := map[string]bool{}
-	err := objectMembers(body, func(name string, value []byte) error {
-		if seen[name] {
-			return fmt.Errorf("duplicate member name %q", name)
+	err := membersScan(body, func(name []byte, i int) (int, error) {
+		if seen[string(name)] {
+			return 0, fmt.Errorf("duplicate member name %q", name)
 		}
-		seen[name] = true
-		var err error
-		switch name {
-		case "kind":
-			kind, err = stringMember(name, value)
-		case "apiVersion":
-			apiVersion, err = stringMember(name, value)
-		case "items":
-			if string(value) == "null" {
+		seen[string(name)] = true
+		if string(name) == "items" && body[i] == '[' {
+			// The array's bracket is one level of the envelope's
+			// nesting; its items nest in the rest.
+			return arrayScan(body, i, maxNesting-1, func(item []byte) error {
+				n := len(evs)
+				auditID, stage, err := k8sEventID(item)
+				if err != nil {
+					if itemErr == nil {
+						itemErr = errorf(http.StatusBadRequest, "bad_request", "item %d of the EventList: %v", n+1, err)
+					}
+					return nil
+				}
+				evs = append(evs, ingestEvent{raw: item, key: k8sKey(auditID, stage), unit: k8sUnit, pos: n})
 				return nil
+			})
+		}
+		end, err := skipValue(body, i, maxNesting)
+		if err != nil {
+			return 0, fmt.Errorf("member %q: %w", name, err)
+		}
+		value := body[i:end]
+		switch string(name) {
+		case "kind":
+			kind, err = stringMember("kind", value)
+		case "apiVersion":
+			apiVersion, err = stringMember("apiVersion", value)
+		case "items":
+			if string(value) != "null" {
+				err = fmt.Errorf("member %q: %w: not an array", name, errJSONSyntax)
 			}
-			items, err = splitJSONArray(value)
 		default:
 			if !json.Valid(value) {
 				err = fmt.Errorf("%q: %w", name, errJSONSyntax)
 			}
 		}
-		return err
+		return end, err
 	})
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "bad_json", "the EventList: %v", err)
@@ -130,14 +152,8 @@ func k8sEvents(body []byte) ([]ingestEvent, error) {
 	if kind != "EventList" || apiVersion != k8sAPIVersion {
 		return nil, errorf(http.StatusBadRequest, "bad_request", "the body is kind %q, apiVersion %q: this endpoint takes a kind \"EventList\", apiVersion %q from the kube-apiserver's audit webhook", kind, apiVersion, k8sAPIVersion)
 	}
-	evs := make([]ingestEvent, len(items))
-	for i, item := range items {
-		where := "item " + strconv.Itoa(i+1)
-		auditID, stage, err := k8sEventID(item)
-		if err != nil {
-			return nil, errorf(http.StatusBadRequest, "bad_request", "%s of the EventList: %v", where, err)
-		}
-		evs[i] = ingestEvent{raw: item, key: k8sKey(auditID, stage), where: where + " (auditID " + strconv.Quote(auditID) + ", stage " + stage + ")"}
+	if itemErr != nil {
+		return nil, itemErr
 	}
 	return evs, nil
 }
@@ -148,13 +164,21 @@ func k8sEvents(body []byte) ([]ingestEvent, error) {
 // (400), as k8sEvents would refuse it.
 func k8sItemCount(body []byte) (int, error) {
 	n := 0
-	err := rawObjectMembers(body, maxNesting, func(name, value []byte) error {
-		if string(name) != "items" || string(value) == "null" {
-			return nil
+	err := membersScan(body, func(name []byte, i int) (int, error) {
+		if string(name) == "items" && body[i] == '[' {
+			return arrayScan(body, i, maxNesting-1, func([]byte) error {
+				n++
+				return nil
+			})
 		}
-		c, err := countJSONArray(value)
-		n += c
-		return err
+		end, err := skipValue(body, i, maxNesting)
+		if err != nil {
+			return 0, fmt.Errorf("member %q: %w", name, err)
+		}
+		if string(name) == "items" && string(body[i:end]) != "null" {
+			return 0, fmt.Errorf("member %q: %w: not an array", name, errJSONSyntax)
+		}
+		return end, nil
 	})
 	if err != nil {
 		return 0, errorf(http.StatusBadRequest, "bad_json", "the EventList: %v", err)
@@ -169,13 +193,13 @@ var errFound = errors.New("found")
 // writes them first, so the scan stops early; the canonicalizer checks the
 // rest of the item.
 func k8sEventID(item []byte) (auditID, stage string, err error) {
-	err = objectMembers(item, func(name string, value []byte) error {
+	err = rawObjectMembers(item, maxNesting, func(name, value []byte) error {
 		var err error
-		switch name {
+		switch string(name) {
 		case "auditID":
-			auditID, err = stringMember(name, value)
+			auditID, err = stringMember("auditID", value)
 		case "stage":
-			stage, err = stringMember(name, value)
+			stage, err = stageMember(value)
 		}
 		if err == nil && auditID != "" && stage != "" {
 			return errFound
@@ -194,6 +218,23 @@ func k8sEventID(item []byte) (auditID, stage string, err error) {
 		return "", "", fmt.Errorf("stage %q: want a stage such as RequestReceived or ResponseComplete", stage)
 	}
 	return auditID, stage, nil
+}
+
+// k8sStages are the stages the apiserver writes: an event's stage is one
+// of these strings, not a string of its own.
+var k8sStages = []string{"RequestReceived", "ResponseStarted", "ResponseComplete", "Panic"}
+
+// stageMember is stringMember for "stage", with the apiserver's stages
+// shared.
+func stageMember(value []byte) (string, error) {
+	if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
+		for _, s := range k8sStages {
+			if string(value[1:len(value)-1]) == s {
+				return s, nil
+			}
+		}
+	}
+	return stringMember("stage", value)
 }
 
 func validStage(s string) bool {

@@ -61,40 +61,47 @@ func countJSONArray(b []byte) (int, error) {
 // arrayElements calls fn with each element of the JSON array b, in order;
 // fn returns an error to stop. Brackets nest at most depth deep (skipValue).
 func arrayElements(b []byte, depth int, fn func(item []byte) error) error {
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '[' {
-		return fmt.Errorf("%w: not an array", errJSONSyntax)
-	}
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == ']' {
-		i++
-	} else {
-		for n := 1; ; n++ {
-			end, err := skipValue(b, i, depth)
-			if err != nil {
-				return fmt.Errorf("element %d: %w", n, err)
-			}
-			if err := fn(b[i:end]); err != nil {
-				return err
-			}
-			i = skipSpace(b, end)
-			if i >= len(b) {
-				return fmt.Errorf("%w: the array is not closed", errJSONSyntax)
-			}
-			if b[i] == ']' {
-				i++
-				break
-			}
-			if b[i] != ',' {
-				return fmt.Errorf("%w: after element %d, want ',' or ']' at byte %d", errJSONSyntax, n, i)
-			}
-			i = skipSpace(b, i+1)
-		}
+	i, err := arrayScan(b, skipSpace(b, 0), depth, fn)
+	if err != nil {
+		return err
 	}
 	if i = skipSpace(b, i); i != len(b) {
 		return fmt.Errorf("%w: data after the array at byte %d", errJSONSyntax, i)
 	}
 	return nil
+}
+
+// arrayScan calls fn with each element of the JSON array that starts at
+// b[i], in order, and returns the position just past the array. Its
+// elements' brackets nest at most depth deep (skipValue).
+func arrayScan(b []byte, i, depth int, fn func(item []byte) error) (int, error) {
+	if i >= len(b) || b[i] != '[' {
+		return 0, fmt.Errorf("%w: not an array", errJSONSyntax)
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		return i + 1, nil
+	}
+	for n := 1; ; n++ {
+		end, err := skipValue(b, i, depth)
+		if err != nil {
+			return 0, fmt.Errorf("element %d: %w", n, err)
+		}
+		if err := fn(b[i:end]); err != nil {
+			return 0, err
+		}
+		i = skipSpace(b, end)
+		if i >= len(b) {
+			return 0, fmt.Errorf("%w: the array is not closed", errJSONSyntax)
+		}
+		if b[i] == ']' {
+			return i + 1, nil
+		}
+		if b[i] != ',' {
+			return 0, fmt.Errorf("%w: after element %d, want ',' or ']' at byte %d", errJSONSyntax, n, i)
+		}
+		i = skipSpace(b, i+1)
+	}
 }
 
 // objectMembers calls fn for each member of the JSON object b, in order,
@@ -111,6 +118,21 @@ func objectMembers(b []byte, fn func(name string, value []byte) error) error {
 // own bytes when it has no escape (no allocation), else decoded. Brackets
 // nest at most depth deep (skipValue).
 func rawObjectMembers(b []byte, depth int, fn func(name, value []byte) error) error {
+	return membersScan(b, func(name []byte, i int) (int, error) {
+		end, err := skipValue(b, i, depth)
+		if err != nil {
+			return 0, fmt.Errorf("member %q: %w", name, err)
+		}
+		return end, fn(name, b[i:end])
+	})
+}
+
+// membersScan walks the members of the JSON object b, in order, checking
+// the object's own syntax: for each member, value gets its name (as in
+// rawObjectMembers) and the position of its value in b, reads the value
+// (skipValue, or a scan of its own), and returns the position just past it;
+// an error stops the walk.
+func membersScan(b []byte, value func(name []byte, i int) (end int, err error)) error {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return fmt.Errorf("%w: not an object", errJSONSyntax)
@@ -123,7 +145,8 @@ func rawObjectMembers(b []byte, depth int, fn func(name, value []byte) error) er
 			if i >= len(b) || b[i] != '"' {
 				return fmt.Errorf("%w: want a member name at byte %d", errJSONSyntax, i)
 			}
-			end, err := skipValue(b, i, depth)
+			// A name is a string: no brackets, any depth does.
+			end, err := skipValue(b, i, 1)
 			if err != nil {
 				return err
 			}
@@ -140,14 +163,13 @@ func rawObjectMembers(b []byte, depth int, fn func(name, value []byte) error) er
 				return fmt.Errorf("%w: want ':' at byte %d", errJSONSyntax, i)
 			}
 			i = skipSpace(b, i+1)
-			end, err = skipValue(b, i, depth)
-			if err != nil {
-				return fmt.Errorf("member %q: %w", name, err)
+			if i >= len(b) {
+				return fmt.Errorf("member %q: %w: unexpected end", name, errJSONSyntax)
 			}
-			if err := fn(name, b[i:end]); err != nil {
+			if i, err = value(name, i); err != nil {
 				return err
 			}
-			i = skipSpace(b, end)
+			i = skipSpace(b, i)
 			if i >= len(b) {
 				return fmt.Errorf("%w: the object is not closed", errJSONSyntax)
 			}

@@ -280,7 +280,7 @@ func storageMessage(kind string, evs []ingestEvent, written map[int]uint64) stri
 			named = append(named, fmt.Sprintf("and %d more", len(written)-maxNamed))
 			break
 		}
-		named = append(named, fmt.Sprintf("%s as index %d", evs[i].where, idx))
+		named = append(named, fmt.Sprintf("%s as index %d", evs[i].name(), idx))
 	}
 	return fmt.Sprintf("%s: %d of the %d events of this request were logged before it failed (%s) and the others were not; "+
 		"retry after the time in Retry-After with the same Idempotency-Key or event ids, and the logged ones are answered as duplicates, not logged again",
