@@ -5,8 +5,14 @@
 // witnesses on plain loopback and once behind a proxy that delays each
 // witness request by --latency.
 //
+// With --base, a second binary (the baseline) runs the same setups and
+// rates: the two alternate ABBA over --runs runs (odd runs base first, even
+// runs base last), each run on fresh witnesses and a fresh log, and the
+// summary gives each one's median and spread (min-max) per rate.
+//
 //	go build -o bench/.bin/tidemark ./cmd/tidemark
 //	go run ./bench/receipt --tidemark bench/.bin/tidemark
+//	go run ./bench/receipt --tidemark bench/.bin/tidemark --base bench/.bin/tidemark-base --runs 3
 package main
 
 import (
@@ -40,30 +46,119 @@ func main() {
 	warmup := flag.Duration("warmup", 3*time.Second, "time per rate before measuring")
 	latencies := flag.String("latencies", "0,100ms", "added latency per witness request, one setup each")
 	logFlags := flag.String("log-flags", "", "extra flags for tidemark log, space-separated")
+	base := flag.String("base", "", "a baseline tidemark binary to alternate with --tidemark (ABBA over --runs)")
+	runs := flag.Int("runs", 1, "runs of each binary")
 	flag.Parse()
 
+	type contender struct{ name, bin string }
+	contenders := []contender{{"new", *bin}}
+	if *base != "" {
+		contenders = []contender{{"base", *base}, {"new", *bin}}
+	}
+	var results []result
 	ok := true
-	for _, ls := range strings.Split(*latencies, ",") {
-		lat, err := time.ParseDuration(ls)
-		if err != nil {
-			fatalf("latency %q: %v", ls, err)
+	for run := 1; run <= *runs; run++ {
+		order := slices.Clone(contenders)
+		if run%2 == 0 {
+			slices.Reverse(order)
 		}
-		s := setUp(*bin, lat, strings.Fields(*logFlags))
-		for _, rs := range strings.Split(*rates, ",") {
-			rate, err := strconv.Atoi(rs)
+		for _, ls := range strings.Split(*latencies, ",") {
+			lat, err := time.ParseDuration(ls)
 			if err != nil {
-				fatalf("rate %q: %v", rs, err)
+				fatalf("latency %q: %v", ls, err)
 			}
-			ok = s.run(rate, *warmup, *duration) && ok
+			for _, c := range order {
+				fmt.Printf("# run %d: %s (%s)\n", run, c.name, c.bin)
+				s := setUp(c.bin, lat, strings.Fields(*logFlags))
+				for _, rs := range strings.Split(*rates, ",") {
+					rate, err := strconv.Atoi(rs)
+					if err != nil {
+						fatalf("rate %q: %v", rs, err)
+					}
+					r := s.run(rate, *warmup, *duration)
+					r.name, r.run = c.name, run
+					ok = r.ok && ok
+					results = append(results, r)
+				}
+				s.tearDown()
+			}
 		}
-		s.tearDown()
+	}
+	if len(results) > len(strings.Split(*rates, ","))*len(strings.Split(*latencies, ",")) {
+		summarize(results)
 	}
 	if !ok {
 		os.Exit(1)
 	}
 }
 
+// A result is one rate's run on one binary.
+type result struct {
+	name          string // "base" or "new"
+	run           int
+	latency       time.Duration
+	rate          int
+	p50, p90, p99 float64 // seconds
+	logCPU        float64 // CPU seconds per second of the log process while measured
+	witnessCPU    float64 // of the three witness processes together
+	witnessReqs   float64 // add-checkpoint requests per second per witness (the log's count)
+	ok            bool
+}
+
+// summarize prints, per added latency, rate and binary, the median and
+// the spread (min-max) of each figure over the runs.
+func summarize(results []result) {
+	type key struct {
+		latency time.Duration
+		rate    int
+		name    string
+	}
+	var keys []key
+	by := map[key][]result{}
+	for _, r := range results {
+		k := key{r.latency, r.rate, r.name}
+		if by[k] == nil {
+			keys = append(keys, k)
+		}
+		by[k] = append(by[k], r)
+	}
+	slices.SortStableFunc(keys, func(a, b key) int {
+		if a.latency != b.latency {
+			return int(a.latency - b.latency)
+		}
+		if a.rate != b.rate {
+			return a.rate - b.rate
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	stat := func(rs []result, f func(result) float64, format string) string {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		med := v[len(v)/2]
+		if len(v)%2 == 0 {
+			med = (v[len(v)/2-1] + v[len(v)/2]) / 2
+		}
+		return fmt.Sprintf(format+" ("+format+"-"+format+")", med, v[0], v[len(v)-1])
+	}
+	fmt.Println("# summary: median (min-max) over the runs")
+	for _, k := range keys {
+		rs := by[k]
+		fmt.Printf("SUMMARY latency=%v rate=%d bin=%s runs=%d p50_s=%s p90_s=%s p99_s=%s log_cpu=%s witness_cpu=%s witness_req_per_s=%s\n",
+			k.latency, k.rate, k.name, len(rs),
+			stat(rs, func(r result) float64 { return r.p50 }, "%.3f"),
+			stat(rs, func(r result) float64 { return r.p90 }, "%.3f"),
+			stat(rs, func(r result) float64 { return r.p99 }, "%.3f"),
+			stat(rs, func(r result) float64 { return r.logCPU }, "%.2f"),
+			stat(rs, func(r result) float64 { return r.witnessCPU }, "%.3f"),
+			stat(rs, func(r result) float64 { return r.witnessReqs }, "%.1f"))
+	}
+}
+
 type setup struct {
+	bin     string
 	dir     string
 	latency time.Duration
 	procs   []*exec.Cmd
@@ -77,7 +172,7 @@ func setUp(bin string, latency time.Duration, logFlags []string) *setup {
 	if err != nil {
 		fatalf("%v", err)
 	}
-	s := &setup{dir: dir, latency: latency}
+	s := &setup{bin: bin, dir: dir, latency: latency}
 	skey, vkey, err := checkpoint.GenerateLogKey("bench.tidemark.localhost/log")
 	if err != nil {
 		fatalf("%v", err)
@@ -128,6 +223,7 @@ func (s *setup) start(bin string, args ...string) {
 		fatalf("%v", err)
 	}
 	s.procs = append(s.procs, cmd)
+	running = append(running, cmd)
 }
 
 // proxy serves a reverse proxy to target that holds each request for
@@ -157,6 +253,7 @@ func (s *setup) tearDown() {
 		s.procs[i].Process.Signal(syscall.SIGTERM)
 		s.procs[i].Wait()
 	}
+	running = nil
 	for _, p := range s.proxies {
 		p.Close()
 	}
@@ -176,8 +273,9 @@ type sample struct {
 }
 
 // run sends rate requests a second for warmup+duration and reports the
-// latencies of those sent after the warmup.
-func (s *setup) run(rate int, warmup, duration time.Duration) bool {
+// latencies of those sent after the warmup, with the CPU time the log and
+// the witnesses used meanwhile and the witness requests the log made.
+func (s *setup) run(rate int, warmup, duration time.Duration) result {
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4096, MaxConnsPerHost: 0}, Timeout: time.Minute}
 	var (
 		mu      sync.Mutex
@@ -188,10 +286,17 @@ func (s *setup) run(rate int, warmup, duration time.Duration) bool {
 	measureFrom := start.Add(warmup)
 	end := measureFrom.Add(duration)
 	interval := time.Second / time.Duration(rate)
+	var cpu0 []float64
+	var reqs0 float64
+	measuring := false
 	for i := 0; ; i++ {
 		at := start.Add(time.Duration(i) * interval)
 		if !at.Before(end) {
 			break
+		}
+		if !measuring && !at.Before(measureFrom) {
+			measuring = true
+			cpu0, reqs0 = s.procCPU(), s.witnessRequests()
 		}
 		time.Sleep(time.Until(at))
 		wg.Add(1)
@@ -218,6 +323,8 @@ func (s *setup) run(rate int, warmup, duration time.Duration) bool {
 			mu.Unlock()
 		}(i, at)
 	}
+	cpu1, reqs1 := s.procCPU(), s.witnessRequests()
+	measured := time.Since(measureFrom).Seconds()
 	wg.Wait()
 	var lat []time.Duration
 	errs, verified, bad := 0, 0, 0
@@ -253,8 +360,23 @@ func (s *setup) run(rate int, warmup, duration time.Duration) bool {
 		return fmt.Sprintf("%.3f", lat[min(len(lat)-1, int(p*float64(len(lat))))].Seconds())
 	}
 	achieved := float64(len(samples)) / duration.Seconds()
-	fmt.Printf("RESULT latency=%v rate=%d sent_per_s=%.0f ok=%d errors=%d p50_s=%s p90_s=%s p99_s=%s max_s=%s receipts_verified=%d receipts_bad=%d\n",
-		s.latency, rate, achieved, len(lat), errs, q(0.50), q(0.90), q(0.99), q(1.0-1e-9), verified, bad)
+	res := result{latency: s.latency, rate: rate, ok: errs == 0 && bad == 0}
+	res.p50, _ = strconv.ParseFloat(q(0.50), 64)
+	res.p90, _ = strconv.ParseFloat(q(0.90), 64)
+	res.p99, _ = strconv.ParseFloat(q(0.99), 64)
+	if len(cpu0) == len(s.procs) && len(cpu1) == len(s.procs) {
+		for i := range s.procs {
+			d := (cpu1[i] - cpu0[i]) / measured
+			if i == len(s.procs)-1 {
+				res.logCPU = d // the log is started last
+			} else {
+				res.witnessCPU += d
+			}
+		}
+	}
+	res.witnessReqs = (reqs1 - reqs0) / measured / float64(len(s.procs)-1)
+	fmt.Printf("RESULT latency=%v rate=%d sent_per_s=%.0f ok=%d errors=%d p50_s=%s p90_s=%s p99_s=%s max_s=%s receipts_verified=%d receipts_bad=%d log_cpu=%.2f witness_cpu=%.3f witness_req_per_s=%.1f\n",
+		s.latency, rate, achieved, len(lat), errs, q(0.50), q(0.90), q(0.99), q(1.0-1e-9), verified, bad, res.logCPU, res.witnessCPU, res.witnessReqs)
 	if errs > 0 {
 		for _, smp := range samples {
 			if smp.err != nil || smp.status != 200 {
@@ -263,7 +385,58 @@ func (s *setup) run(rate int, warmup, duration time.Duration) bool {
 			}
 		}
 	}
-	return errs == 0 && bad == 0
+	return res
+}
+
+// procCPU returns the CPU seconds (user and system) each process of the
+// setup has used so far, in the order they were started; nil if one of
+// them cannot be read.
+func (s *setup) procCPU() []float64 {
+	var out []float64
+	for _, p := range s.procs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Process.Pid))
+		if err != nil {
+			return nil
+		}
+		// Fields after the command name (in parentheses): utime and stime
+		// are the 14th and 15th fields of the line.
+		_, rest, ok := strings.Cut(string(b), ") ")
+		f := strings.Fields(rest)
+		if !ok || len(f) < 13 {
+			return nil
+		}
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		out = append(out, (ut+st)/clockTicks)
+	}
+	return out
+}
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc/PID/stat's times:
+// 100 on every Linux this runs on.
+const clockTicks = 100
+
+// witnessRequests returns the add-checkpoint requests the log has made to
+// all its witnesses so far (tidemark_log_witness_requests_total, every
+// outcome but skipped_down).
+func (s *setup) witnessRequests() float64 {
+	resp, err := http.Get(s.logURL + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var n float64
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(l, "tidemark_log_witness_requests_total{") || strings.Contains(l, `outcome="skipped_down"`) {
+			continue
+		}
+		if i := strings.LastIndexByte(l, ' '); i >= 0 {
+			v, _ := strconv.ParseFloat(l[i+1:], 64)
+			n += v
+		}
+	}
+	return n
 }
 
 // printMetrics prints the log's witness metrics: request counts and time
@@ -313,7 +486,15 @@ func must(err error) {
 	}
 }
 
+// running are the processes of the current setup, stopped by fatalf so
+// that a failed setup leaves nothing behind.
+var running []*exec.Cmd
+
 func fatalf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "receipt bench: "+format+"\n", args...)
+	for _, c := range running {
+		c.Process.Kill()
+		c.Wait()
+	}
 	os.Exit(1)
 }
