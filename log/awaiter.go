@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/transparency-dev/tessera/client"
 
 	"github.com/tidemark/tidemark/checkpoint"
@@ -40,15 +41,50 @@ type awaiter struct {
 	policy *checkpoint.Policy
 	period time.Duration
 	log    *slog.Logger
+	// delay, when set, observes for each group of entries this frontend
+	// appended the time from their integration to the first witnessed
+	// checkpoint that covers them.
+	delay prometheus.Observer
 
 	mu       sync.Mutex    // guards the fields below
 	latest   *witnessed    // nil until a witnessed checkpoint is seen
 	changed  chan struct{} // closed, and replaced, when latest changes
 	lastSeen []byte        // the last published checkpoint checked
+	pending  []integration // groups appended and not yet covered, oldest first
 }
+
+// An integration is a group of entries that became part of the tree:
+// the tree size once it was, and when.
+type integration struct {
+	size uint64
+	at   time.Time
+}
+
+// maxPending bounds the integrations waiting for a witnessed checkpoint
+// (while the quorum is down, say): beyond it, newer ones are merged into the
+// last, which keeps its time, so their delay is over-stated, never lost.
+const maxPending = 4096
 
 func newAwaiter(read func(context.Context) ([]byte, error), p *checkpoint.Policy, period time.Duration, logger *slog.Logger) *awaiter {
 	return &awaiter{read: read, policy: p, period: period, log: logger, changed: make(chan struct{})}
+}
+
+// integrated records that the tree holds size entries since at.
+func (a *awaiter) integrated(size uint64, at time.Time) {
+	if a.delay == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.latest != nil && size <= a.latest.c.Size {
+		a.delay.Observe(0)
+		return
+	}
+	if n := len(a.pending); n > 0 && (n >= maxPending || size <= a.pending[n-1].size) {
+		a.pending[n-1].size = max(a.pending[n-1].size, size)
+		return
+	}
+	a.pending = append(a.pending, integration{size: size, at: at})
 }
 
 // run polls until ctx is done.
@@ -104,6 +140,15 @@ func (a *awaiter) poll(ctx context.Context) error {
 		return nil
 	}
 	a.latest = &witnessed{signed: signed, c: c, cosigners: cosigners, observedAt: time.Now()}
+	covered := 0
+	for _, p := range a.pending {
+		if p.size > c.Size {
+			break
+		}
+		a.delay.Observe(a.latest.observedAt.Sub(p.at).Seconds())
+		covered++
+	}
+	a.pending = append(a.pending[:0], a.pending[covered:]...)
 	close(a.changed)
 	a.changed = make(chan struct{})
 	return nil

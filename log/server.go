@@ -344,6 +344,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("couldn't start the Tessera appender: %w", err)
 	}
 	s.awaiter = newAwaiter(s.reader.ReadCheckpoint, s.policy, awaitPeriod, s.log)
+	s.awaiter.delay = s.witnessMetrics.witnessedDelay
 	go s.awaiter.run(s.ctx)
 
 	add := s.appender.Add
@@ -362,6 +363,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return checkWritable(cfg.Dir)
 	}, cfg.Linger, 2*int(cfg.BatchSize))
 	s.queue.size = s.integratedSize
+	s.queue.integrated = s.awaiter.integrated
 	go s.queue.run(s.ctx)
 
 	if s.backend.kind == "posix" {

@@ -215,6 +215,13 @@ func TestHangingWitnessDoesNotStopTheLog(t *testing.T) {
 			t.Fatalf("event %d with a witness that hangs: %d %s", i, r.status, r.body)
 		}
 	}
+	// Each witnessed checkpoint's round met the quorum without it, and
+	// each group of entries got its delay to a witnessed checkpoint.
+	for _, name := range []string{"tidemark_log_witness_quorum_seconds_count", "tidemark_log_witnessed_delay_seconds_count"} {
+		if n, _ := strconv.Atoi(tl.metric(name)); n < 1 {
+			t.Errorf("%s = %q after three receipts, want at least 1", name, tl.metric(name))
+		}
+	}
 }
 
 func TestCanonicalCosignature(t *testing.T) {

@@ -50,6 +50,7 @@ type witnessObserver struct {
 
 	requests       *prometheus.CounterVec
 	seconds        *prometheus.HistogramVec
+	quorumSeconds  prometheus.Histogram
 	quorumFailures prometheus.Counter
 
 	// breaker, when set (logs on MySQL), keeps witnesses that do not
@@ -68,6 +69,7 @@ type witnessObserver struct {
 // one per witness, plus retries after a 409 with the witness's size.
 type witnessRound struct {
 	checkpoint []byte            // the signed checkpoint sent
+	started    time.Time         // when its first request was sent
 	final      map[string]string // witness name: its final outcome, or the reason it failed
 	cosigned   map[string]bool
 	failed     map[string]string // witness name: why it did not cosign
@@ -103,6 +105,11 @@ func newWitnessObserver(next http.RoundTripper, names map[string]string, p *chec
 			Help:    "Time to a witness's answer to add-checkpoint, by witness.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}, []string{"witness"}),
+		quorumSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tidemark_log_witness_quorum_seconds",
+			Help:    "Time from the first add-checkpoint request for a checkpoint to the cosignature that met the quorum.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
 		quorumFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tidemark_log_witness_quorum_failures_total",
 			Help: "Checkpoints whose witnessing did not meet the policy's quorum: not published (fail-closed), or published without the quorum (fail-open).",
@@ -113,7 +120,7 @@ func newWitnessObserver(next http.RoundTripper, names map[string]string, p *chec
 			o.requests.WithLabelValues(name, oc) // so that rates start from zero
 		}
 	}
-	if err := registerAll(reg, o.requests, o.seconds, o.quorumFailures); err != nil {
+	if err := registerAll(reg, o.requests, o.seconds, o.quorumSeconds, o.quorumFailures); err != nil {
 		return nil, err
 	}
 	return o, nil
@@ -291,7 +298,7 @@ func (o *witnessObserver) roundFor(signed []byte) *witnessRound {
 	if o.round != nil && !o.round.closed {
 		o.closeRound(o.round) // a round with answers missing: judge it on what it got
 	}
-	o.round = &witnessRound{checkpoint: bytes.Clone(signed), final: map[string]string{}, cosigned: map[string]bool{}, failed: map[string]string{}}
+	o.round = &witnessRound{checkpoint: bytes.Clone(signed), started: time.Now(), final: map[string]string{}, cosigned: map[string]bool{}, failed: map[string]string{}}
 	return o.round
 }
 
@@ -309,6 +316,7 @@ func (o *witnessObserver) finish(r *witnessRound, name, outcome, reason string) 
 		r.cosigned[name] = true
 		if o.policy.Satisfied(r.cosigned) {
 			r.closed = true
+			o.quorumSeconds.Observe(time.Since(r.started).Seconds())
 			return
 		}
 	case outcomeCanceled:
@@ -394,7 +402,8 @@ func firstLine(b []byte) string {
 
 // witnessMetrics are the metrics of witnessed checkpoints and receipts.
 type witnessMetrics struct {
-	receiptWait prometheus.Histogram
+	receiptWait    prometheus.Histogram
+	witnessedDelay prometheus.Histogram
 }
 
 func newWitnessMetrics(s *Server, reg *prometheus.Registry) (*witnessMetrics, error) {
@@ -404,8 +413,13 @@ func newWitnessMetrics(s *Server, reg *prometheus.Registry) (*witnessMetrics, er
 			Help:    "Time a POST /v1/events?wait=witnessed waited, after its events were logged, for a witnessed checkpoint and its receipts.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 1.5, 16),
 		}),
+		witnessedDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tidemark_log_witnessed_delay_seconds",
+			Help:    "Time from the integration of a group of entries appended by this frontend (one observation per group handed to Tessera) to the first published checkpoint cosigned by the quorum that covers them: the least a receipt waits.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 1.5, 16),
+		}),
 	}
-	if err := registerAll(reg, m.receiptWait,
+	if err := registerAll(reg, m.receiptWait, m.witnessedDelay,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tidemark_log_witnessed_tree_size",
 			Help: "Size of the latest published checkpoint that the policy accepts (cosigned by the quorum); receipts are made against it.",

@@ -450,7 +450,10 @@ func (s *setup) printMetrics() {
 	b, _ := io.ReadAll(resp.Body)
 	for _, l := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(l, "tidemark_log_witness_request_seconds_sum") || strings.HasPrefix(l, "tidemark_log_witness_request_seconds_count") ||
-			strings.HasPrefix(l, "tidemark_log_witness_quorum_failures_total ") || strings.HasPrefix(l, "tidemark_log_witness_requests_total{") {
+			strings.HasPrefix(l, "tidemark_log_witness_quorum_failures_total ") || strings.HasPrefix(l, "tidemark_log_witness_requests_total{") ||
+			strings.HasPrefix(l, "tidemark_log_witness_quorum_seconds_") && !strings.Contains(l, "_bucket") ||
+			strings.HasPrefix(l, "tidemark_log_witnessed_delay_seconds_") && !strings.Contains(l, "_bucket") ||
+			strings.HasPrefix(l, "tidemark_log_receipt_wait_seconds_") && !strings.Contains(l, "_bucket") {
 			fmt.Printf("# metric %s\n", l)
 		}
 	}
