@@ -36,11 +36,20 @@ type witnessed struct {
 // new one is checked with Policy.Verify. A failed read is retried at the
 // next poll and releases no waiter (Tessera's PublicationAwaiter releases
 // every waiter with the error).
+//
+// It reads the checkpoint every period, and besides at once when told that
+// a witness round has ended (the witness observer's roundEnded): Tessera
+// writes the checkpoint it witnessed just after the round, so the awaiter
+// reads it again at growing delays (followDelays) until it changes. A
+// waiting request so hears of a witnessed checkpoint about when it is
+// written, not up to a period later.
 type awaiter struct {
 	read   func(context.Context) ([]byte, error)
 	policy *checkpoint.Policy
 	period time.Duration
 	log    *slog.Logger
+	// roundEnded, when not nil, receives when a witness round has ended.
+	roundEnded <-chan struct{}
 	// delay, when set, observes for each group of entries this frontend
 	// appended the time from their integration to the first witnessed
 	// checkpoint that covers them.
@@ -87,13 +96,20 @@ func (a *awaiter) integrated(size uint64, at time.Time) {
 	a.pending = append(a.pending, integration{size: size, at: at})
 }
 
+// followDelays are the waits between reads of the published checkpoint
+// after a witness round ends, until it changes: Tessera writes it a file
+// write (POSIX: with fsyncs) or a transaction (MySQL) after the round.
+// They add up to more than awaitPeriod, after which the periodic reads
+// would find it anyway.
+var followDelays = []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond, 8 * time.Millisecond, 16 * time.Millisecond, 32 * time.Millisecond}
+
 // run polls until ctx is done.
 func (a *awaiter) run(ctx context.Context) {
 	t := time.NewTicker(a.period)
 	defer t.Stop()
 	failing := false
-	for {
-		err := a.poll(ctx)
+	poll := func() (changed bool) {
+		changed, err := a.poll(ctx)
 		switch {
 		case err != nil && !failing && ctx.Err() == nil:
 			a.log.Warn("couldn't read the published checkpoint; retrying", "err", err)
@@ -102,29 +118,55 @@ func (a *awaiter) run(ctx context.Context) {
 			a.log.Info("reading the published checkpoint again")
 			failing = false
 		}
+		return changed
+	}
+	poll()
+	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			poll()
+		case <-a.roundEnded:
+			follow(ctx, poll)
+		}
+	}
+}
+
+// follow polls at followDelays until poll reports a change or ctx ends.
+func follow(ctx context.Context, poll func() bool) {
+	for _, d := range followDelays {
+		if d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		if poll() {
+			return
 		}
 	}
 }
 
 // poll reads the published checkpoint and, if it is new, witnessed and
-// larger than the latest, makes it the latest.
-func (a *awaiter) poll(ctx context.Context) error {
+// larger than the latest, makes it the latest. It reports whether the
+// published checkpoint was another than at the last read.
+func (a *awaiter) poll(ctx context.Context) (changed bool, err error) {
 	signed, err := a.read(ctx)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	a.mu.Lock()
 	seen := bytes.Equal(signed, a.lastSeen)
 	a.mu.Unlock()
 	if seen {
-		return nil
+		return false, nil
 	}
 	c, cosigners, err := a.policy.Verify(signed)
 	a.mu.Lock()
@@ -134,10 +176,10 @@ func (a *awaiter) poll(ctx context.Context) error {
 		// Fail-open published it without the quorum, or the policy and the
 		// log disagree: the witnessing observer has said why.
 		a.log.Debug("the published checkpoint does not meet the policy; receipts wait for one that does", "err", err)
-		return nil
+		return true, nil
 	}
 	if a.latest != nil && c.Size < a.latest.c.Size {
-		return nil
+		return true, nil
 	}
 	a.latest = &witnessed{signed: signed, c: c, cosigners: cosigners, observedAt: time.Now()}
 	covered := 0
@@ -151,7 +193,7 @@ func (a *awaiter) poll(ctx context.Context) error {
 	a.pending = append(a.pending[:0], a.pending[covered:]...)
 	close(a.changed)
 	a.changed = make(chan struct{})
-	return nil
+	return true, nil
 }
 
 // current returns the latest witnessed checkpoint (nil if none yet) and a

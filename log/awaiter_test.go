@@ -23,6 +23,10 @@ type publishedCheckpoint struct {
 	mu     sync.Mutex
 	signed []byte
 	reads  int
+	// next, when set, becomes signed at read number nextAt: a checkpoint
+	// being written while the awaiter reads.
+	next   []byte
+	nextAt int
 }
 
 func newPublishedCheckpoint(t *testing.T) *publishedCheckpoint {
@@ -42,8 +46,7 @@ func newPublishedCheckpoint(t *testing.T) *publishedCheckpoint {
 	return &publishedCheckpoint{t: t, signer: signer, policy: p}
 }
 
-// publish makes a signed checkpoint of size the published one.
-func (pc *publishedCheckpoint) publish(size uint64) {
+func (pc *publishedCheckpoint) sign(size uint64) []byte {
 	pc.t.Helper()
 	h := make([]byte, 32)
 	h[0] = byte(size)
@@ -51,8 +54,25 @@ func (pc *publishedCheckpoint) publish(size uint64) {
 	if err != nil {
 		pc.t.Fatal(err)
 	}
+	return signed
+}
+
+// publish makes a signed checkpoint of size the published one.
+func (pc *publishedCheckpoint) publish(size uint64) {
+	pc.t.Helper()
+	signed := pc.sign(size)
 	pc.mu.Lock()
 	pc.signed = signed
+	pc.mu.Unlock()
+}
+
+// publishAfterReads makes a checkpoint of size the published one once it
+// has been read n more times.
+func (pc *publishedCheckpoint) publishAfterReads(size uint64, n int) {
+	pc.t.Helper()
+	signed := pc.sign(size)
+	pc.mu.Lock()
+	pc.next, pc.nextAt = signed, pc.reads+n+1
 	pc.mu.Unlock()
 }
 
@@ -60,6 +80,9 @@ func (pc *publishedCheckpoint) read(context.Context) ([]byte, error) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	pc.reads++
+	if pc.next != nil && pc.reads >= pc.nextAt {
+		pc.signed, pc.next = pc.next, nil
+	}
 	return pc.signed, nil
 }
 
@@ -82,7 +105,7 @@ func TestAwaiterWitnessedDelay(t *testing.T) {
 	ctx := context.Background()
 
 	pc.publish(2)
-	if err := a.poll(ctx); err != nil {
+	if _, err := a.poll(ctx); err != nil {
 		t.Fatal(err)
 	}
 	a.integrated(1, time.Now()) // already covered
@@ -93,14 +116,14 @@ func TestAwaiterWitnessedDelay(t *testing.T) {
 	a.integrated(5, time.Now())
 	a.integrated(6, time.Now())
 	pc.publish(5)
-	if err := a.poll(ctx); err != nil {
+	if _, err := a.poll(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n := histogramCount(t, h); n != 3 {
 		t.Fatalf("%d observations once size 5 is witnessed, want 3 (the groups ending at 1, 3 and 5)", n)
 	}
 	pc.publish(9)
-	if err := a.poll(ctx); err != nil {
+	if _, err := a.poll(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n := histogramCount(t, h); n != 4 {
@@ -124,10 +147,53 @@ func TestAwaiterPendingBounded(t *testing.T) {
 		t.Fatalf("%d groups pending, want at most %d", len(a.pending), maxPending)
 	}
 	pc.publish(maxPending + 100)
-	if err := a.poll(context.Background()); err != nil {
+	if _, err := a.poll(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if len(a.pending) != 0 {
 		t.Fatalf("%d groups still pending after a checkpoint covering them all", len(a.pending))
+	}
+}
+
+// A waiting request hears of a witnessed checkpoint when the witness round
+// that made it ends, not at the awaiter's next periodic read: here the
+// period is an hour, so only the round's end can wake it.
+func TestAwaiterWakesWhenARoundEnds(t *testing.T) {
+	pc := newPublishedCheckpoint(t)
+	pc.publish(1)
+	a := newAwaiter(pc.read, pc.policy, time.Hour, slog.New(slog.DiscardHandler))
+	ended := make(chan struct{}, 1)
+	a.roundEnded = ended
+	ctx := t.Context()
+	go a.run(ctx)
+	if w, err := a.wait(ctx, 0); err != nil || w.c.Size != 1 {
+		t.Fatalf("first checkpoint: %v %v", w, err)
+	}
+	pc.publish(5)
+	ended <- struct{}{}
+	w, err := a.wait(ctx, 4)
+	if err != nil || w.c.Size != 5 {
+		t.Fatalf("after the round ended: %v %v", w, err)
+	}
+}
+
+// Tessera writes the checkpoint after the round: the awaiter reads again
+// until it changes.
+func TestAwaiterFollowsTheRoundUntilTheCheckpointIsWritten(t *testing.T) {
+	pc := newPublishedCheckpoint(t)
+	pc.publish(1)
+	a := newAwaiter(pc.read, pc.policy, time.Hour, slog.New(slog.DiscardHandler))
+	ended := make(chan struct{}, 1)
+	a.roundEnded = ended
+	ctx := t.Context()
+	go a.run(ctx)
+	if _, err := a.wait(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	pc.publishAfterReads(7, len(followDelays)-1)
+	ended <- struct{}{}
+	w, err := a.wait(ctx, 6)
+	if err != nil || w.c.Size != 7 {
+		t.Fatalf("after the round ended: %v %v", w, err)
 	}
 }

@@ -226,6 +226,9 @@ type Server struct {
 	policyText     []byte
 	awaiter        *awaiter
 	witnessMetrics *witnessMetrics
+	// roundEnded is the witness observer's (nil without witnesses): it
+	// wakes the awaiter when a witness round ends.
+	roundEnded chan struct{}
 
 	// afterAppend, when set by a test, runs after entries are appended and
 	// before the idempotency index is written; an error stands in for the
@@ -345,6 +348,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.awaiter = newAwaiter(s.reader.ReadCheckpoint, s.policy, awaitPeriod, s.log)
 	s.awaiter.delay = s.witnessMetrics.witnessedDelay
+	s.awaiter.roundEnded = s.roundEnded
 	go s.awaiter.run(s.ctx)
 
 	add := s.appender.Add

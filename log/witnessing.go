@@ -61,6 +61,11 @@ type witnessObserver struct {
 	// a quorum that is down fails at every batch.
 	quorumLog rateLimited
 
+	// roundEnded receives (without blocking: it holds one) when a round
+	// ends, with the quorum met or not: Tessera is then about to publish
+	// the checkpoint or give it up, and the awaiter reads it at once.
+	roundEnded chan struct{}
+
 	mu    sync.Mutex // guards round
 	round *witnessRound
 }
@@ -96,6 +101,7 @@ func newWitnessObserver(next http.RoundTripper, names map[string]string, p *chec
 	}
 	o := &witnessObserver{
 		next: next, names: names, keys: keys, policy: p, failOpen: failOpen, log: logger,
+		roundEnded: make(chan struct{}, 1),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tidemark_log_witness_requests_total",
 			Help: "add-checkpoint requests to each witness of the policy, by outcome (cosigned, size_mismatch, canceled, timeout, error, invalid_cosignature, http_<status>, and skipped_down: not sent, the witness did not answer before; MySQL logs only).",
@@ -317,6 +323,7 @@ func (o *witnessObserver) finish(r *witnessRound, name, outcome, reason string) 
 		if o.policy.Satisfied(r.cosigned) {
 			r.closed = true
 			o.quorumSeconds.Observe(time.Since(r.started).Seconds())
+			o.ended()
 			return
 		}
 	case outcomeCanceled:
@@ -332,6 +339,7 @@ func (o *witnessObserver) finish(r *witnessRound, name, outcome, reason string) 
 // with every witness's reason. The caller holds o.mu.
 func (o *witnessObserver) closeRound(r *witnessRound) {
 	r.closed = true
+	o.ended()
 	if o.policy.Satisfied(r.cosigned) {
 		return
 	}
@@ -353,6 +361,14 @@ func (o *witnessObserver) closeRound(r *witnessRound) {
 		return
 	}
 	o.log.Warn(msg, "size", size, "quorum", o.policy.Quorum, "cosigned", slices.Sorted(maps.Keys(r.cosigned)), "failed", strings.Join(reasons, "; "), "not_logged_since", held)
+}
+
+// ended tells the awaiter that a round has ended.
+func (o *witnessObserver) ended() {
+	select {
+	case o.roundEnded <- struct{}{}:
+	default:
+	}
 }
 
 // quorumLogEvery bounds how often a missed quorum is logged (each is
