@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/transparency-dev/tessera/client"
 
 	"github.com/tidemark/tidemark/checkpoint"
 )
@@ -23,8 +22,8 @@ type witnessed struct {
 	cosigners  map[string]time.Time
 	observedAt time.Time
 
-	pbMu sync.Mutex           // guards pb
-	pb   *client.ProofBuilder // built on the first receipt against this checkpoint
+	pbMu sync.Mutex  // guards pn
+	pn   *proofNodes // made on the first receipt against this checkpoint
 }
 
 // An awaiter follows the published checkpoint and keeps the latest one that
