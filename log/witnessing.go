@@ -137,6 +137,15 @@ func (o *witnessObserver) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !ok || req.Method != http.MethodPost {
 		return o.next.RoundTrip(req)
 	}
+	if req.Context().Err() != nil {
+		// Sent after Tessera gave up on its round (the quorum was met
+		// without it, or the log is stopping): it fails at once and is part
+		// of no round. Counting it in one would open a round that never
+		// gets an answer, and report a quorum that nothing missed.
+		resp, err := o.next.RoundTrip(req)
+		o.requests.WithLabelValues(name, outcomeCanceled).Inc()
+		return resp, err
+	}
 	var signed, sent []byte
 	if req.Body != nil {
 		body, err := io.ReadAll(req.Body)
@@ -341,6 +350,15 @@ func (o *witnessObserver) closeRound(r *witnessRound) {
 	r.closed = true
 	o.ended()
 	if o.policy.Satisfied(r.cosigned) {
+		return
+	}
+	if len(r.failed) == 0 {
+		// No witness failed: every answer missing or canceled. Tessera
+		// stopped asking, because the quorum was met in a round that ended
+		// before these requests were answered (a witness's retry after its
+		// 409 races the quorum), or because the log is stopping. Not a
+		// missed quorum: Tessera gives up on a checkpoint only after every
+		// witness has answered or timed out, and those are failures.
 		return
 	}
 	o.quorumFailures.Inc()
