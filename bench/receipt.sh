@@ -4,7 +4,7 @@
 # (quorum 2 of 3): once on plain loopback, once with 100 ms added to every
 # witness request by a delaying proxy. See bench/README.md.
 # Knobs: RATES (100,1000), DURATION (20s), LATENCIES (0,100ms),
-# LOG_FLAGS (--checkpoint-interval 500ms; see bench/README.md for why),
+# LOG_FLAGS (none: the log's defaults),
 # BASE (a baseline to alternate with, ABBA: a tidemark binary, or a git
 # revision built into bench/.bin/tidemark-base-REV), RUNS (1).
 set -euo pipefail
@@ -29,7 +29,7 @@ if [[ -n "${BASE:-}" ]]; then
   echo "# base: $base_bin ($(sha256sum "$base_bin" | cut -c1-16))"
 fi
 echo "# $(date -u +%FT%TZ) $(go version) nproc=$(nproc) $(uname -r) commit=$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo +dirty) loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# go run ./bench/receipt --tidemark bench/.bin/tidemark ${base_args[*]} --runs ${RUNS:-1} --rates ${RATES:-100,1000} --duration ${DURATION:-20s} --latencies ${LATENCIES:-0,100ms} --log-flags '${LOG_FLAGS---checkpoint-interval 500ms}'"
+echo "# go run ./bench/receipt --tidemark bench/.bin/tidemark ${base_args[*]} --runs ${RUNS:-1} --rates ${RATES:-100,1000} --duration ${DURATION:-20s} --latencies ${LATENCIES:-0,100ms} --log-flags '${LOG_FLAGS:-}'"
 go run ./bench/receipt --tidemark bench/.bin/tidemark "${base_args[@]}" --runs "${RUNS:-1}" --rates "${RATES:-100,1000}" --duration "${DURATION:-20s}" \
-  --latencies "${LATENCIES:-0,100ms}" --log-flags "${LOG_FLAGS---checkpoint-interval 500ms}"
+  --latencies "${LATENCIES:-0,100ms}" --log-flags "${LOG_FLAGS:-}"
 echo "# loadavg after: $(cut -d' ' -f1-3 /proc/loadavg)"
