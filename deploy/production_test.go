@@ -321,7 +321,7 @@ func TestProductionLayout(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		h := newHost(t, fmt.Sprintf("w%d", i))
 		h.prepare("tidemark-witness.service") // makes the directories
-		h.write("/etc/tidemark/witness/logs", fmt.Sprintf("logs/v0\nvkey %s\nqpd 200000\ncontact ops@example.com\n", logPub), 0o644)
+		h.write("/etc/tidemark/witness/logs", fmt.Sprintf("logs/v0\nvkey %s\nqpd 1000000\ncontact ops@example.com\n", logPub), 0o644)
 		w := &witness{name: fmt.Sprintf("witness.example.org/w%d", i)}
 		h.write("/etc/tidemark/witness/env", "TIDEMARK_WITNESS_NAME="+w.name+"\nTIDEMARK_WITNESS_LISTEN=0.0.0.0:8081\n", 0o644)
 		s := h.prepare("tidemark-witness.service")

@@ -27,7 +27,10 @@ type appendQueue struct {
 	// failed entries leave the tree larger than its successes explain
 	// fails them with a maybeLoggedError.
 	size func() (uint64, error)
-	jobs chan *appendJob
+	// integrated, if not nil, is told the tree size after each group with
+	// entries logged, and when they were.
+	integrated func(size uint64, at time.Time)
+	jobs       chan *appendJob
 	// stopped is closed when run has returned: a job it has not taken by
 	// then never will be, and fails with errLogStopping.
 	stopped chan struct{}
@@ -159,16 +162,20 @@ func (q *appendQueue) run(ctx context.Context) {
 				futures[gi][i] = q.add(ctx, e)
 			}
 		}
-		var logged, failed uint64
+		var logged, failed, end uint64
 		for gi, j := range group {
 			for i, f := range futures[gi] {
 				j.indexes[i], j.errs[i] = f()
 				if j.errs[i] == nil {
 					logged++
+					end = max(end, j.indexes[i].Index+1)
 				} else {
 					failed++
 				}
 			}
+		}
+		if logged > 0 && q.integrated != nil {
+			q.integrated(end, time.Now())
 		}
 		if failed > 0 && sizeErr == nil {
 			// Tessera fails every entry of a batch whose tree state was

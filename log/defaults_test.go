@@ -31,4 +31,11 @@ func TestConfigDefaults(t *testing.T) {
 			t.Errorf("%s: %v (%T), want %v (%T)", d.name, d.got, d.got, d.want, d.want)
 		}
 	}
+	// On MySQL (and S3), the checkpoint interval's default is the least
+	// Tessera's MySQL driver takes.
+	m := Config{MySQL: "user@tcp(db)/log"}
+	m.setDefaults()
+	if m.CheckpointInterval != DefaultMySQLCheckpointInterval {
+		t.Errorf("CheckpointInterval on MySQL: %v, want %v", m.CheckpointInterval, DefaultMySQLCheckpointInterval)
+	}
 }

@@ -199,6 +199,7 @@ func (s *Server) setupWitnessing() (*tessera.WitnessGroup, *http.Client, error) 
 	if cfg.FailOpen {
 		mode = "fail-open: a checkpoint without the quorum is published anyway; receipts still wait for the quorum"
 	}
+	s.roundEnded = obs.roundEnded
 	s.log.Info("witnessing", "quorum", s.policy.Quorum, "witnesses", len(names), "mode", mode, "timeout", cfg.WitnessTimeout)
 	// No client timeout: Tessera bounds each round with the witness timeout.
 	return &group, &http.Client{Transport: obs}, nil

@@ -12,6 +12,9 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/tidemark/tidemark/checkpoint"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/tessera/api"
 	"github.com/transparency-dev/tessera/api/layout"
 	"github.com/transparency-dev/tessera/client"
@@ -225,18 +228,106 @@ func (s *Server) readTile(ctx context.Context, level, index uint64, p uint8) ([]
 	return full[:int(p)*checkpoint.HashSize], nil
 }
 
-// inclusionProof builds a proof in the tree of wc with one proof builder
-// shared by every receipt against wc, so that the tiles are read once per
-// checkpoint, not once per receipt.
+// inclusionProof builds a proof in the tree of wc with the proof nodes
+// shared by every receipt against wc, so that the tiles are read, and the
+// nodes above them hashed, once per checkpoint, not once per receipt.
 func (wc *witnessed) inclusionProof(ctx context.Context, index uint64, readTile client.TileFetcherFunc) ([][]byte, error) {
 	wc.pbMu.Lock()
 	defer wc.pbMu.Unlock()
-	if wc.pb == nil {
-		pb, err := client.NewProofBuilder(ctx, wc.c.Size, readTile)
-		if err != nil {
-			return nil, fmt.Errorf("couldn't build proofs: %w", err)
-		}
-		wc.pb = pb
+	if wc.pn == nil {
+		wc.pn = &proofNodes{size: wc.c.Size, read: readTile}
 	}
-	return wc.pb.InclusionProof(ctx, index)
+	return wc.pn.inclusion(ctx, index)
+}
+
+// proofNodes builds inclusion proofs in a tree of one size from its tiles,
+// and keeps each node hash it reads or computes. The receipts against one
+// checkpoint share most of their proof nodes: Tessera's ProofBuilder
+// (v1.0.4) keeps the tiles but hashes again, for each proof, the up to 128
+// tile hashes under each node inside a tile; at 1,000 receipts a second
+// that was a third of the log's CPU (bench/receipt.sh, issue 13). Every
+// proof is still checked against the checkpoint before it is handed out
+// (Server.receipt). Not safe for concurrent use.
+type proofNodes struct {
+	size  uint64
+	read  client.TileFetcherFunc
+	tiles map[[2]uint64][][]byte    // (tile level, index): the tile's hashes
+	nodes map[compact.NodeID][]byte // computed nodes inside tiles
+}
+
+// Bounds on what proofNodes keeps, past which it starts again: GET
+// /v1/receipt/{index} is public, and an unchanged checkpoint can stay the
+// latest for long. About 2 MiB of hashes each.
+const (
+	maxProofTiles = 256
+	maxProofNodes = 1 << 16
+)
+
+func (p *proofNodes) inclusion(ctx context.Context, index uint64) ([][]byte, error) {
+	if p.tiles == nil || len(p.tiles) > maxProofTiles {
+		p.tiles = map[[2]uint64][][]byte{}
+	}
+	if p.nodes == nil || len(p.nodes) > maxProofNodes {
+		p.nodes = map[compact.NodeID][]byte{}
+	}
+	ns, err := proof.Inclusion(index, p.size)
+	if err != nil {
+		return nil, err
+	}
+	hashes := make([][]byte, len(ns.IDs))
+	for i, id := range ns.IDs {
+		if hashes[i], err = p.node(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	return ns.Rehash(hashes, rfc6962.DefaultHasher.HashChildren)
+}
+
+// node returns the hash of the perfect subtree id, which lies inside the
+// tree's tiles: a tile's hash, or the hash of its two children.
+func (p *proofNodes) node(ctx context.Context, id compact.NodeID) ([]byte, error) {
+	if h, ok := p.nodes[id]; ok {
+		return h, nil
+	}
+	tileLevel, tileIndex, nodeLevel, nodeIndex := layout.NodeCoordsToTileAddress(uint64(id.Level), id.Index)
+	var h []byte
+	if nodeLevel > 0 {
+		l, err := p.node(ctx, compact.NewNodeID(id.Level-1, 2*id.Index))
+		if err != nil {
+			return nil, err
+		}
+		r, err := p.node(ctx, compact.NewNodeID(id.Level-1, 2*id.Index+1))
+		if err != nil {
+			return nil, err
+		}
+		h = rfc6962.DefaultHasher.HashChildren(l, r)
+	} else {
+		t, err := p.tile(ctx, tileLevel, tileIndex)
+		if err != nil {
+			return nil, err
+		}
+		if nodeIndex >= uint64(len(t)) {
+			return nil, fmt.Errorf("tile %d/%d of tree size %d has %d hashes, not hash %d", tileLevel, tileIndex, p.size, len(t), nodeIndex)
+		}
+		h = t[nodeIndex]
+	}
+	p.nodes[id] = h
+	return h, nil
+}
+
+func (p *proofNodes) tile(ctx context.Context, level, index uint64) ([][]byte, error) {
+	k := [2]uint64{level, index}
+	if t, ok := p.tiles[k]; ok {
+		return t, nil
+	}
+	raw, err := p.read(ctx, level, index, layout.PartialTileSize(level, index, p.size))
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read tile %d/%d: %w", level, index, err)
+	}
+	var t api.HashTile
+	if err := t.UnmarshalText(raw); err != nil {
+		return nil, fmt.Errorf("couldn't parse tile %d/%d: %w", level, index, err)
+	}
+	p.tiles[k] = t.Nodes
+	return t.Nodes, nil
 }

@@ -1,15 +1,22 @@
 package log
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tidemark/tidemark/checkpoint"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/transparency-dev/tessera/api"
+	"github.com/transparency-dev/tessera/api/layout"
+	"github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -209,4 +216,160 @@ func TestWaitWitnessedTimesOut(t *testing.T) {
 	if strings.Contains(m, `tidemark_log_witness_requests_total{outcome="error",witness="down"} 0`) {
 		t.Errorf("no failed request to the witness counted")
 	}
+}
+
+// proofNodes builds the same inclusion proofs as Tessera's ProofBuilder,
+// at tree sizes on and around tile boundaries, for indexes across the tree,
+// and each verifies against the tree's root; asked again, it answers the
+// same from what it kept.
+func TestProofNodesMatchTesserasProofBuilder(t *testing.T) {
+	tl := newTestLog(t, nil)
+	ctx := t.Context()
+	sizes := []uint64{1, 2, 3, 255, 256, 257, 511, 512, 513, 845}
+	for _, size := range sizes {
+		var body strings.Builder
+		for i := tl.size(); i < size; i++ {
+			fmt.Fprintf(&body, "{\"n\":%d}\n", i)
+		}
+		if r := tl.post("/v1/events", "application/x-ndjson", []byte(body.String())); r.status != 200 {
+			t.Fatalf("append to size %d: %d %s", size, r.status, r.body)
+		}
+		if got := tl.size(); got != size {
+			t.Fatalf("tree size %d, want %d", got, size)
+		}
+	}
+	leaves := tl.leaves()
+	for _, size := range sizes {
+		pb, err := client.NewProofBuilder(ctx, size, tl.s.readTile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pn := &proofNodes{size: size, read: tl.s.readTile}
+		var root []byte
+		for i := uint64(0); i < size; i++ {
+			if size > 300 && i%7 != 0 && i+3 < size {
+				continue
+			}
+			want, err := pb.InclusionProof(ctx, i)
+			if err != nil {
+				t.Fatalf("size %d index %d: Tessera: %v", size, i, err)
+			}
+			for range 2 {
+				got, err := pn.inclusion(ctx, i)
+				if err != nil {
+					t.Fatalf("size %d index %d: %v", size, i, err)
+				}
+				if !slices.EqualFunc(got, want, bytes.Equal) {
+					t.Fatalf("size %d index %d: proof %x, Tessera's %x", size, i, got, want)
+				}
+			}
+			r, err := proof.RootFromInclusionProof(rfc6962.DefaultHasher, i, size, rfc6962.DefaultHasher.HashLeaf(leaves[i]), want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if root != nil && !bytes.Equal(r, root) {
+				t.Fatalf("size %d index %d: the proof leads to root %x, others to %x", size, i, r, root)
+			}
+			root = r
+		}
+	}
+}
+
+// memTree is a Merkle tree of size leaves held in memory, served as
+// tlog-tiles hash tiles.
+type memTree struct {
+	levels [][][]byte // levels[l]: the hashes of the perfect subtrees at level l
+}
+
+func newMemTree(size uint64) *memTree {
+	h := rfc6962.DefaultHasher
+	level := make([][]byte, size)
+	for i := range level {
+		level[i] = h.HashLeaf([]byte(fmt.Sprintf("leaf %d", i)))
+	}
+	m := &memTree{levels: [][][]byte{level}}
+	for len(level) > 1 {
+		up := make([][]byte, len(level)/2)
+		for i := range up {
+			up[i] = h.HashChildren(level[2*i], level[2*i+1])
+		}
+		m.levels = append(m.levels, up)
+		level = up
+	}
+	return m
+}
+
+// readTile serves the tile at (level, index) of width p (0: full).
+func (m *memTree) readTile(_ context.Context, level, index uint64, p uint8) ([]byte, error) {
+	l := int(level * layout.TileHeight)
+	if l >= len(m.levels) {
+		return nil, fmt.Errorf("no tile level %d", level)
+	}
+	w := uint64(layout.TileWidth)
+	if p > 0 {
+		w = uint64(p)
+	}
+	first := index * layout.TileWidth
+	if first+w > uint64(len(m.levels[l])) {
+		return nil, fmt.Errorf("tile %d/%d.p/%d is beyond the tree", level, index, p)
+	}
+	return api.HashTile{Nodes: m.levels[l][first : first+w]}.MarshalText()
+}
+
+// proofNodes and Tessera's ProofBuilder agree on trees with two and
+// three levels of tiles.
+func TestProofNodesOnLargerTrees(t *testing.T) {
+	ctx := t.Context()
+	for _, size := range []uint64{65535, 65536, 65537, 70_000} {
+		m := newMemTree(size)
+		pb, err := client.NewProofBuilder(ctx, size, m.readTile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pn := &proofNodes{size: size, read: m.readTile}
+		for i := uint64(0); i < size; i += 997 {
+			for _, i := range []uint64{i, size - 1 - i} {
+				want, err := pb.InclusionProof(ctx, i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := pn.inclusion(ctx, i)
+				if err != nil {
+					t.Fatalf("size %d index %d: %v", size, i, err)
+				}
+				if !slices.EqualFunc(got, want, bytes.Equal) {
+					t.Fatalf("size %d index %d: proof %x, Tessera's %x", size, i, got, want)
+				}
+			}
+		}
+	}
+}
+
+// The receipts of a burst of 1,000 requests against one checkpoint of a
+// tree of 40,000: Tessera's ProofBuilder (one per checkpoint, as the log
+// had it) against proofNodes.
+func BenchmarkInclusionProofs(b *testing.B) {
+	const size, burst = 40_000, 1000
+	m := newMemTree(size)
+	ctx := context.Background()
+	b.Run("tessera", func(b *testing.B) {
+		for b.Loop() {
+			pb, _ := client.NewProofBuilder(ctx, size, m.readTile)
+			for i := uint64(size - burst); i < size; i++ {
+				if _, err := pb.InclusionProof(ctx, i); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("proofNodes", func(b *testing.B) {
+		for b.Loop() {
+			pn := &proofNodes{size: size, read: m.readTile}
+			for i := uint64(size - burst); i < size; i++ {
+				if _, err := pn.inclusion(ctx, i); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
 }

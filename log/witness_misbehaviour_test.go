@@ -2,10 +2,12 @@ package log
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidemark/tidemark/checkpoint"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -35,6 +38,8 @@ type fakeWitness struct {
 	// hung: the witness takes requests and never answers them, as a
 	// stopped process behind an open socket does.
 	hung atomic.Bool
+	// arrived, when set, receives each request the witness holds (hung).
+	arrived chan struct{}
 
 	mu   sync.Mutex
 	size uint64
@@ -59,6 +64,9 @@ func newFakeWitness(t *testing.T, name string, spoil func(string) string, delay 
 func (w *fakeWitness) addCheckpoint(rw http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body) // first: the server notices a client that hangs up only after the body
 	if w.hung.Load() {
+		if w.arrived != nil {
+			w.arrived <- struct{}{}
+		}
 		<-r.Context().Done()
 		return
 	}
@@ -215,6 +223,13 @@ func TestHangingWitnessDoesNotStopTheLog(t *testing.T) {
 			t.Fatalf("event %d with a witness that hangs: %d %s", i, r.status, r.body)
 		}
 	}
+	// Each witnessed checkpoint's round met the quorum without it, and
+	// each group of entries got its delay to a witnessed checkpoint.
+	for _, name := range []string{"tidemark_log_witness_quorum_seconds_count", "tidemark_log_witnessed_delay_seconds_count"} {
+		if n, _ := strconv.Atoi(tl.metric(name)); n < 1 {
+			t.Errorf("%s = %q after three receipts, want at least 1", name, tl.metric(name))
+		}
+	}
 }
 
 func TestCanonicalCosignature(t *testing.T) {
@@ -256,5 +271,105 @@ func TestCanonicalCosignature(t *testing.T) {
 		if tc.ok && string(line) != good {
 			t.Errorf("%s: line = %q, want the canonical %q", tc.name, line, good)
 		}
+	}
+}
+
+// A request Tessera makes after its round is over (the quorum was met
+// without it) is no missed quorum: sent with its context already canceled,
+// or canceled once sent; a round in which witnesses do fail still is one.
+func TestWitnessStragglerIsNoQuorumFailure(t *testing.T) {
+	skey, vkey, _ := checkpoint.GenerateLogKey("test.example/log")
+	logSigner, _ := checkpoint.NewLogSigner(skey)
+	observer := func(ws ...*fakeWitness) *witnessObserver {
+		var b strings.Builder
+		b.WriteString("log " + vkey + "\n")
+		names := map[string]string{}
+		for _, w := range ws {
+			fmt.Fprintf(&b, "witness %s %s %s\n", w.name, w.vkey, w.hs.URL)
+			names[w.hs.URL+"/add-checkpoint"] = w.name
+		}
+		b.WriteString("group g 2 " + ws[0].name + " " + ws[1].name + " " + ws[2].name + "\nquorum g\n")
+		p, err := checkpoint.ParsePolicy([]byte(b.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := newWitnessObserver(http.DefaultTransport.(*http.Transport).Clone(), names, p, false, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	cp := func(size uint64) []byte {
+		signed, err := checkpoint.Sign(checkpoint.Checkpoint{Origin: "test.example/log", Size: size, Hash: bytes.Repeat([]byte{byte(size)}, 32)}, logSigner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return signed
+	}
+	send := func(ctx context.Context, o *witnessObserver, w *fakeWitness, old uint64, signed []byte) (int, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.hs.URL+"/add-checkpoint", strings.NewReader(fmt.Sprintf("old %d\n\n%s", old, signed)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := o.RoundTrip(req)
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+
+	w1, w2 := newFakeWitness(t, "w1", nil, 0), newFakeWitness(t, "w2", nil, 0)
+	w3 := newFakeWitness(t, "w3", nil, 0)
+	w3.hung.Store(true)
+	w3.arrived = make(chan struct{}, 1)
+	o := observer(w1, w2, w3)
+	ctx := t.Context()
+	a := cp(1)
+	for _, w := range []*fakeWitness{w1, w2} {
+		if code, err := send(ctx, o, w, 0, a); code != 200 || err != nil {
+			t.Fatalf("%s: %d %v", w.name, code, err)
+		}
+	}
+	// The quorum is met: Tessera cancels the request to w3, before it is
+	// sent, or once it is.
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := send(gone, o, w3, 0, a); err == nil {
+		t.Fatal("a request with a canceled context got an answer")
+	}
+	late, cancel := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { _, err := send(late, o, w3, 0, a); done <- err }()
+	<-w3.arrived
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("a canceled request got an answer")
+	}
+	b := cp(2)
+	for _, w := range []*fakeWitness{w1, w2} {
+		if code, err := send(ctx, o, w, 1, b); code != 200 || err != nil {
+			t.Fatalf("%s: %d %v", w.name, code, err)
+		}
+	}
+	if n := counterValue(t, o.quorumFailures); n != 0 {
+		t.Errorf("%v quorum failures counted for requests Tessera gave up on after the quorum", n)
+	}
+	if n := counterValue(t, o.requests.WithLabelValues("w3", outcomeCanceled)); n != 2 {
+		t.Errorf("w3's canceled requests: %v, want 2", n)
+	}
+
+	// Witnesses that answer with garbage do make a missed quorum.
+	garbage := func(string) string { return "hello\n" }
+	g1, g2, g3 := newFakeWitness(t, "g1", garbage, 0), newFakeWitness(t, "g2", garbage, 0), newFakeWitness(t, "g3", garbage, 0)
+	o = observer(g1, g2, g3)
+	for _, w := range []*fakeWitness{g1, g2, g3} {
+		if code, err := send(ctx, o, w, 0, a); code != http.StatusBadGateway || err != nil {
+			t.Fatalf("%s: %d %v, want 502", w.name, code, err)
+		}
+	}
+	if n := counterValue(t, o.quorumFailures); n != 1 {
+		t.Errorf("%v quorum failures for a round where every witness failed, want 1", n)
 	}
 }

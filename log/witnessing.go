@@ -50,6 +50,7 @@ type witnessObserver struct {
 
 	requests       *prometheus.CounterVec
 	seconds        *prometheus.HistogramVec
+	quorumSeconds  prometheus.Histogram
 	quorumFailures prometheus.Counter
 
 	// breaker, when set (logs on MySQL), keeps witnesses that do not
@@ -60,6 +61,11 @@ type witnessObserver struct {
 	// a quorum that is down fails at every batch.
 	quorumLog rateLimited
 
+	// roundEnded receives (without blocking: it holds one) when a round
+	// ends, with the quorum met or not: Tessera is then about to publish
+	// the checkpoint or give it up, and the awaiter reads it at once.
+	roundEnded chan struct{}
+
 	mu    sync.Mutex // guards round
 	round *witnessRound
 }
@@ -68,6 +74,7 @@ type witnessObserver struct {
 // one per witness, plus retries after a 409 with the witness's size.
 type witnessRound struct {
 	checkpoint []byte            // the signed checkpoint sent
+	started    time.Time         // when its first request was sent
 	final      map[string]string // witness name: its final outcome, or the reason it failed
 	cosigned   map[string]bool
 	failed     map[string]string // witness name: why it did not cosign
@@ -94,6 +101,7 @@ func newWitnessObserver(next http.RoundTripper, names map[string]string, p *chec
 	}
 	o := &witnessObserver{
 		next: next, names: names, keys: keys, policy: p, failOpen: failOpen, log: logger,
+		roundEnded: make(chan struct{}, 1),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tidemark_log_witness_requests_total",
 			Help: "add-checkpoint requests to each witness of the policy, by outcome (cosigned, size_mismatch, canceled, timeout, error, invalid_cosignature, http_<status>, and skipped_down: not sent, the witness did not answer before; MySQL logs only).",
@@ -103,6 +111,11 @@ func newWitnessObserver(next http.RoundTripper, names map[string]string, p *chec
 			Help:    "Time to a witness's answer to add-checkpoint, by witness.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}, []string{"witness"}),
+		quorumSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tidemark_log_witness_quorum_seconds",
+			Help:    "Time from the first add-checkpoint request for a checkpoint to the cosignature that met the quorum.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
 		quorumFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tidemark_log_witness_quorum_failures_total",
 			Help: "Checkpoints whose witnessing did not meet the policy's quorum: not published (fail-closed), or published without the quorum (fail-open).",
@@ -113,7 +126,7 @@ func newWitnessObserver(next http.RoundTripper, names map[string]string, p *chec
 			o.requests.WithLabelValues(name, oc) // so that rates start from zero
 		}
 	}
-	if err := registerAll(reg, o.requests, o.seconds, o.quorumFailures); err != nil {
+	if err := registerAll(reg, o.requests, o.seconds, o.quorumSeconds, o.quorumFailures); err != nil {
 		return nil, err
 	}
 	return o, nil
@@ -123,6 +136,15 @@ func (o *witnessObserver) RoundTrip(req *http.Request) (*http.Response, error) {
 	name, ok := o.names[req.URL.String()]
 	if !ok || req.Method != http.MethodPost {
 		return o.next.RoundTrip(req)
+	}
+	if req.Context().Err() != nil {
+		// Sent after Tessera gave up on its round (the quorum was met
+		// without it, or the log is stopping): it fails at once and is part
+		// of no round. Counting it in one would open a round that never
+		// gets an answer, and report a quorum that nothing missed.
+		resp, err := o.next.RoundTrip(req)
+		o.requests.WithLabelValues(name, outcomeCanceled).Inc()
+		return resp, err
 	}
 	var signed, sent []byte
 	if req.Body != nil {
@@ -291,7 +313,7 @@ func (o *witnessObserver) roundFor(signed []byte) *witnessRound {
 	if o.round != nil && !o.round.closed {
 		o.closeRound(o.round) // a round with answers missing: judge it on what it got
 	}
-	o.round = &witnessRound{checkpoint: bytes.Clone(signed), final: map[string]string{}, cosigned: map[string]bool{}, failed: map[string]string{}}
+	o.round = &witnessRound{checkpoint: bytes.Clone(signed), started: time.Now(), final: map[string]string{}, cosigned: map[string]bool{}, failed: map[string]string{}}
 	return o.round
 }
 
@@ -309,6 +331,8 @@ func (o *witnessObserver) finish(r *witnessRound, name, outcome, reason string) 
 		r.cosigned[name] = true
 		if o.policy.Satisfied(r.cosigned) {
 			r.closed = true
+			o.quorumSeconds.Observe(time.Since(r.started).Seconds())
+			o.ended()
 			return
 		}
 	case outcomeCanceled:
@@ -324,7 +348,17 @@ func (o *witnessObserver) finish(r *witnessRound, name, outcome, reason string) 
 // with every witness's reason. The caller holds o.mu.
 func (o *witnessObserver) closeRound(r *witnessRound) {
 	r.closed = true
+	o.ended()
 	if o.policy.Satisfied(r.cosigned) {
+		return
+	}
+	if len(r.failed) == 0 {
+		// No witness failed: every answer missing or canceled. Tessera
+		// stopped asking, because the quorum was met in a round that ended
+		// before these requests were answered (a witness's retry after its
+		// 409 races the quorum), or because the log is stopping. Not a
+		// missed quorum: Tessera gives up on a checkpoint only after every
+		// witness has answered or timed out, and those are failures.
 		return
 	}
 	o.quorumFailures.Inc()
@@ -345,6 +379,14 @@ func (o *witnessObserver) closeRound(r *witnessRound) {
 		return
 	}
 	o.log.Warn(msg, "size", size, "quorum", o.policy.Quorum, "cosigned", slices.Sorted(maps.Keys(r.cosigned)), "failed", strings.Join(reasons, "; "), "not_logged_since", held)
+}
+
+// ended tells the awaiter that a round has ended.
+func (o *witnessObserver) ended() {
+	select {
+	case o.roundEnded <- struct{}{}:
+	default:
+	}
 }
 
 // quorumLogEvery bounds how often a missed quorum is logged (each is
@@ -394,7 +436,8 @@ func firstLine(b []byte) string {
 
 // witnessMetrics are the metrics of witnessed checkpoints and receipts.
 type witnessMetrics struct {
-	receiptWait prometheus.Histogram
+	receiptWait    prometheus.Histogram
+	witnessedDelay prometheus.Histogram
 }
 
 func newWitnessMetrics(s *Server, reg *prometheus.Registry) (*witnessMetrics, error) {
@@ -404,8 +447,13 @@ func newWitnessMetrics(s *Server, reg *prometheus.Registry) (*witnessMetrics, er
 			Help:    "Time a POST /v1/events?wait=witnessed waited, after its events were logged, for a witnessed checkpoint and its receipts.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 1.5, 16),
 		}),
+		witnessedDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tidemark_log_witnessed_delay_seconds",
+			Help:    "Time from the integration of a group of entries appended by this frontend (one observation per group handed to Tessera) to the first published checkpoint cosigned by the quorum that covers them: the least a receipt waits.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 1.5, 16),
+		}),
 	}
-	if err := registerAll(reg, m.receiptWait,
+	if err := registerAll(reg, m.receiptWait, m.witnessedDelay,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "tidemark_log_witnessed_tree_size",
 			Help: "Size of the latest published checkpoint that the policy accepts (cosigned by the quorum); receipts are made against it.",

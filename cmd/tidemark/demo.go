@@ -127,9 +127,6 @@ func (d *demo) start() error {
 	}
 	s, err := tlog.New(context.Background(), tlog.Config{
 		Dir: filepath.Join(d.dir, "log"), Keys: keys, Policy: p, PolicyText: d.policy, Logger: d.log.With("server", "log"),
-		// Tessera publishes at most once per interval, and sometimes a
-		// whole interval late: 500 ms keeps receipts within about a second.
-		CheckpointInterval: 500 * time.Millisecond,
 	})
 	if err != nil {
 		return fmt.Errorf("log: %w", err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,7 +24,7 @@ import (
 func runLog(args []string) error {
 	fs := newFlags("log", "--data DIR [flags]",
 		"Runs a Tidemark log: audit events in over HTTP, a Tessera tiled Merkle tree on disk (POSIX),\n"+
-			"served as C2SP tlog-tiles with a signed checkpoint about every second.")
+			"served as C2SP tlog-tiles with a signed checkpoint four times a second.")
 	data := fs.String("data", "", "data directory (tiles, checkpoint, state); created if missing")
 	listen := fs.String("listen", "127.0.0.1:8080", "address of the public API")
 	adminListen := fs.String("admin-listen", "", "address of /metrics, /healthz and /readyz (default: on --listen)")
@@ -45,7 +46,8 @@ func runLog(args []string) error {
 	batchSize := fs.Uint("batch-size", tlog.DefaultBatchSize, "most entries Tessera sequences in one batch")
 	batchAge := fs.Duration("batch-age", tlog.DefaultBatchAge, "longest a partial Tessera batch waits before it is sequenced")
 	linger := fs.Duration("linger", 0, "how long a group of requests waits for more before going to Tessera (one group is sequenced at a time; the next gathers meanwhile)")
-	cpInterval := fs.Duration("checkpoint-interval", tlog.DefaultCheckpointInterval, "how often a new checkpoint is published when the tree grows")
+	cpIntervalSet := false
+	cpInterval := fs.Duration("checkpoint-interval", tlog.DefaultCheckpointInterval, fmt.Sprintf("how often a new checkpoint is published when the tree grows: receipts (wait=witnessed) wait for it, and each witness is asked once per checkpoint (check their qpd); with --mysql the default is %s, the least Tessera's MySQL driver takes", tlog.DefaultMySQLCheckpointInterval))
 	republish := fs.Duration("republish-interval", tlog.DefaultRepublishInterval, "how often an unchanged checkpoint is signed again, so freshness shows")
 	policyFile := fs.String("policy", "", "trust policy (log keys, witnesses, quorum; C2SP tlog-policy grammar): the witnesses to ask for cosignatures, served at /v1/policy; without it, the log's own keys and no witness")
 	witnessTimeout := fs.Duration("witness-timeout", tlog.DefaultWitnessTimeout, "how long a new checkpoint waits for the witness quorum")
@@ -61,6 +63,14 @@ func runLog(args []string) error {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "checkpoint-interval" {
+			cpIntervalSet = true
+		}
+	})
+	if !cpIntervalSet {
+		*cpInterval = 0 // the backend's default (tlog.Config)
 	}
 	if *data == "" {
 		return usageError{"--data DIR is required (the log's directory; created if missing)"}
