@@ -314,3 +314,16 @@ func TestCanonicalizeNestedArraysCost(t *testing.T) {
 		}
 	}
 }
+
+// stringValue's fast path (no backslash) answers what encoding/json
+// answers, for every string an attacker might put in a leaf or an id.
+func TestStringValueAttacks(t *testing.T) {
+	extra := []string{`"a"b"`, `"a"`, `""`, `"`, `"\"`, "\"a\x00\"", "\"\xed\xa0\x80\"", "\"\xc0\xaf\"", "\"\xef\xbb\xbf\"", `"a" `, ` "a"`}
+	for _, v := range append(extra, attackInputs...) {
+		got, err := stringValue([]byte(v))
+		want, werr := refStringValue([]byte(v))
+		if got != want || (err == nil) != (werr == nil) {
+			t.Errorf("stringValue(%q) = %q, %v; encoding/json: %q, %v", v, got, err, want, werr)
+		}
+	}
+}
