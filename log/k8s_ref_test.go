@@ -433,3 +433,32 @@ func FuzzK8sEventsMatchesReference(f *testing.F) {
 		checkK8sAgainstReference(t, body)
 	})
 }
+
+// The reserved member of a truncated stand-in is refused however the sender
+// spells it: the check reads the canonical event, whose bytes the one-pass
+// canonicalizer must still write with the name unescaped, in place and in
+// order, also when the rest of the event is passed through as it is.
+func TestReservedMemberAnySpelling(t *testing.T) {
+	s := &Server{}
+	for _, ev := range []string{
+		`{"tidemark_truncated":true}`,
+		`{"a":1,"tidemark_truncated":true,"z":[1,{"b":2}]}`,
+		`{"tidemark\u005ftruncated":true}`,
+		`{"\u0074idemark_truncated":false}`,
+		`{"tidemark_truncate\u0064":null}`,
+		`{ "tidemark_truncated" : 1 }`,
+		`{"z":1,"tidemark_truncated":{},"a":2}`,
+		`{"tidemark_truncated":"x","id":"e-1"}`,
+	} {
+		for _, opts := range []appendOptions{{}, {truncate: true, notIJSON: true, keep: k8sKeep, endpoint: "k8s"}} {
+			if _, err := s.buildLeaves("writer", requestEvents("", false, "", [][]byte{[]byte(ev)}), opts); err == nil || !strings.Contains(err.Error(), "reserved") {
+				t.Errorf("event %s (opts %+v): %v; want it refused as reserved", ev, opts, err)
+			}
+		}
+	}
+	for _, ev := range []string{`{"a":{"tidemark_truncated":true}}`, `{"tidemark_truncated_":true}`, `{"x":"\"tidemark_truncated\":"}`} {
+		if _, err := s.buildLeaves("writer", requestEvents("", false, "", [][]byte{[]byte(ev)}), appendOptions{}); err != nil {
+			t.Errorf("event %s: %v; only the top-level marker is reserved", ev, err)
+		}
+	}
+}
