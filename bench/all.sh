@@ -34,7 +34,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # name | script | the script's environment for a full run | for QUICK=1 | needs
 # The full run's knobs give at least 3 alternated runs per contender.
 COMPARISONS=(
-  "add-vs-conformance|add-vs-conformance.sh|RUNS=5|RUNS=1 LEAVES=10000 FSCK=0|"
+  "add-vs-conformance|add-vs-conformance.sh|RUNS=5 DURATION=15s WARMUP=3s|RUNS=1 DURATION=3s WARMUP=1s FSCK=0|"
   "events-vs-add|events-vs-add.sh|RUNS=5|RUNS=1 DURATION=3s WARMUP=1s|"
   "ndjson|ndjson.sh|RUNS=3|RUNS=1 DURATION=3s WARMUP=1s|"
   "k8s|k8s.sh|RUNS=3|RUNS=1 DURATION=3s WARMUP=1s|"
