@@ -40,7 +40,7 @@ const tesseraPinned = "v1.0.4"
 
 // revisitOnUpgrade is the code that names Tessera v1.0.4 in its comments
 // and relies on what it does.
-const revisitOnUpgrade = `storage.go (errno flattening, the lock-file panic), appendqueue.go and server.go (checkWritable before each group), strays.go (temporary files left behind), witnessing.go and witnessbreaker.go (witness traffic), backend.go (mysqlDriver.appenderWith, trimsReads), migrate.go and migrate_s3.go (what the migrations leave), s3.go (doublePrefixMiddleware)`
+const revisitOnUpgrade = `storage.go (errno flattening, the lock-file panic), appendqueue.go and server.go (checkWritable before each group), strays.go (temporary files left behind), witnessing.go and witnessbreaker.go (witness traffic), awaiter.go (the checkpoint written just after its witness round), receipts.go (proofNodes: the tile layout), server.go (DefaultMySQLCheckpointInterval), backend.go (mysqlDriver.appenderWith, trimsReads), migrate.go and migrate_s3.go (what the migrations leave), s3.go (doublePrefixMiddleware)`
 
 // TestTesseraContractVersion: the module requires, and the test binary
 // links, the Tessera version the contract was checked against.
@@ -465,9 +465,17 @@ func TestTesseraContractMySQL(t *testing.T) {
 	opts := tessera.NewAppendOptions().
 		WithCheckpointSigner(logSigner).
 		WithBatching(256, 10*time.Millisecond).
-		WithCheckpointInterval(time.Second). // the least MySQL takes
+		WithCheckpointInterval(DefaultMySQLCheckpointInterval). // the least MySQL takes
 		WithCheckpointRepublishInterval(0).
 		WithWitnesses(tessera.NewWitnessGroup(1, tw), &tessera.WitnessOptions{Timeout: 20 * time.Second})
+
+	// The default interval on MySQL is the least the driver takes: one
+	// under it is refused.
+	short := *opts
+	short.WithCheckpointInterval(DefaultMySQLCheckpointInterval - time.Millisecond)
+	if _, _, _, err := tessera.NewAppender(ctx, st, &short); err == nil {
+		t.Errorf("Tessera's MySQL driver takes a checkpoint interval under %s: revisit DefaultMySQLCheckpointInterval (server.go), the default of --checkpoint-interval with --mysql", DefaultMySQLCheckpointInterval)
+	}
 
 	// As mysqlDriver.appenderWith does: the default client is the witness
 	// client while the appender is made, and is put back at once.
