@@ -345,6 +345,49 @@ func TestProofNodesOnLargerTrees(t *testing.T) {
 	}
 }
 
+// An insider's attack on the public GET /v1/receipt: asking for the
+// receipts of indexes spread over the whole tree, one per level-0 tile, so
+// that every proof reads tiles no other proof shares. What proofNodes keeps
+// stays within its bounds (plus the one proof that crosses them), and every
+// proof is still right.
+func TestProofNodesBoundedUnderSpreadRequests(t *testing.T) {
+	ctx := t.Context()
+	const size = 300 * layout.TileWidth // 300 level-0 tiles: past maxProofTiles
+	m := newMemTree(size)
+	pb, err := client.NewProofBuilder(ctx, size, m.readTile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pn := &proofNodes{size: size, read: m.readTile}
+	maxTiles, maxNodes := 0, 0
+	for i := uint64(0); i < size; i += layout.TileWidth {
+		got, err := pn.inclusion(ctx, i)
+		if err != nil {
+			t.Fatalf("index %d: %v", i, err)
+		}
+		want, err := pb.InclusionProof(ctx, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.EqualFunc(got, want, bytes.Equal) {
+			t.Fatalf("index %d: proof %x, Tessera's %x", i, got, want)
+		}
+		maxTiles, maxNodes = max(maxTiles, len(pn.tiles)), max(maxNodes, len(pn.nodes))
+	}
+	// One proof reads at most one tile per tile level, and computes (and
+	// keeps) at most the inner nodes of one tile per level, under 2*256.
+	levels := 3
+	if maxTiles > maxProofTiles+1+levels {
+		t.Errorf("proofNodes kept %d tiles, bound %d", maxTiles, maxProofTiles)
+	}
+	if maxNodes > maxProofNodes+levels*2*layout.TileWidth {
+		t.Errorf("proofNodes kept %d nodes, bound %d", maxNodes, maxProofNodes)
+	}
+	if maxTiles <= maxProofTiles/2 {
+		t.Errorf("the attack kept only %d tiles: it does not reach the bound it tests", maxTiles)
+	}
+}
+
 // The receipts of a burst of 1,000 requests against one checkpoint of a
 // tree of 40,000: Tessera's ProofBuilder (one per checkpoint, as the log
 // had it) against proofNodes.
