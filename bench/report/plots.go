@@ -176,9 +176,8 @@ func throughputPlot(rows []Row, file string) (bool, error) {
 // on or above and left of them.
 func receiptPlot(rs *Results, file string) (bool, error) {
 	type curve struct {
-		name  string
-		rate  int
-		extra string
+		name string
+		receiptKey
 	}
 	var curves []curve
 	for _, name := range rs.comparisonNames() {
@@ -187,19 +186,9 @@ func receiptPlot(rs *Results, file string) (bool, error) {
 			continue
 		}
 		rate, _ := strconv.Atoi(m[1])
-		curves = append(curves, curve{name, rate, m[2]})
+		curves = append(curves, curve{name, receiptKey{rate, m[2]}})
 	}
-	slices.SortStableFunc(curves, func(a, b curve) int {
-		if a.extra != b.extra {
-			if a.extra == "" {
-				return -1
-			}
-			if b.extra == "" {
-				return 1
-			}
-		}
-		return a.rate - b.rate
-	})
+	slices.SortStableFunc(curves, func(a, b curve) int { return a.receiptKey.compare(b.receiptKey) })
 	p := plot.New()
 	p.Title.Text = "Time from POST to witnessed receipt"
 	p.X.Label.Text = "latency (s)"

@@ -120,35 +120,41 @@ func Specs(rs *Results) []Spec {
 
 func atMost(v float64, unit string) *Target { return &Target{Kind: "<=", Value: v, Unit: unit} }
 
+// A receiptKey names a receipt comparison: its rate, and "" on plain
+// loopback or the latency added to each witness request ("+100ms").
+type receiptKey struct {
+	rate  int
+	extra string
+}
+
+// compare orders receipt comparisons: plain loopback first, then by rate.
+func (a receiptKey) compare(b receiptKey) int {
+	if a.extra != b.extra {
+		if a.extra == "" {
+			return -1
+		}
+		if b.extra == "" {
+			return 1
+		}
+	}
+	return a.rate - b.rate
+}
+
 // receiptSpecs: p50 and p99 rows for each rate measured, and for 50/s and
 // 1,000/s (the targets' rates) whether measured or not.
 func receiptSpecs(rs *Results) []Spec {
-	type key struct {
-		rate  int
-		extra string
-	}
-	keys := []key{{50, ""}, {1000, ""}}
+	keys := []receiptKey{{50, ""}, {1000, ""}}
 	for _, name := range rs.comparisonNames() {
 		m := receiptComparison.FindStringSubmatch(name)
 		if m == nil {
 			continue
 		}
 		rate, _ := strconv.Atoi(m[1])
-		if k := (key{rate, m[2]}); !slices.Contains(keys, k) {
+		if k := (receiptKey{rate, m[2]}); !slices.Contains(keys, k) {
 			keys = append(keys, k)
 		}
 	}
-	slices.SortStableFunc(keys, func(a, b key) int {
-		if a.extra != b.extra {
-			if a.extra == "" {
-				return -1
-			}
-			if b.extra == "" {
-				return 1
-			}
-		}
-		return a.rate - b.rate
-	})
+	slices.SortStableFunc(keys, receiptKey.compare)
 	var specs []Spec
 	for _, k := range keys {
 		comparison := fmt.Sprintf("receipt-%d%s", k.rate, k.extra)
