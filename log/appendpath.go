@@ -26,9 +26,12 @@ import (
 //     leaf (or, in a partial append, its own error);
 //  3. claim keys (claimKeys): the idempotency index claims the keys of the
 //     keyed events and says, for each, whether this request must append it;
-//  4. append (appendLeaves): the leaves the index did not answer go to
+//  4. commit (commitLeaves, commitments.go): in a commitment log, each
+//     leaf to append becomes a commitment leaf to a new salt, and the
+//     salts and event leaves are written durably to the payload store;
+//  5. append (appendLeaves): the leaves the index did not answer go to
 //     Tessera together, and the index is told the indexes they got;
-//  5. resolve (resolve): an event answered by the index, by a request in
+//  6. resolve (resolve): an event answered by the index, by a request in
 //     flight with the same key, or by an earlier event of this request gets
 //     that index, marked a duplicate.
 //
@@ -53,6 +56,11 @@ type eventResult struct {
 	Truncated bool `json:"truncated,omitempty"`
 	// err, in a partial append, is why this event was not logged.
 	err error
+	// Salt, in a commitment log, is the salt of the event's commitment
+	// leaf: with the event leaf it opens the commitment (base64 in JSON).
+	Salt []byte `json:"salt,omitempty"`
+	// opening, in a commitment log, opens the leaf this request appended.
+	opening *checkpoint.Opening
 }
 
 // An ingestEvent is one event of a request on its way to a leaf.
@@ -122,6 +130,22 @@ type built struct {
 	events  [][]byte      // the canonical event inside each leaf
 	keyed   []keyedEvent  // what the idempotency index sees of each
 	anyKey  bool          // some event has a key
+
+	source   string
+	received []time.Time // each event's "received"
+	// commits, in a commitment log, are the commitment leaves appended
+	// instead of leaves (commitLeaves), and openings what opens them.
+	commits  [][]byte
+	openings []*checkpoint.Opening
+}
+
+// appended is the leaf appended for event i: its commitment leaf in a
+// commitment log, else its event leaf.
+func (bt *built) appended(i int) []byte {
+	if bt.commits != nil {
+		return bt.commits[i]
+	}
+	return bt.leaves[i]
 }
 
 // appendBatch takes one request's events through the append path: build
@@ -141,10 +165,20 @@ func (s *Server) appendBatch(ctx context.Context, source string, evs []ingestEve
 	if err != nil {
 		return nil, err
 	}
+	if err := s.commitLeaves(ctx, bt, claims); err != nil {
+		return nil, err
+	}
 	if err := s.appendLeaves(ctx, bt, claims, opts); err != nil {
 		return nil, err
 	}
-	return bt.resolve(ctx, claims)
+	results, err := bt.resolve(ctx, claims)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.openDuplicates(ctx, results); err != nil {
+		return nil, err
+	}
+	return results, nil
 }
 
 // buildLeaves builds every event's leaf in one buffer, stamping each with
@@ -159,8 +193,10 @@ func (s *Server) buildLeaves(source string, evs []ingestEvent, opts appendOption
 		leaves:  make([][]byte, n),
 		events:  make([][]byte, n),
 		keyed:   make([]keyedEvent, n),
+		source:  source,
 	}
 	received := s.stamps.next(n)
+	bt.received = received
 	// All leaves of the request share one buffer: one allocation, not n.
 	size := 0
 	for _, ev := range evs {
@@ -301,7 +337,7 @@ func (s *Server) appendLeaves(ctx context.Context, bt *built, claims *batch, opt
 		if leaf == nil || !claims.appends(i) {
 			continue // refused in a partial append, or answered by the index
 		}
-		toAppend = append(toAppend, tessera.NewEntry(leaf))
+		toAppend = append(toAppend, tessera.NewEntry(bt.appended(i)))
 		positions = append(positions, i)
 	}
 	started := time.Now()
@@ -314,7 +350,11 @@ func (s *Server) appendLeaves(ctx context.Context, bt *built, claims *batch, opt
 				appendErr = errs[k]
 				continue
 			}
-			bt.results[i].Index, bt.results[i].leaf = indexes[k].Index, bt.leaves[i]
+			bt.results[i].Index, bt.results[i].leaf = indexes[k].Index, bt.appended(i)
+			if bt.openings != nil {
+				bt.results[i].opening = bt.openings[i]
+				bt.results[i].Salt = bt.openings[i].Salt
+			}
 			written[i] = indexes[k].Index
 		}
 	}

@@ -25,7 +25,9 @@ import (
 type witnessedResult struct {
 	Index     uint64              `json:"index"`
 	Duplicate bool                `json:"duplicate,omitempty"`
-	Receipt   *checkpoint.Receipt `json:"receipt"`
+	// Salt, in a commitment log, is the salt of the entry's commitment.
+	Salt    []byte              `json:"salt,omitempty"`
+	Receipt *checkpoint.Receipt `json:"receipt"`
 }
 
 // waitParam reads ?wait: "" (answer once durable) or "witnessed".
@@ -57,13 +59,14 @@ func (s *Server) answerWitnessed(w http.ResponseWriter, r *http.Request, ndjson 
 		return
 	}
 	out := make([]witnessedResult, len(results))
+	withOpening := s.mayRead(r)
 	for i, res := range results {
-		rc, err := s.receipt(ctx, wc, res.Index, res.leaf, res.event)
+		rc, err := s.receipt(ctx, wc, res.Index, res.leaf, res.event, res.opening, withOpening)
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		out[i] = witnessedResult{Index: res.Index, Duplicate: res.Duplicate, Receipt: rc}
+		out[i] = witnessedResult{Index: res.Index, Duplicate: res.Duplicate, Salt: res.Salt, Receipt: rc}
 	}
 	s.witnessMetrics.receiptWait.Observe(time.Since(started).Seconds())
 	if ndjson {
@@ -107,7 +110,9 @@ func (s *Server) notWitnessed(w http.ResponseWriter, r *http.Request, ndjson boo
 // handleReceipt serves GET /v1/receipt/{index}: a receipt for an integrated
 // entry against the latest witnessed checkpoint. The leaf is the entry's
 // contents, so with read tokens the request needs one, as the entry bundles
-// do.
+// do; except in a commitment log, whose leaves hold no event: there the
+// receipt is public, and carries the opening (the event) only for a
+// request that may read events.
 func (s *Server) handleReceipt(w http.ResponseWriter, r *http.Request) {
 	raw := mux.Vars(r)["index"]
 	index, err := strconv.ParseUint(raw, 10, 64)
@@ -115,7 +120,7 @@ func (s *Server) handleReceipt(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusBadRequest, "bad_request", "index %q is not a decimal number without leading zeros", raw))
 		return
 	}
-	if !s.readAllowed(w, r, "receipts") {
+	if s.payloads == nil && !s.readAllowed(w, r, "receipts") {
 		return
 	}
 	size, err := s.integratedSize()
@@ -138,7 +143,7 @@ func (s *Server) handleReceipt(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, e)
 		return
 	}
-	rc, err := s.receipt(r.Context(), wc, index, nil, nil)
+	rc, err := s.receipt(r.Context(), wc, index, nil, nil, nil, s.mayRead(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -158,15 +163,28 @@ func (s *Server) handlePolicy(w http.ResponseWriter, r *http.Request) {
 // leaf, when the caller has it, saves reading the entry back. event, when
 // set (a duplicate: the entry was logged by an earlier request), is the
 // canonical event the requester sent: a receipt for an entry that does not
-// hold it is never handed out.
-func (s *Server) receipt(ctx context.Context, wc *witnessed, index uint64, leaf, event []byte) (*checkpoint.Receipt, error) {
+// hold it is never handed out. In a commitment log, opening (read from the
+// payload store when nil) opens the leaf; the receipt carries it when
+// withOpening is set, and an erased entry's receipt has none.
+func (s *Server) receipt(ctx context.Context, wc *witnessed, index uint64, leaf, event []byte, opening *checkpoint.Opening, withOpening bool) (*checkpoint.Receipt, error) {
 	if leaf == nil {
 		var err error
 		if leaf, err = s.readLeaf(ctx, index, wc.c.Size); err != nil {
 			return nil, err
 		}
 	}
-	if event != nil && !leafHoldsEvent(leaf, event) {
+	if opening == nil && s.payloads != nil && checkpoint.KindOf(leaf) == checkpoint.KindCommitment {
+		o, err := s.openEntries(ctx, index, [][]byte{leaf})
+		if err != nil {
+			return nil, err
+		}
+		opening = o[0]
+	}
+	held := leaf
+	if opening != nil {
+		held = opening.Leaf
+	}
+	if event != nil && !leafHoldsEvent(held, event) {
 		return nil, fmt.Errorf("entry %d, answered as a duplicate, does not hold the event sent: refusing to hand out its receipt", index)
 	}
 	hashes, err := wc.inclusionProof(ctx, index, s.readTile)
@@ -177,7 +195,11 @@ func (s *Server) receipt(ctx context.Context, wc *witnessed, index uint64, leaf,
 		return nil, fmt.Errorf("the inclusion proof of entry %d does not verify against the witnessed checkpoint: %w", index, err)
 	}
 	proof := checkpoint.FormatProof(checkpoint.Proof{Index: index, Hashes: hashes, Checkpoint: wc.signed})
-	return &checkpoint.Receipt{Index: index, Leaf: leaf, Proof: string(proof)}, nil
+	rc := &checkpoint.Receipt{Index: index, Leaf: leaf, Proof: string(proof)}
+	if withOpening {
+		rc.Opening = opening
+	}
+	return rc, nil
 }
 
 // leafHoldsEvent reports whether an event leaf's event is exactly event

@@ -59,7 +59,11 @@ func (s *Server) openSearch() {
 		s.log.Error("search is off: couldn't open the search index (delete it to build it again from the log)", "err", err)
 		return
 	}
-	ix, err := search.NewIndexer(st, searchSource{s}, s.cfg.SearchMapping, s.log.With("component", "search"), s.cfg.Registry)
+	var src search.Source = searchSource{s}
+	if s.payloads != nil {
+		src = &openedSearchSource{s: s, keys: map[uint64]payloadKey{}}
+	}
+	ix, err := search.NewIndexer(st, src, s.cfg.SearchMapping, s.log.With("component", "search"), s.cfg.Registry)
 	if err != nil {
 		st.Close()
 		s.log.Error("search is off", "err", err)
@@ -89,6 +93,75 @@ type searchSource struct{ s *Server }
 func (src searchSource) Size(ctx context.Context) (uint64, error) { return src.s.integratedSize() }
 func (src searchSource) Bundle(ctx context.Context, i uint64, p uint8) ([]byte, error) {
 	return src.s.reader.ReadEntryBundle(ctx, i, p)
+}
+
+// openedSearchSource reads a commitment log for the indexer: each
+// commitment leaf is opened from the payload store (openedBundle), and the
+// indexer asks afterwards which of the entries it indexed were erased
+// meanwhile (search.Vanishing). Used by the indexer's one goroutine.
+type openedSearchSource struct {
+	s    *Server
+	keys map[uint64]payloadKey // the entries Bundle opened, by index
+}
+
+func (src *openedSearchSource) Size(ctx context.Context) (uint64, error) {
+	return src.s.integratedSize()
+}
+
+func (src *openedSearchSource) Bundle(ctx context.Context, i uint64, p uint8) ([]byte, error) {
+	raw, err := src.s.reader.ReadEntryBundle(ctx, i, p)
+	if err != nil {
+		return nil, err
+	}
+	var b api.EntryBundle
+	if err := b.UnmarshalText(raw); err != nil {
+		return nil, err
+	}
+	if len(src.keys) > 1<<16 {
+		clear(src.keys) // a chunk that failed: Vanished reads what it misses
+	}
+	for j, e := range b.Entries {
+		if checkpoint.KindOf(e) != checkpoint.KindCommitment {
+			continue
+		}
+		if c, err := checkpoint.ParseCommitmentLeaf(e); err == nil {
+			src.keys[i*layout.EntryBundleWidth+uint64(j)] = payloadKeyOf(c)
+		}
+	}
+	return src.s.openBundle(ctx, i, raw)
+}
+
+// Vanished returns those of idxs whose payload rows are gone.
+func (src *openedSearchSource) Vanished(ctx context.Context, idxs []uint64) ([]uint64, error) {
+	defer clear(src.keys)
+	keys := make([]payloadKey, 0, len(idxs))
+	var gone []uint64
+	for _, idx := range idxs {
+		k, ok := src.keys[idx]
+		if !ok {
+			_, o, err := src.s.openingAt(ctx, idx)
+			if err != nil {
+				return nil, err
+			}
+			if o == nil {
+				gone = append(gone, idx)
+			}
+			continue
+		}
+		keys = append(keys, k)
+	}
+	rows, err := src.s.payloads.get(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	for _, idx := range idxs {
+		if k, ok := src.keys[idx]; ok {
+			if _, there := rows[k]; !there {
+				gone = append(gone, idx)
+			}
+		}
+	}
+	return gone, nil
 }
 
 // SearchResult is one hit of GET /v1/search.
@@ -161,6 +234,17 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
+		if s.payloads != nil && checkpoint.KindOf(entry) == checkpoint.KindCommitment {
+			opened, err := s.openEntries(ctx, idx, [][]byte{entry})
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			if opened[0] == nil {
+				continue // erased: its event is gone
+			}
+			entry = opened[0].Leaf
+		}
 		row, ok := search.RowOf(idx, entry, s.cfg.SearchMapping)
 		if !ok || !q.Matches(row.Received, row.Source, row.Fields) {
 			continue // the index is stale or was changed: the leaf decides
@@ -230,6 +314,21 @@ func (lr *leafReader) read(idx uint64) ([]byte, error) {
 		return nil, fmt.Errorf("entry bundle %d has no entry %d", bi, idx)
 	}
 	return bytes.Clone(lr.b.Entries[j]), nil
+}
+
+// mayRead says whether a request may read what the entries hold: the log
+// has no read tokens, or the request carries one of them. It answers
+// nothing (readAllowed refuses).
+func (s *Server) mayRead(r *http.Request) bool {
+	if s.readTokens == nil {
+		return true
+	}
+	tok, ok := bearer(r)
+	if !ok {
+		return false
+	}
+	_, ok = s.readTokens.Lookup(tok)
+	return ok
 }
 
 // readAllowed checks the read token of a request for what the entries

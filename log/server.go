@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,6 +59,19 @@ type Config struct {
 	// ReadTokens, if not nil, protect what the entries hold: the entry
 	// bundles, receipts and search.
 	ReadTokens *Tokens
+	// AdminTokens, if not nil, may erase entries (POST /v1/erase) of a
+	// commitment log; a writer's or a reader's token is not an admin
+	// token. Nil: nobody may erase (403).
+	AdminTokens *Tokens
+
+	// Leaves is the log's leaf mode, LeavesEvent (the default) or
+	// LeavesCommitment (leafmode.go). It is recorded on the first start;
+	// a start with the other mode is refused.
+	Leaves string
+	// Retention, in a commitment log, erases the entries whose received
+	// time is older than it, in batched erasure leaves of source
+	// "retention" (retention.go); 0 keeps everything.
+	Retention time.Duration
 
 	// NoSearch turns the search index off (GET /v1/search answers 503).
 	NoSearch bool
@@ -179,6 +193,9 @@ func (c *Config) setDefaults() {
 	if c.WitnessWaitTimeout == 0 {
 		c.WitnessWaitTimeout = DefaultWitnessWaitTimeout
 	}
+	if c.Leaves == "" {
+		c.Leaves = LeavesEvent
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -245,6 +262,21 @@ type Server struct {
 	// before the idempotency index is written; an error stands in for the
 	// process dying there.
 	afterAppend func() error
+	// afterErasureAppend, when set by a test, runs after an erasure leaf
+	// is sequenced and before anything is deleted; an error stands in for
+	// the process dying there.
+	afterErasureAppend func() error
+
+	// payloads is the payload store of a commitment log (nil in event
+	// mode).
+	payloads *payloadStore
+	// erasureMetrics count erasures.
+	erasureMetrics *erasureMetrics
+	// appliedErasures holds the indexes of the erasure leaves this
+	// process applied (uint64 → bool): the repair loop skips them.
+	appliedErasures sync.Map
+	// background is closed when the erasure and retention loops stop.
+	background []chan struct{}
 }
 
 // New opens the log in cfg.Dir: it checks that the keys verify the
@@ -274,6 +306,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := cfg.checkBounds(); err != nil {
 		return nil, err
 	}
+	if err := cfg.checkErasure(); err != nil {
+		return nil, err
+	}
 	if cfg.MySQL == "" {
 		if err := CheckExistingCheckpoint(cfg.Dir, cfg.Keys.VKeys); err != nil {
 			return nil, err
@@ -292,6 +327,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	var err error
 	if s.metrics, err = newMetrics(s, cfg.Registry); err != nil {
+		return nil, err
+	}
+	if s.erasureMetrics, err = newErasureMetrics(cfg.Registry); err != nil {
 		return nil, err
 	}
 	witnesses, witnessClient, err := s.setupWitnessing()
@@ -381,6 +419,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.queue.integrated = s.awaiter.integrated
 	go s.queue.run(s.ctx)
 
+	if err := s.openPayloads(); err != nil {
+		s.cancel()
+		s.backend.close()
+		return nil, err
+	}
+
 	if s.backend.kind == "posix" {
 		// Stray temporary files of Tessera's from earlier failed writes:
 		// swept now, and again after failed appends.
@@ -399,6 +443,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	go s.maintainIndex()
 	s.openSearch()
+	if err := s.startErasures(); err != nil {
+		_ = s.Close(context.Background())
+		return nil, err
+	}
 	s.status = newStatusCache(s, witnessClient)
 	go s.status.sample(s.ctx)
 	return s, nil
@@ -499,7 +547,8 @@ func (s *Server) leafSource() leafSource {
 			}
 			return n, err
 		},
-		bundle: s.reader.ReadEntryBundle,
+		// A commitment log's keys are in its payloads.
+		bundle: s.openedBundle,
 	}
 }
 
@@ -641,6 +690,7 @@ func (s *Server) Handler(withAdmin bool) http.Handler {
 	r.HandleFunc("/v1/k8s/audit", s.handleK8sAudit).Methods(http.MethodPost)
 	r.HandleFunc("/v1/logs", s.handleOTLPLogs).Methods(http.MethodPost)
 	r.HandleFunc("/add", s.handleAdd).Methods(http.MethodPost)
+	r.HandleFunc("/v1/erase", s.handleErase).Methods(http.MethodPost)
 	// The public reads, which a page opened from anywhere may make (CORS).
 	reads := []struct {
 		path string
@@ -649,6 +699,7 @@ func (s *Server) Handler(withAdmin bool) http.Handler {
 		{"/v1/receipt/{index}", s.handleReceipt},
 		{"/v1/policy", s.handlePolicy},
 		{"/v1/search", s.handleSearch},
+		{"/v1/payloads", s.handlePayloads},
 		{"/v1/status", s.handleStatus},
 		{"/checkpoint", s.handleCheckpoint},
 		{"/tile/{rest:.+}", s.handleTile},
@@ -766,6 +817,9 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.cancel()
 	<-s.done
+	for _, done := range s.background {
+		<-done
+	}
 	if err := s.closeSearch(); err != nil {
 		errs = append(errs, fmt.Errorf("couldn't close the search index: %w", err))
 	}
@@ -783,6 +837,11 @@ func (s *Server) Close(ctx context.Context) error {
 		}
 		if err := s.idempotency.Close(); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if s.payloads != nil {
+		if err := s.payloads.close(); err != nil {
+			errs = append(errs, fmt.Errorf("couldn't close the payload store: %w", err))
 		}
 	}
 	if err := s.backend.close(); err != nil {

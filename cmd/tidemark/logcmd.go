@@ -34,6 +34,9 @@ func runLog(args []string) error {
 	origin := fs.String("origin", "", "origin for the key created on first start (a schema-less URL prefix naming this log; default HOSTNAME/tidemark); once the key exists, only its own origin is accepted")
 	tokensFile := fs.String("tokens", "", "tokens file for writers (lines NAME sha256:HEX; reloaded on SIGHUP); without it (and without --tls-client-ca) writes are open, on loopback only")
 	readTokensFile := fs.String("read-tokens", "", "tokens file protecting what the entries hold: entry bundles, receipts and search (checkpoint and hash tiles stay public)")
+	adminTokensFile := fs.String("admin-tokens", "", "tokens file (the format of --tokens) of the admins who may erase entries of a commitment log (POST /v1/erase, `tidemark erase`); a writer's or reader's token is not an admin token; reloaded on SIGHUP")
+	leaves := fs.String("leaves", tlog.LeavesEvent, "what each leaf holds: event (the event itself) or commitment (a salted hash of it; events and salts in a payload store, erasable with POST /v1/erase and --retention; docs/erasure.md). Chosen when the log is created: a restart with the other mode is refused")
+	retention := fs.Duration("retention", 0, "with --leaves commitment: erase events received longer ago than this (e.g. 8760h), in logged, batched erasures; 0 keeps every event")
 	searchOn := fs.Bool("search", true, "keep the search index (GET /v1/search), built from the log beside ingest: SQLite in --data, or tables in --mysql")
 	searchMapping := fs.String("search-mapping", "", "file of JSON pointers telling search where actor, action, resource and outcome are in events of other shapes (lines FIELD /json/pointer)")
 	insecureOpen := fs.Bool("insecure-open-writes", false, "allow writes without tokens on a non-loopback address")
@@ -140,6 +143,18 @@ func runLog(args []string) error {
 			return err
 		}
 	}
+	var adminTokens *tlog.Tokens
+	if *adminTokensFile != "" {
+		if adminTokens, err = tlog.LoadTokens(*adminTokensFile); err != nil {
+			return err
+		}
+	}
+	if *leaves != tlog.LeavesEvent && *leaves != tlog.LeavesCommitment {
+		return usageError{fmt.Sprintf("--leaves %q: use %s or %s", *leaves, tlog.LeavesEvent, tlog.LeavesCommitment)}
+	}
+	if *retention != 0 && *leaves != tlog.LeavesCommitment {
+		return usageError{"--retention needs --leaves commitment: a log of event leaves keeps every event for life"}
+	}
 	k, err := tlog.OpenKeys(*data, keys, *origin)
 	if err != nil {
 		return err
@@ -158,6 +173,7 @@ func runLog(args []string) error {
 	ctx := context.Background()
 	srv, err := tlog.New(ctx, tlog.Config{
 		Dir: *data, MySQL: *mysqlDSN, S3: s3, Keys: k, Tokens: tokens, ReadTokens: readTokens,
+		AdminTokens: adminTokens, Leaves: *leaves, Retention: *retention,
 		NoSearch: !*searchOn, SearchMapping: mapping,
 		ClientCertWriters: clientCertWriters, WitnessRootCAs: witnessCAs,
 		MaxBody: *maxBody, MaxInFlight: *maxInFlight, MaxEventsPerRequest: *maxEvents, MaxInFlightBytes: *maxInFlightBytes,
@@ -194,7 +210,7 @@ func runLog(args []string) error {
 	// entries are integrated once answered), then let Tessera publish a
 	// checkpoint covering everything.
 	return serveUntilSignal(logger, endpoints, func() {
-		for _, t := range []*tlog.Tokens{tokens, readTokens} {
+		for _, t := range []*tlog.Tokens{tokens, readTokens, adminTokens} {
 			if t == nil {
 				continue
 			}

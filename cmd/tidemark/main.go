@@ -40,6 +40,7 @@ func init() {
 		{"keygen", "ORIGIN [--out PREFIX] [--witness]", "write a signer key and its verifier key", runKeygen},
 		{"token", "NAME", "make a bearer token and its tokens-file line", runToken},
 		{"submit", "--log URL [--wait] [FILE|-]", "send events (JSON or NDJSON) and print their indexes or receipts", runSubmit},
+		{"erase", "--log URL --index N --reason TEXT", "erase one entry's event from a commitment log (an admin token)", runErase},
 		{"verify", "--policy FILE RECEIPT", "check a receipt offline: log signature, witness quorum, inclusion", runVerify},
 		{"search", "--log URL [--actor A ...] [--verify]", "find events by who, what, on what, outcome, when, words; --verify proves hits", runSearch},
 		{"reindex", "(--data DIR | --mysql DSN) [--log URL]", "throw the search index away so that the log builds it again", runReindex},

@@ -22,6 +22,19 @@ type Source interface {
 	Bundle(ctx context.Context, index uint64, p uint8) ([]byte, error)
 }
 
+// A Vanishing source is one whose events can be erased while the indexer
+// reads them (a commitment log: an erasure deletes an event's payload,
+// then its search row). After each commit the indexer asks it which of the
+// entries it just indexed have vanished since they were read, and deletes
+// their rows: an erasure that deleted the search row before the indexer
+// wrote it is not undone.
+type Vanishing interface {
+	Source
+	// Vanished returns those of idxs, entries read through Bundle, whose
+	// events are gone now.
+	Vanished(ctx context.Context, idxs []uint64) ([]uint64, error)
+}
+
 // An Indexer keeps a Store complete up to the log's size.
 type Indexer struct {
 	store   *Store
@@ -172,6 +185,21 @@ func (ix *Indexer) Step(ctx context.Context) (size, done uint64, err error) {
 	if !ok {
 		// Another frontend moved it, or it was reset: read it again.
 		return size, from, nil
+	}
+	if v, isV := ix.src.(Vanishing); isV && len(rows) > 0 {
+		idxs := make([]uint64, len(rows))
+		for i, r := range rows {
+			idxs[i] = r.Index
+		}
+		gone, err := v.Vanished(ctx, idxs)
+		if err == nil && len(gone) > 0 {
+			if err = ix.store.EraseRows(ctx, gone); err == nil {
+				err = ix.store.Flush(ctx)
+			}
+		}
+		if err != nil {
+			return size, to, fmt.Errorf("couldn't check the indexed entries against erasures: %w", err)
+		}
 	}
 	ix.indexed.Add(float64(to - from))
 	ix.lag.Set(float64(size - to))

@@ -44,6 +44,9 @@ var sqliteSchema = []string{
 	// the log. detail=none keeps no positions: queries are words, each
 	// one token, never phrases.
 	`CREATE VIRTUAL TABLE IF NOT EXISTS search_text USING fts5(text, content='', contentless_delete=1, detail=none, tokenize='unicode61 remove_diacritics 2')`,
+	// A deleted row's words leave the index's pages at once (Erase), not
+	// at the next merge.
+	`INSERT INTO search_text (search_text, rank) VALUES ('secure-delete', 1)`,
 }
 
 var mysqlSchema = []string{
@@ -67,10 +70,12 @@ var mysqlSchema = []string{
 	) ENGINE=InnoDB`,
 }
 
-// sqlitePragmas: WAL, so queries read while the indexer writes; the index
+// sqlitePragmas: WAL, so queries read while the indexer writes;
+// secure_delete, so that an erased entry's row is overwritten in the file
+// (Erase); the index
 // is derived, so a commit lost in a power cut is only built again; 64 MiB
 // of page cache a connection, for the secondary indexes' random inserts.
-const sqlitePragmas = "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=cache_size(-65536)&_txlock=immediate"
+const sqlitePragmas = "?_pragma=journal_mode(WAL)&_pragma=secure_delete(ON)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=cache_size(-65536)&_txlock=immediate"
 
 // OpenSQLite opens (creating if need be) the index in the SQLite file at
 // path.
@@ -277,4 +282,66 @@ func (s *Store) insert(ctx context.Context, tx *sql.Tx, rows []Row) error {
 	}
 	_, err := tx.ExecContext(ctx, q.String(), args...)
 	return err
+}
+
+// Erase deletes the rows and words of the entries in [from, to): a
+// commitment log erased them. It does not move the progress. Call Flush
+// after, so that the deleted bytes leave SQLite's write-ahead log too.
+func (s *Store) Erase(ctx context.Context, from, to uint64) error {
+	if from >= to {
+		return nil
+	}
+	if s.mysql {
+		_, err := s.db.ExecContext(ctx, `DELETE FROM tidemark_search_entries WHERE idx >= ? AND idx < ?`, from, to)
+		return err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM search_entries WHERE idx >= ? AND idx < ?`, int64(from), int64(to)); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM search_text WHERE rowid >= ? AND rowid < ?`, int64(from), int64(to)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// EraseRows deletes the rows and words of the entries idxs.
+func (s *Store) EraseRows(ctx context.Context, idxs []uint64) error {
+	for _, i := range idxs {
+		if err := s.Erase(ctx, i, i+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Flush takes deleted bytes out of a SQLite index's write-ahead log: a
+// checkpoint copies it into the file and truncates it. A reader in the
+// middle of a query can hold the log; Flush tries again for a while.
+func (s *Store) Flush(ctx context.Context) error {
+	if s.mysql {
+		return nil
+	}
+	for attempt := 0; ; attempt++ {
+		var busy, frames, done int
+		err := s.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &done)
+		if err == nil && busy == 0 {
+			return nil
+		}
+		if attempt == 50 {
+			if err == nil {
+				err = errors.New("the checkpoint of the search index's write-ahead log was blocked by readers")
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

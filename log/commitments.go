@@ -1,0 +1,214 @@
+package log
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/tidemark/tidemark/checkpoint"
+	"github.com/transparency-dev/tessera/api"
+)
+
+// A commitment log (Config.Leaves = LeavesCommitment, leafmode.go) appends,
+// for each event, a commitment leaf to the event leaf E it would have
+// appended in event mode: SHA-256(salt || E) with a salt of 32 random bytes,
+// beside E's "received" and "source" (checkpoint.CommitmentLeaf). The salt
+// and E go to the payload store (payloads.go) first. Everything that reads
+// events from the log (the idempotency index's recovery, search, receipts)
+// opens each commitment leaf from the store, and checks the opening
+// against the commitment before it believes it: an entry whose row is gone
+// (erased) has no event any more.
+
+// commitLeaves, in a commitment log, makes the commitment leaf of every
+// event this request appends (those the idempotency index did not
+// answer), each to a new salt, and writes the salts and event leaves to the
+// payload store durably before anything is appended. On failure nothing is
+// appended and the request's claims are released.
+func (s *Server) commitLeaves(ctx context.Context, bt *built, claims *batch) error {
+	if s.payloads == nil {
+		return nil
+	}
+	n := len(bt.leaves)
+	bt.commits = make([][]byte, n)
+	bt.openings = make([]*checkpoint.Opening, n)
+	rows := make([]payload, 0, n)
+	for i, leaf := range bt.leaves {
+		if leaf == nil || !claims.appends(i) {
+			continue
+		}
+		salt, err := checkpoint.NewSalt()
+		if err != nil {
+			return s.commitFailed(claims, fmt.Errorf("couldn't draw a salt: %w", err))
+		}
+		c := checkpoint.CommitmentLeaf{Received: bt.received[i], Source: bt.source, Commitment: checkpoint.Commit(salt, leaf)}
+		bt.commits[i] = checkpoint.AppendCommitmentLeaf(nil, c)
+		bt.openings[i] = &checkpoint.Opening{Salt: salt, Leaf: leaf}
+		rows = append(rows, payload{key: payloadKeyOf(c), salt: salt, leaf: leaf})
+	}
+	started := time.Now()
+	if err := s.payloads.put(ctx, rows); err != nil {
+		return s.commitFailed(claims, err)
+	}
+	s.erasureMetrics.payloadWrite.Observe(time.Since(started).Seconds())
+	return nil
+}
+
+// commitFailed releases the request's claims and refuses it: nothing was
+// appended.
+func (s *Server) commitFailed(claims *batch, err error) error {
+	if claims != nil {
+		claims.finish(nil, err)
+	}
+	s.log.Warn("a write was refused: its events could not be written to the payload store", "err", err)
+	e := errorf(http.StatusServiceUnavailable, "payloads_unavailable", "the payload store could not record this request's events; nothing was logged: retry")
+	e.retryAfter = 1
+	return e
+}
+
+// payloadKeyOf is the payload store's key of a commitment leaf.
+func payloadKeyOf(c checkpoint.CommitmentLeaf) payloadKey {
+	return payloadKey{receivedNS: c.Received.UnixNano(), commitment: c.Commitment}
+}
+
+// openEntries opens the commitment leaves among entries from the payload
+// store, in one query: opened[i] is the checked opening of entries[i], or
+// nil when entries[i] is not a commitment leaf or its row is gone (erased).
+// A row that does not open its commitment is an error: the store was
+// changed.
+func (s *Server) openEntries(ctx context.Context, first uint64, entries [][]byte) ([]*checkpoint.Opening, error) {
+	out := make([]*checkpoint.Opening, len(entries))
+	if s.payloads == nil {
+		return out, nil
+	}
+	leaves := make([]checkpoint.CommitmentLeaf, len(entries))
+	var keys []payloadKey
+	for i, e := range entries {
+		if checkpoint.KindOf(e) != checkpoint.KindCommitment {
+			continue
+		}
+		c, err := checkpoint.ParseCommitmentLeaf(e)
+		if err != nil {
+			continue // not a leaf this log writes: nothing to open
+		}
+		leaves[i] = c
+		keys = append(keys, payloadKeyOf(c))
+	}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	rows, err := s.payloads.get(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read the payload store: %w", err)
+	}
+	for i := range entries {
+		if leaves[i].Received.IsZero() {
+			continue
+		}
+		r, ok := rows[payloadKeyOf(leaves[i])]
+		if !ok {
+			continue
+		}
+		o := &checkpoint.Opening{Salt: r.salt, Leaf: r.leaf}
+		if _, err := o.Verify(leaves[i]); err != nil {
+			s.erasureMetrics.badPayloads.Inc()
+			return nil, fmt.Errorf("the payload store's row for entry %d does not open its commitment (%v): the store was changed; restore it from a backup", first+uint64(i), err)
+		}
+		out[i] = o
+	}
+	return out, nil
+}
+
+// openedBundle reads an entry bundle as readers of events see it: in a
+// commitment log each commitment leaf whose row exists is replaced by the
+// event leaf it opens to, and an erased one stays as it is (no reader of
+// events takes it for one).
+func (s *Server) openedBundle(ctx context.Context, index uint64, p uint8) ([]byte, error) {
+	raw, err := s.reader.ReadEntryBundle(ctx, index, p)
+	if err != nil || s.payloads == nil {
+		return raw, err
+	}
+	return s.openBundle(ctx, index, raw)
+}
+
+// openBundle is openedBundle of the bundle index, read as raw.
+func (s *Server) openBundle(ctx context.Context, index uint64, raw []byte) ([]byte, error) {
+	var b api.EntryBundle
+	if err := b.UnmarshalText(raw); err != nil {
+		return nil, err
+	}
+	opened, err := s.openEntries(ctx, index*256, b.Entries)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(raw))
+	for i, e := range b.Entries {
+		if opened[i] != nil {
+			e = opened[i].Leaf
+		}
+		out = binary.BigEndian.AppendUint16(out, uint16(len(e)))
+		out = append(out, e...)
+	}
+	return out, nil
+}
+
+// openingAt reads the entry at index (waiting, briefly, for it to be
+// integrated: a duplicate's entry may still be on its way) and opens it. It
+// returns the entry and its opening (nil when it is not a commitment leaf,
+// or erased).
+func (s *Server) openingAt(ctx context.Context, index uint64) ([]byte, *checkpoint.Opening, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		size, err := s.integratedSize()
+		if err != nil {
+			return nil, nil, fmt.Errorf("couldn't read the tree size: %w", err)
+		}
+		if index < size {
+			leaf, err := s.readLeaf(ctx, index, size)
+			if err != nil {
+				return nil, nil, err
+			}
+			o, err := s.openEntries(ctx, index, [][]byte{leaf})
+			if err != nil {
+				return nil, nil, err
+			}
+			return leaf, o[0], nil
+		}
+		if time.Now().After(deadline) {
+			return nil, nil, fmt.Errorf("entry %d was not integrated within 10 s", index)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// openDuplicates gives each duplicate of a commitment log's request the
+// salt of the entry it duplicates, once that entry's opening is found to
+// hold the event the request sent.
+func (s *Server) openDuplicates(ctx context.Context, results []eventResult) error {
+	if s.payloads == nil {
+		return nil
+	}
+	for i := range results {
+		r := &results[i]
+		if !r.Duplicate || r.event == nil {
+			continue
+		}
+		_, o, err := s.openingAt(ctx, r.Index)
+		if err != nil {
+			return err
+		}
+		if o == nil {
+			continue // erased since: the duplicate has no opening any more
+		}
+		if !leafHoldsEvent(o.Leaf, r.event) {
+			return fmt.Errorf("entry %d, answered as a duplicate, does not open to the event sent: refusing to answer with its salt", r.Index)
+		}
+		r.opening, r.Salt = o, o.Salt
+	}
+	return nil
+}

@@ -1,0 +1,101 @@
+package log
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/tidemark/tidemark/checkpoint"
+)
+
+// GET /v1/payloads?from=N&to=M serves what the commitment leaves in
+// [from, to) commit to, for auditors (tidemark audit --full) and exports:
+// NDJSON, one line per commitment leaf, in index order,
+//
+//	{"index":N,"opening":{"salt":"…","leaf":"…"}}
+//	{"index":N,"erased":true}
+//
+// Entries that are not commitment leaves get no line. It is authenticated
+// like /v1/search (a read token when the log has --read-tokens). Every
+// opening is checked against its commitment before it is served.
+
+// maxPayloadsRange is the most entries one request covers.
+const maxPayloadsRange = 1024
+
+// PayloadLine is one line of GET /v1/payloads.
+type PayloadLine struct {
+	Index   uint64              `json:"index"`
+	Opening *checkpoint.Opening `json:"opening,omitempty"`
+	Erased  bool                `json:"erased,omitempty"`
+}
+
+func (s *Server) handlePayloads(w http.ResponseWriter, r *http.Request) {
+	if !s.readAllowed(w, r, "payloads") {
+		return
+	}
+	q := r.URL.Query()
+	from, err1 := decimal(q.Get("from"))
+	to, err2 := decimal(q.Get("to"))
+	if err1 != nil || err2 != nil {
+		s.fail(w, r, errorf(http.StatusBadRequest, "bad_request", "give ?from=N&to=M, decimal indexes without leading zeros, the range [N, M)"))
+		return
+	}
+	if to <= from || to-from > maxPayloadsRange {
+		s.fail(w, r, errorf(http.StatusBadRequest, "bad_request", "the range [%d, %d) must hold 1 to %d entries", from, to, maxPayloadsRange))
+		return
+	}
+	size, err := s.integratedSize()
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("couldn't read the tree size: %w", err))
+		return
+	}
+	if to > size {
+		s.fail(w, r, errorf(http.StatusBadRequest, "beyond_tree", "to=%d is past the log's %d entries", to, size))
+		return
+	}
+	var idxs []uint64
+	var entries [][]byte
+	err = s.scanEntries(r.Context(), from, to, size, func(idx uint64, entry []byte) error {
+		if checkpoint.KindOf(entry) == checkpoint.KindCommitment {
+			idxs = append(idxs, idx)
+			entries = append(entries, entry)
+		}
+		return nil
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var opened []*checkpoint.Opening
+	if len(entries) > 0 {
+		if s.payloads == nil {
+			opened = make([]*checkpoint.Opening, len(entries))
+		} else if opened, err = s.openEntries(r.Context(), from, entries); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	for i, idx := range idxs {
+		line := PayloadLine{Index: idx, Opening: opened[i], Erased: opened[i] == nil}
+		if err := enc.Encode(line); err != nil {
+			return
+		}
+	}
+	_ = bw.Flush()
+}
+
+// decimal parses a decimal number without leading zeros.
+func decimal(v string) (uint64, error) {
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || strconv.FormatUint(n, 10) != v {
+		return 0, fmt.Errorf("%q is not a decimal number", v)
+	}
+	return n, nil
+}
