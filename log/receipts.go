@@ -23,8 +23,8 @@ import (
 // witnessedResult is one event's answer to POST /v1/events?wait=witnessed:
 // its index and its receipt.
 type witnessedResult struct {
-	Index     uint64              `json:"index"`
-	Duplicate bool                `json:"duplicate,omitempty"`
+	Index     uint64 `json:"index"`
+	Duplicate bool   `json:"duplicate,omitempty"`
 	// Salt, in a commitment log, is the salt of the entry's commitment.
 	Salt    []byte              `json:"salt,omitempty"`
 	Receipt *checkpoint.Receipt `json:"receipt"`
