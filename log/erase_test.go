@@ -282,3 +282,247 @@ func (tl *testLog) payloadLines(from, to uint64, header ...string) []PayloadLine
 	}
 	return out
 }
+
+// Retention erases, in one logged erasure of source "retention", every
+// entry older than the period, and nothing younger.
+func TestRetentionErasesOldEntriesInBatches(t *testing.T) {
+	tl := newCommitmentLog(t, func(c *Config) { c.Retention = time.Hour })
+	w := bearerHeader(tl.writer)
+	const secret = "old-address-203.0.113.77"
+	for i := range 5 {
+		tl.postEvent(fmt.Sprintf(`{"actor":"alice","n":%d,"ip":"%s"}`, i, secret), w...)
+	}
+	rc := tl.waitReceipt(2)
+	tl.waitIndexed()
+	ctx := context.Background()
+	// Not old yet: nothing happens.
+	if _, err := tl.s.retentionRound(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if tl.size() != 5 || tl.payloadRows() != 5 {
+		t.Fatalf("a round before the period erased something: size %d, payloads %d", tl.size(), tl.payloadRows())
+	}
+	// Two hours later they are.
+	later := time.Now().Add(2 * time.Hour)
+	if _, err := tl.s.retentionRound(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	leaves := tl.leaves()
+	if len(leaves) != 6 {
+		t.Fatalf("%d entries after a retention round, want 5 and its erasure leaf", len(leaves))
+	}
+	e, err := checkpoint.ParseErasureLeaf(leaves[5])
+	if err != nil || e.Source != RetentionSource || len(e.Entries) != 1 || e.Entries[0] != (checkpoint.IndexRange{From: 0, To: 5}) || e.Reason != "retention: older than 1h0m0s" {
+		t.Fatalf("retention's erasure leaf: %+v %v", e, err)
+	}
+	if tl.payloadRows() != 0 {
+		t.Fatalf("%d payload rows left", tl.payloadRows())
+	}
+	if files := filesHolding(t, tl.dir, []byte(secret)); len(files) > 0 {
+		t.Fatalf("the erased events' bytes are still in %v", files)
+	}
+	if _, _, err := rc.Verify(tl.policy()); err != nil {
+		t.Fatalf("a receipt from before retention no longer verifies: %v", err)
+	}
+	// A young event after them is kept, and the next round appends nothing.
+	tl.postEvent(`{"actor":"bob"}`, w...)
+	if _, err := tl.s.retentionRound(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if tl.size() != 7 || tl.payloadRows() != 1 {
+		t.Fatalf("a round with nothing old: size %d, payloads %d", tl.size(), tl.payloadRows())
+	}
+	// Old too, later: only the new entry is erased (the round before
+	// moved the mark past the erasure leaf at 5).
+	if _, err := tl.s.retentionRound(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	leaves = tl.leaves()
+	e, err = checkpoint.ParseErasureLeaf(leaves[len(leaves)-1])
+	if err != nil || e.Entries[0] != (checkpoint.IndexRange{From: 6, To: 7}) || tl.payloadRows() != 0 {
+		t.Fatalf("the second retention erasure: %+v %v, %d payloads left", e, err, tl.payloadRows())
+	}
+	tl.waitIndexed()
+	if got := tl.search("actor=alice").indexes(); len(got) != 0 {
+		t.Fatalf("search finds entries retention erased: %v", got)
+	}
+}
+
+// A crash between an erasure leaf's append and the deletes leaves the
+// erasure logged and not applied; the next start applies it before it
+// answers anything.
+func TestErasureInterruptedByACrashIsRepairedAtStart(t *testing.T) {
+	tl := newCommitmentLog(t, nil)
+	const secret = "crash-window-5e0b7a"
+	tl.postEvent(`{"actor":"alice","note":"`+secret+`"}`, bearerHeader(tl.writer)...)
+	tl.waitIndexed()
+	tl.s.afterErasureAppend = func() error { return errors.New("the process dies here") }
+	if r := tl.erase(`{"index":0,"reason":"crash test"}`, tl.admin); r.status != 500 {
+		t.Fatalf("erase with the process dying after the append: %d %s, want 500", r.status, r.body)
+	}
+	if tl.size() != 2 || tl.payloadRows() != 1 {
+		t.Fatalf("after the crash: size %d (want the erasure leaf logged), payloads %d (want still there)", tl.size(), tl.payloadRows())
+	}
+	tl.kill()
+	tl.start()
+	if tl.payloadRows() != 0 {
+		t.Fatalf("the restarted log did not apply the logged erasure: %d payload rows", tl.payloadRows())
+	}
+	if files := filesHolding(t, tl.dir, []byte(secret)); len(files) > 0 {
+		t.Fatalf("after the repair, the erased event's bytes are still in %v", files)
+	}
+	if got := tl.search("q=" + secret).indexes(); len(got) != 0 {
+		t.Fatalf("search finds the erased event after the repair: %v", got)
+	}
+	if r := tl.erase(`{"index":0,"reason":"again"}`, tl.admin); r.status != 409 {
+		t.Fatalf("erasing the repaired entry again: %d %s, want 409", r.status, r.body)
+	}
+	mark, err := tl.s.payloads.mark(context.Background(), markErasuresApplied)
+	if err != nil || mark != 2 {
+		t.Fatalf("the applied mark is %d (%v), want 2", mark, err)
+	}
+}
+
+// A log keeps the leaf mode it was created with; a log from before the
+// record is an event log.
+func TestLeafModeIsKeptForLife(t *testing.T) {
+	tl := newTestLog(t, nil)
+	tl.postEvent(`{"a":1}`)
+	tl.close()
+	tl.cfg.Leaves = LeavesCommitment
+	if _, err := New(context.Background(), tl.cfg); err == nil || !strings.Contains(err.Error(), "--leaves event") {
+		t.Fatalf("an event log started with --leaves commitment: %v, want a refusal naming --leaves event", err)
+	}
+	// Without the record (a log from before it), a log with entries is an
+	// event log.
+	if err := os.Remove(filepath.Join(tl.dir, stateDir, leavesFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(context.Background(), tl.cfg); err == nil || !strings.Contains(err.Error(), "--leaves event") {
+		t.Fatalf("a log from before the record started with --leaves commitment: %v", err)
+	}
+	tl.cfg.Leaves = ""
+	tl.start()
+	tl.postEvent(`{"a":2}`)
+	tl.close()
+
+	cl := newCommitmentLog(t, nil)
+	cl.close()
+	cl.cfg.Leaves = LeavesEvent
+	if _, err := New(context.Background(), cl.cfg); err == nil || !strings.Contains(err.Error(), "--leaves commitment") {
+		t.Fatalf("a commitment log started with --leaves event: %v", err)
+	}
+	for _, c := range []Config{
+		{Leaves: "hash"},
+		{Leaves: LeavesEvent, Retention: time.Hour},
+		{Leaves: LeavesCommitment, Retention: -time.Second},
+	} {
+		if err := c.checkErasure(); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+}
+
+// A duplicate gets the original's salt, and with wait=witnessed the
+// original's opening; events that differ get their own.
+func TestCommitmentDuplicatesAnswerTheOriginalOpening(t *testing.T) {
+	tl := newCommitmentLog(t, nil)
+	w := append(bearerHeader(tl.writer), "Idempotency-Key", "k-1")
+	first := tl.postEvent(`{"action":"deploy"}`, w...)
+	if len(first.Salt) != checkpoint.SaltSize {
+		t.Fatalf("the answer has no salt: %+v", first)
+	}
+	again := tl.postEvent(`{"action":"deploy"}`, w...)
+	if !again.Duplicate || again.Index != first.Index || !bytes.Equal(again.Salt, first.Salt) {
+		t.Fatalf("the duplicate: %+v, want index %d with the original salt", again, first.Index)
+	}
+	r := tl.post("/v1/events?wait=witnessed", "application/json", []byte(`{"action":"deploy"}`), w...)
+	var a witnessedAnswer
+	if r.status != 200 || json.Unmarshal(r.body, &a) != nil || a.Receipt == nil || a.Receipt.Opening == nil {
+		t.Fatalf("wait=witnessed duplicate: %d %s", r.status, r.body)
+	}
+	if !bytes.Equal(a.Receipt.Opening.Salt, first.Salt) {
+		t.Fatal("the duplicate's receipt opens with another salt")
+	}
+	if _, _, err := a.Receipt.Verify(tl.policy()); err != nil {
+		t.Fatal(err)
+	}
+	// The same event under another key is a new entry with its own salt.
+	other := tl.postEvent(`{"action":"deploy"}`, append(bearerHeader(tl.writer), "Idempotency-Key", "k-2")...)
+	if other.Duplicate || bytes.Equal(other.Salt, first.Salt) {
+		t.Fatalf("a new event shares the salt: %+v", other)
+	}
+	if r := tl.post("/v1/events", "application/json", []byte(`{"action":"other"}`), w...); r.status != 422 {
+		t.Fatalf("another event under a used key: %d %s, want 422", r.status, r.body)
+	}
+}
+
+// With --read-tokens, receipts are public in a commitment log (the leaf
+// holds no event), and only a reader gets the opening; payloads need a
+// read token.
+func TestCommitmentOpeningsNeedAReadToken(t *testing.T) {
+	var reader string
+	tl := newCommitmentLog(t, func(c *Config) {
+		path := filepath.Join(t.TempDir(), "readers")
+		reader = "tdm_reader_secret"
+		writeFile(t, path, TokenLine("reader", reader)+"\n")
+		rt, err := LoadTokens(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.ReadTokens = rt
+	})
+	r := tl.post("/v1/events?wait=witnessed", "application/json", []byte(`{"actor":"alice"}`), bearerHeader(tl.writer)...)
+	var a witnessedAnswer
+	if r.status != 200 || json.Unmarshal(r.body, &a) != nil || a.Receipt == nil {
+		t.Fatalf("wait=witnessed: %d %s", r.status, r.body)
+	}
+	if a.Receipt.Opening != nil || bytes.Contains(r.body, []byte("alice")) {
+		t.Fatalf("a writer without a read token got the opening: %s", r.body)
+	}
+	if rc := tl.waitReceipt(0); rc.Opening != nil {
+		t.Fatal("an anonymous receipt carries the opening")
+	}
+	r = tl.get("/v1/receipt/0", bearerHeader(reader)...)
+	rc, err := checkpoint.ParseReceipt(r.body)
+	if r.status != 200 || err != nil || rc.Opening == nil {
+		t.Fatalf("a reader's receipt: %d %s", r.status, r.body)
+	}
+	if r := tl.get("/v1/payloads?from=0&to=1"); r.status != 401 {
+		t.Fatalf("payloads without a read token: %d %s", r.status, r.body)
+	}
+	if l := tl.payloadLines(0, 1, bearerHeader(reader)...); len(l) != 1 || l[0].Opening == nil {
+		t.Fatalf("payloads with a read token: %+v", l)
+	}
+	if r := tl.erase(`{"index":0,"reason":"x"}`, reader); r.status != 401 {
+		t.Fatalf("a reader's token erases: %d %s", r.status, r.body)
+	}
+}
+
+// /v1/payloads refuses ranges that are empty, too large or past the tree.
+func TestPayloadsRefusesBadRanges(t *testing.T) {
+	tl := newCommitmentLog(t, nil)
+	tl.postEvent(`{"a":1}`, bearerHeader(tl.writer)...)
+	for _, q := range []string{"", "from=0", "from=1&to=1", "from=1&to=0", "from=0&to=2", "from=0&to=1025", "from=00&to=1", "from=-1&to=1", "from=0&to=18446744073709551616"} {
+		if r := tl.get("/v1/payloads?" + q); r.status != 400 {
+			t.Errorf("?%s: %d %s, want 400", q, r.status, r.body)
+		}
+	}
+}
+
+// A payload row changed in the store is caught: nothing is answered from
+// it, and the metric counts it.
+func TestChangedPayloadIsRefused(t *testing.T) {
+	tl := newCommitmentLog(t, nil)
+	tl.postEvent(`{"actor":"alice"}`, bearerHeader(tl.writer)...)
+	if _, err := tl.s.payloads.db.Exec(`UPDATE tidemark_payloads SET leaf = replace(leaf, 'alice', 'mallory')`); err != nil {
+		t.Fatal(err)
+	}
+	if r := tl.get("/v1/payloads?from=0&to=1"); r.status != 500 || bytes.Contains(r.body, []byte("mallory")) {
+		t.Fatalf("payloads of a changed row: %d %s, want 500", r.status, r.body)
+	}
+	if r := tl.get("/v1/receipt/0"); r.status == 200 {
+		// A receipt waits for a witnessed checkpoint first: 503 then 500.
+		t.Fatalf("a receipt from a changed row: %d %s", r.status, r.body)
+	}
+}
