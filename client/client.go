@@ -140,6 +140,12 @@ type Result struct {
 	Duplicate bool `json:"duplicate,omitempty"`
 	// Receipt is set when the call waited (Wait).
 	Receipt *checkpoint.Receipt `json:"receipt,omitempty"`
+	// Salt, from a commitment log (`tidemark log --leaves commitment`), is
+	// the salt of the entry's commitment: with the event it opens the
+	// commitment. After Wait, the Receipt carries the opening (made from
+	// Salt when the log did not send it), so it proves the event even
+	// once the log has erased it.
+	Salt []byte `json:"salt,omitempty"`
 }
 
 // A SubmitOption changes one Submit or SubmitBatch.
@@ -257,6 +263,7 @@ func (c *Client) submit(ctx context.Context, contentType string, sent [][]byte, 
 	var answer struct {
 		Index     *uint64             `json:"index"` // nil: the answer has no index
 		Duplicate bool                `json:"duplicate"`
+		Salt      []byte              `json:"salt"`
 		Receipt   *checkpoint.Receipt `json:"receipt"`
 		Results   []Result            `json:"results"`
 		Error     string              `json:"error"`
@@ -269,7 +276,7 @@ func (c *Client) submit(ctx context.Context, contentType string, sent [][]byte, 
 	if !batch {
 		results = nil
 		if answer.Index != nil {
-			results = []Result{{Index: *answer.Index, Duplicate: answer.Duplicate, Receipt: answer.Receipt}}
+			results = []Result{{Index: *answer.Index, Duplicate: answer.Duplicate, Receipt: answer.Receipt, Salt: answer.Salt}}
 		}
 	}
 	if status != http.StatusOK {
@@ -296,7 +303,7 @@ func (c *Client) submit(ctx context.Context, contentType string, sent [][]byte, 
 			if batch {
 				key += "/" + strconv.Itoa(i)
 			}
-			if err := checkReceiptHolds(r.Receipt, sent[i], key); err != nil {
+			if err := checkReceiptHolds(r.Receipt, sent[i], key, r.Salt); err != nil {
 				return fmt.Errorf("client: event %d: %w", i, err)
 			}
 		}
@@ -312,13 +319,37 @@ var ErrNotOurEvent = errors.New("the receipt's leaf does not hold the event sent
 
 // checkReceiptHolds checks that a receipt's leaf is an event leaf holding
 // the event sent (compared in canonical JSON) under the idempotency key
-// sent.
-func checkReceiptHolds(r *checkpoint.Receipt, event []byte, key string) error {
+// sent; or, from a commitment log, a commitment leaf that its opening
+// opens to such a leaf. A commitment receipt without an opening (a log
+// with read tokens gives openings to readers only) gets the one the
+// event, the key and salt make.
+func checkReceiptHolds(r *checkpoint.Receipt, event []byte, key string, salt []byte) error {
 	want, err := checkpoint.CanonicalEvent(event)
 	if err != nil {
 		return fmt.Errorf("%w: the event sent is not an I-JSON object: %v", ErrNotOurEvent, err)
 	}
-	l, err := checkpoint.ParseLeaf(r.Leaf)
+	leaf := r.Leaf
+	if checkpoint.KindOf(r.Leaf) == checkpoint.KindCommitment {
+		c, err := checkpoint.ParseCommitmentLeaf(r.Leaf)
+		if err != nil {
+			return fmt.Errorf("%w: the leaf of entry %d is not a commitment leaf: %v", ErrNotOurEvent, r.Index, err)
+		}
+		if r.Opening == nil {
+			if salt == nil {
+				return fmt.Errorf("%w: entry %d is a commitment, and the log sent neither its opening nor its salt", ErrNotOurEvent, r.Index)
+			}
+			e, _, _, err := checkpoint.AppendEventLeaf(nil, event, c.Received, c.Source, key)
+			if err != nil {
+				return fmt.Errorf("%w: the event sent is not an I-JSON object: %v", ErrNotOurEvent, err)
+			}
+			r.Opening = &checkpoint.Opening{Salt: salt, Leaf: e}
+		}
+		if _, err := r.Opening.Verify(c); err != nil {
+			return fmt.Errorf("%w: entry %d's commitment does not open to the event sent: %v", ErrNotOurEvent, r.Index, err)
+		}
+		leaf = r.Opening.Leaf
+	}
+	l, err := checkpoint.ParseLeaf(leaf)
 	if err != nil {
 		return fmt.Errorf("%w: the leaf of entry %d is not an event leaf: %v", ErrNotOurEvent, r.Index, err)
 	}
