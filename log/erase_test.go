@@ -526,3 +526,44 @@ func TestChangedPayloadIsRefused(t *testing.T) {
 		t.Fatalf("a receipt from a changed row: %d %s", r.status, r.body)
 	}
 }
+
+// A POSIX commitment log rebuilds its idempotency index from the log
+// after a crash by opening the commitment leaves: a retry after the
+// restart is still answered with the first index and salt.
+func TestCommitmentLogKeepsKeysAcrossACrash(t *testing.T) {
+	tl := newCommitmentLog(t, nil)
+	h := append(bearerHeader(tl.writer), "Idempotency-Key", "retry-me")
+	first := tl.postEvent(`{"action":"deploy","id":"d-1"}`, h...)
+	tl.postEvent(`{"action":"other","id":"o-1"}`, bearerHeader(tl.writer)...)
+	tl.kill() // no watermark saved: the restart scans the log
+	tl.start()
+	again := tl.postEvent(`{"action":"deploy","id":"d-1"}`, h...)
+	if !again.Duplicate || again.Index != first.Index || !bytes.Equal(again.Salt, first.Salt) {
+		t.Fatalf("a retry after a crash: %+v, want a duplicate of %+v", again, first)
+	}
+	byID := tl.postEvent(`{"action":"other","id":"o-1"}`, bearerHeader(tl.writer)...)
+	if !byID.Duplicate || byID.Index != 1 {
+		t.Fatalf("an event with the id of one logged before the crash: %+v", byID)
+	}
+	if tl.size() != 2 {
+		t.Fatalf("the retries appended: size %d", tl.size())
+	}
+}
+
+// Only the server writes commitment and erasure leaves: /add refuses
+// bodies that look like them, so nobody can forge an erasure.
+func TestAddRefusesCommitmentAndErasureLeaves(t *testing.T) {
+	tl := newCommitmentLog(t, nil)
+	w := bearerHeader(tl.writer)
+	for _, body := range []string{
+		`{"commitment":"` + strings.Repeat("ab", 32) + `","received":"2026-01-01T00:00:00Z","source":"x","v":2}`,
+		`{"erasure":{"entries":[[0,1]],"reason":"forged"},"received":"2026-01-01T00:00:00Z","source":"admin","v":2}`,
+	} {
+		if r := tl.post("/add", "application/octet-stream", []byte(body), w...); r.status != 400 {
+			t.Errorf("/add %s: %d %s, want 400", body, r.status, r.body)
+		}
+	}
+	if tl.size() != 0 {
+		t.Fatalf("/add appended %d forged leaves", tl.size())
+	}
+}
