@@ -50,6 +50,11 @@
 //     requests to witnesses; the awaiter (awaiter.go) follows the published
 //     checkpoint for receipts (receipts.go) and ?wait=witnessed.
 //   - The search index (search.go, searchindex.go) answers GET /v1/search.
+//   - A commitment log (leafmode.go) appends a salted commitment to each
+//     event instead of the event (commitments.go), keeps the events and
+//     salts in the payload store (payloads.go) and serves them to auditors
+//     (payloadshttp.go); erasure (erase.go) and retention (retention.go)
+//     delete them again, each recorded by an erasure leaf in the log.
 //
 // # Writers
 //
