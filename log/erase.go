@@ -64,7 +64,7 @@ func newErasureMetrics(reg *prometheus.Registry) (*erasureMetrics, error) {
 	m := &erasureMetrics{
 		erased: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tidemark_log_erased_entries_total",
-			Help: "Payloads (event and salt) deleted by erasures this process applied, by cause (admin: POST /v1/erase; retention; repair: erasure leaves re-applied at start or by the repair loop).",
+			Help: "Payloads (event and salt) deleted by erasures this process applied, by cause (admin: POST /v1/erase; retention; repair: erasure leaves re-applied at start or by the repair loop; orphan: rows retention found no leaf for).",
 		}, []string{"cause"}),
 		erasures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tidemark_log_erasures_total",
@@ -84,7 +84,7 @@ func newErasureMetrics(reg *prometheus.Registry) (*erasureMetrics, error) {
 			Help: "Erasure leaves found above the applied mark and applied again (a crash between an erasure's append and its deletes, or another frontend's).",
 		}),
 	}
-	for _, c := range []string{"admin", "retention", "repair"} {
+	for _, c := range []string{"admin", "retention", "repair", "orphan"} {
 		m.erased.WithLabelValues(c)
 	}
 	for _, c := range []string{"admin", "retention"} {

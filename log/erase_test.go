@@ -567,3 +567,30 @@ func TestAddRefusesCommitmentAndErasureLeaves(t *testing.T) {
 		t.Fatalf("/add appended %d forged leaves", tl.size())
 	}
 }
+
+// A payload row whose leaf was never appended (a crash between the two)
+// holds an event nobody logged: retention deletes it once it is older
+// than the period by orphanMargin, and leaves the young ones.
+func TestRetentionDeletesOrphanPayloads(t *testing.T) {
+	tl := newCommitmentLog(t, func(c *Config) { c.Retention = time.Hour })
+	ctx := context.Background()
+	old := time.Now().Add(-3 * time.Hour)
+	const secret = "orphan-never-logged-9a7e"
+	orphan := payload{key: payloadKey{receivedNS: old.UnixNano(), commitment: [32]byte{1}}, salt: make([]byte, 32), leaf: []byte(`{"event":{"note":"` + secret + `"}}`)}
+	if err := tl.s.payloads.put(ctx, []payload{orphan}); err != nil {
+		t.Fatal(err)
+	}
+	tl.postEvent(`{"actor":"alice"}`, bearerHeader(tl.writer)...)
+	if _, err := tl.s.retentionRound(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n := tl.payloadRows(); n != 1 {
+		t.Fatalf("%d payload rows after retention, want the young event's only", n)
+	}
+	if files := filesHolding(t, tl.dir, []byte(secret)); len(files) > 0 {
+		t.Fatalf("the orphan's bytes are still in %v", files)
+	}
+	if tl.size() != 1 {
+		t.Fatalf("deleting an orphan appended an erasure: size %d", tl.size())
+	}
+}

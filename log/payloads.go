@@ -250,24 +250,43 @@ func (p *payloadStore) get(ctx context.Context, keys []payloadKey) (map[payloadK
 	return out, nil
 }
 
-// delete deletes the rows of keys, and returns how many there were.
+// delete deletes the rows of keys, in one transaction, and returns how
+// many there were.
 func (p *payloadStore) delete(ctx context.Context, keys []payloadKey) (int64, error) {
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	tx, err := p.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
 	var n int64
 	for chunk := range slices.Chunk(keys, perStmt) {
 		args := make([]any, 0, 2*len(chunk))
 		for _, k := range chunk {
 			args = append(args, k.receivedNS, k.commitment[:])
 		}
-		res, err := p.db.ExecContext(ctx, `DELETE FROM tidemark_payloads WHERE (received_ns, commitment) IN ((?, ?)`+
+		res, err := tx.ExecContext(ctx, `DELETE FROM tidemark_payloads WHERE (received_ns, commitment) IN ((?, ?)`+
 			strings.Repeat(", (?, ?)", len(chunk)-1)+`)`, args...)
 		if err != nil {
-			return n, err
+			return 0, err
 		}
 		if d, err := res.RowsAffected(); err == nil {
 			n += d
 		}
 	}
-	return n, nil
+	return n, tx.Commit()
+}
+
+// deleteBefore deletes the rows received before t, and returns how many
+// there were.
+func (p *payloadStore) deleteBefore(ctx context.Context, t time.Time) (int64, error) {
+	res, err := p.db.ExecContext(ctx, `DELETE FROM tidemark_payloads WHERE received_ns < ?`, t.UnixNano())
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 // flush takes deleted bytes out of SQLite's write-ahead log: a

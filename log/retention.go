@@ -19,7 +19,9 @@ import (
 // entries, erasure leaves) or were erased already are covered too: erasing
 // them changes nothing. Rounds take the erasure lock, so that frontends
 // sharing a MySQL database run one at a time and never erase a range
-// twice.
+// twice. Once a round has reached the young entries, it also deletes the
+// payload rows older than the cutoff by orphanMargin: no leaf names them
+// (a crash, or a failed append, between the row and its leaf).
 
 // retentionBatch is the most entries one round (one erasure leaf) covers.
 const retentionBatch = 1 << 16
@@ -94,7 +96,7 @@ func (s *Server) retentionRound(ctx context.Context, now time.Time) (more bool, 
 		return false, err
 	}
 	if stop == from {
-		return false, nil
+		return false, s.deleteOrphans(ctx, cutoff)
 	}
 	if commitments > 0 {
 		e := checkpoint.Erasure{
@@ -120,5 +122,31 @@ func (s *Server) retentionRound(ctx context.Context, now time.Time) (more bool, 
 	if err := s.payloads.setMark(ctx, markRetentionFrom, stop); err != nil {
 		return false, fmt.Errorf("couldn't record the retention mark: %w", err)
 	}
-	return stop == from+retentionBatch, nil
+	if stop == from+retentionBatch {
+		return true, nil
+	}
+	return false, s.deleteOrphans(ctx, cutoff)
 }
+
+// deleteOrphans deletes the payload rows received before cutoff by more
+// than orphanMargin, once every leaf received before cutoff is erased: no
+// leaf names them (it was never appended). The caller holds the erasure
+// lock.
+func (s *Server) deleteOrphans(ctx context.Context, cutoff time.Time) error {
+	n, err := s.payloads.deleteBefore(ctx, cutoff.Add(-orphanMargin))
+	if err != nil {
+		return fmt.Errorf("couldn't delete orphan payloads: %w", err)
+	}
+	if n == 0 {
+		return nil
+	}
+	s.erasureMetrics.erased.WithLabelValues("orphan").Add(float64(n))
+	s.log.Info("retention: payload rows whose leaves were never appended deleted", "rows", n)
+	return s.payloads.flush(ctx)
+}
+
+// orphanMargin is how much older than the retention cutoff a payload row
+// must be for retention to take it for an orphan: far more than a leaf
+// can take from its "received" stamp to its append, or than frontends'
+// clocks differ.
+const orphanMargin = time.Hour
