@@ -594,3 +594,36 @@ func TestRetentionDeletesOrphanPayloads(t *testing.T) {
 		t.Fatalf("deleting an orphan appended an erasure: size %d", tl.size())
 	}
 }
+
+// The indexer of a commitment log asks, after each commit, which entries
+// it read lost their payloads meanwhile: an erasure between its read and
+// its commit would otherwise leave their rows in the index.
+func TestSearchSourceReportsPayloadsErasedAfterTheRead(t *testing.T) {
+	tl := newCommitmentLog(t, func(c *Config) { c.NoSearch = true })
+	for i := range 3 {
+		tl.postEvent(fmt.Sprintf(`{"n":%d}`, i), bearerHeader(tl.writer)...)
+	}
+	ctx := context.Background()
+	src := &openedSearchSource{s: tl.s, keys: map[uint64]payloadKey{}}
+	b, err := src.Bundle(ctx, 0, 3)
+	if err != nil || !bytes.Contains(b, []byte(`{"event":{"n":1}`)) {
+		t.Fatalf("the opened bundle (%v): %q", err, b)
+	}
+	// Entry 1's payload goes after the read, as an erasure would.
+	c, err := checkpoint.ParseCommitmentLeaf(tl.leaves()[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tl.s.payloads.delete(ctx, []payloadKey{payloadKeyOf(c)}); err != nil {
+		t.Fatal(err)
+	}
+	gone, err := src.Vanished(ctx, []uint64{0, 1, 2})
+	if err != nil || len(gone) != 1 || gone[0] != 1 {
+		t.Fatalf("Vanished: %v %v, want [1]", gone, err)
+	}
+	// Entries it did not read are looked up from the log.
+	gone, err = src.Vanished(ctx, []uint64{1, 2})
+	if err != nil || len(gone) != 1 || gone[0] != 1 {
+		t.Fatalf("Vanished without the read: %v %v, want [1]", gone, err)
+	}
+}
