@@ -9,6 +9,7 @@ import (
 
 	"github.com/tidemark/tidemark/checkpoint"
 	"github.com/transparency-dev/tessera/api"
+	"github.com/transparency-dev/tessera/api/layout"
 )
 
 // A commitment log (Config.Leaves = LeavesCommitment, leafmode.go) appends,
@@ -76,8 +77,8 @@ func payloadKeyOf(c checkpoint.CommitmentLeaf) payloadKey {
 // store, in one query: opened[i] is the checked opening of entries[i], or
 // nil when entries[i] is not a commitment leaf or its row is gone (erased).
 // A row that does not open its commitment is an error: the store was
-// changed.
-func (s *Server) openEntries(ctx context.Context, first uint64, entries [][]byte) ([]*checkpoint.Opening, error) {
+// changed. indexOf(i) is the index of entries[i], for that error.
+func (s *Server) openEntries(ctx context.Context, indexOf func(i int) uint64, entries [][]byte) ([]*checkpoint.Opening, error) {
 	out := make([]*checkpoint.Opening, len(entries))
 	if s.payloads == nil {
 		return out, nil
@@ -113,12 +114,15 @@ func (s *Server) openEntries(ctx context.Context, first uint64, entries [][]byte
 		o := &checkpoint.Opening{Salt: r.salt, Leaf: r.leaf}
 		if _, err := o.Verify(leaves[i]); err != nil {
 			s.erasureMetrics.badPayloads.Inc()
-			return nil, fmt.Errorf("the payload store's row for entry %d does not open its commitment (%v): the store was changed; restore it from a backup", first+uint64(i), err)
+			return nil, fmt.Errorf("the payload store's row for entry %d does not open its commitment (%v): the store was changed; restore it from a backup", indexOf(i), err)
 		}
 		out[i] = o
 	}
 	return out, nil
 }
+
+// only is the indexOf of openEntries for a single entry.
+func only(index uint64) func(int) uint64 { return func(int) uint64 { return index } }
 
 // openedBundle reads an entry bundle as readers of events see it: in a
 // commitment log each commitment leaf whose row exists is replaced by the
@@ -138,7 +142,7 @@ func (s *Server) openBundle(ctx context.Context, index uint64, raw []byte) ([]by
 	if err := b.UnmarshalText(raw); err != nil {
 		return nil, err
 	}
-	opened, err := s.openEntries(ctx, index*256, b.Entries)
+	opened, err := s.openEntries(ctx, func(i int) uint64 { return index*layout.EntryBundleWidth + uint64(i) }, b.Entries)
 	if err != nil {
 		return nil, err
 	}
@@ -158,29 +162,39 @@ func (s *Server) openBundle(ctx context.Context, index uint64, raw []byte) ([]by
 // returns the entry and its opening (nil when it is not a commitment leaf,
 // or erased).
 func (s *Server) openingAt(ctx context.Context, index uint64) ([]byte, *checkpoint.Opening, error) {
+	size, err := s.waitIntegrated(ctx, index)
+	if err != nil {
+		return nil, nil, err
+	}
+	leaf, err := s.readLeaf(ctx, index, size)
+	if err != nil {
+		return nil, nil, err
+	}
+	o, err := s.openEntries(ctx, only(index), [][]byte{leaf})
+	if err != nil {
+		return nil, nil, err
+	}
+	return leaf, o[0], nil
+}
+
+// waitIntegrated waits, up to 10 s, until the tree holds index, and
+// returns its size then.
+func (s *Server) waitIntegrated(ctx context.Context, index uint64) (uint64, error) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		size, err := s.integratedSize()
 		if err != nil {
-			return nil, nil, fmt.Errorf("couldn't read the tree size: %w", err)
+			return 0, fmt.Errorf("couldn't read the tree size: %w", err)
 		}
 		if index < size {
-			leaf, err := s.readLeaf(ctx, index, size)
-			if err != nil {
-				return nil, nil, err
-			}
-			o, err := s.openEntries(ctx, index, [][]byte{leaf})
-			if err != nil {
-				return nil, nil, err
-			}
-			return leaf, o[0], nil
+			return size, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, nil, fmt.Errorf("entry %d was not integrated within 10 s", index)
+			return 0, fmt.Errorf("entry %d was not integrated within 10 s", index)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			return 0, ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
@@ -188,20 +202,40 @@ func (s *Server) openingAt(ctx context.Context, index uint64) ([]byte, *checkpoi
 
 // openDuplicates gives each duplicate of a commitment log's request the
 // salt of the entry it duplicates, once that entry's opening is found to
-// hold the event the request sent.
+// hold the event the request sent. A retried batch is read a bundle at a
+// time and opened in one query.
 func (s *Server) openDuplicates(ctx context.Context, results []eventResult) error {
 	if s.payloads == nil {
 		return nil
 	}
-	for i := range results {
-		r := &results[i]
-		if !r.Duplicate || r.event == nil {
-			continue
+	var pos []int
+	var last uint64
+	for i, r := range results {
+		if r.Duplicate && r.event != nil {
+			pos = append(pos, i)
+			last = max(last, r.Index)
 		}
-		_, o, err := s.openingAt(ctx, r.Index)
-		if err != nil {
-			return err
+	}
+	if len(pos) == 0 {
+		return nil
+	}
+	size, err := s.waitIntegrated(ctx, last)
+	if err != nil {
+		return err
+	}
+	lr := leafReader{s: s, ctx: ctx, size: size}
+	entries := make([][]byte, len(pos))
+	for k, i := range pos {
+		if entries[k], err = lr.read(results[i].Index); err != nil {
+			return fmt.Errorf("couldn't read entry %d, which a duplicate names: %w", results[i].Index, err)
 		}
+	}
+	opened, err := s.openEntries(ctx, func(k int) uint64 { return results[pos[k]].Index }, entries)
+	if err != nil {
+		return err
+	}
+	for k, i := range pos {
+		r, o := &results[i], opened[k]
 		if o == nil {
 			continue // erased since: the duplicate has no opening any more
 		}

@@ -72,7 +72,7 @@ func (s *Server) handlePayloads(w http.ResponseWriter, r *http.Request) {
 	if len(entries) > 0 {
 		if s.payloads == nil {
 			opened = make([]*checkpoint.Opening, len(entries))
-		} else if opened, err = s.openEntries(r.Context(), from, entries); err != nil {
+		} else if opened, err = s.openEntries(r.Context(), func(i int) uint64 { return idxs[i] }, entries); err != nil {
 			s.fail(w, r, err)
 			return
 		}

@@ -174,7 +174,7 @@ func (s *Server) receipt(ctx context.Context, wc *witnessed, index uint64, leaf,
 		}
 	}
 	if opening == nil && s.payloads != nil && checkpoint.KindOf(leaf) == checkpoint.KindCommitment {
-		o, err := s.openEntries(ctx, index, [][]byte{leaf})
+		o, err := s.openEntries(ctx, only(index), [][]byte{leaf})
 		if err != nil {
 			return nil, err
 		}
