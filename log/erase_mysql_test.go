@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -151,5 +152,15 @@ func TestEraseAndRetentionOnMySQLFrontends(t *testing.T) {
 	}
 	if n := fe[0].payloadRows(); n != 0 {
 		t.Fatalf("%d payload rows after retention", n)
+	}
+
+	// A third frontend started as an event log is refused.
+	cfg := fe[0].cfg
+	cfg.Dir, cfg.Leaves, cfg.Retention = t.TempDir(), LeavesEvent, 0
+	if s, err := New(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "--leaves commitment") {
+		if s != nil {
+			s.Close(context.Background())
+		}
+		t.Fatalf("an event frontend on a commitment log's database: %v", err)
 	}
 }

@@ -627,3 +627,52 @@ func TestSearchSourceReportsPayloadsErasedAfterTheRead(t *testing.T) {
 		t.Fatalf("Vanished without the read: %v %v, want [1]", gone, err)
 	}
 }
+
+// Concurrent writers to a commitment log share group commits of the
+// payload store, and every entry opens to its own event.
+func TestConcurrentWritesToACommitmentLogEachOpen(t *testing.T) {
+	tl := newCommitmentLog(t, nil)
+	const writers, batches, perBatch = 6, 5, 40
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			for b := range batches {
+				var body bytes.Buffer
+				for i := range perBatch {
+					fmt.Fprintf(&body, "{\"w\":%d,\"b\":%d,\"i\":%d}\n", w, b, i)
+				}
+				r := tl.post("/v1/events", "application/x-ndjson", body.Bytes(), bearerHeader(tl.writer)...)
+				if r.status != 200 {
+					errs <- fmt.Errorf("writer %d: %d %s", w, r.status, r.body)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = writers * batches * perBatch
+	if tl.size() != n || tl.payloadRows() != n {
+		t.Fatalf("size %d, payload rows %d, want %d each", tl.size(), tl.payloadRows(), n)
+	}
+	seen := map[string]bool{}
+	for from := uint64(0); from < n; from += maxPayloadsRange {
+		for _, l := range tl.payloadLines(from, min(from+maxPayloadsRange, n)) {
+			if l.Opening == nil {
+				t.Fatalf("entry %d has no opening", l.Index)
+			}
+			leaf, err := checkpoint.ParseLeaf(l.Opening.Leaf)
+			if err != nil || seen[string(leaf.Event)] {
+				t.Fatalf("entry %d opens to %s (%v), seen before: %v", l.Index, l.Opening.Leaf, err, seen[string(leaf.Event)])
+			}
+			seen[string(leaf.Event)] = true
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct events open, want %d", len(seen), n)
+	}
+}
