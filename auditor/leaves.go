@@ -12,16 +12,19 @@ import (
 type leafClass uint8
 
 const (
-	leafRaw   leafClass = iota // bytes from POST /add: not claiming to be an event leaf
-	leafEvent                  // a canonical event leaf, as the log writes them
-	leafBad                    // claims to be an event leaf (JSON object with "v" and "event") but is not canonical
+	leafRaw        leafClass = iota // bytes from POST /add: not claiming to be a leaf the log writes
+	leafEvent                       // a canonical event leaf, as the log writes them
+	leafBad                         // claims to be a leaf the log writes (JSON object with "v" and "event", "commitment" or "erasure") but is not canonical
+	leafCommitment                  // a canonical commitment leaf (v2): the event is in the log's payload store
+	leafErasure                     // a canonical erasure leaf (v2): which entries' contents were erased, why, by whom
 )
 
 // eventPrefix starts every canonical event leaf: its members are sorted,
 // and "event" sorts first.
 var eventPrefix = []byte(`{"event":{`)
 
-// classify sorts a leaf into raw, event or bad, with the reason for bad.
+// classify sorts a leaf into raw, event, commitment, erasure or bad, with
+// the reason for bad.
 //
 // checkpoint.ParseLeaf decides what an event leaf is; it costs about 6 µs
 // for a 500-byte event, more than everything else a full check does per
@@ -30,16 +33,44 @@ var eventPrefix = []byte(`{"event":{`)
 // shallow nesting) and says nothing about the rest, which go to ParseLeaf.
 // It never accepts what ParseLeaf refuses (FuzzFastEventLeaf checks that).
 func classify(b []byte) (leafClass, string) {
+	l := classifyLeaf(b)
+	return l.class, l.why
+}
+
+// classified is a leaf's class with what parsing it gave: the commitment
+// of a commitment leaf, the erasure of an erasure leaf.
+type classified struct {
+	class      leafClass
+	why        string
+	commitment checkpoint.CommitmentLeaf
+	erasure    checkpoint.Erasure
+}
+
+func classifyLeaf(b []byte) classified {
 	if bytes.HasPrefix(b, eventPrefix) && fastEventLeaf(b) {
-		return leafEvent, ""
+		return classified{class: leafEvent}
+	}
+	switch checkpoint.KindOf(b) {
+	case checkpoint.KindCommitment:
+		c, err := checkpoint.ParseCommitmentLeaf(b)
+		if err != nil {
+			return classified{class: leafBad, why: err.Error()}
+		}
+		return classified{class: leafCommitment, commitment: c}
+	case checkpoint.KindErasure:
+		e, err := checkpoint.ParseErasureLeaf(b)
+		if err != nil {
+			return classified{class: leafBad, why: err.Error()}
+		}
+		return classified{class: leafErasure, erasure: e}
 	}
 	if !checkpoint.ClaimsEventLeaf(b) {
-		return leafRaw, ""
+		return classified{class: leafRaw}
 	}
 	if _, err := checkpoint.ParseLeaf(b); err != nil {
-		return leafBad, err.Error()
+		return classified{class: leafBad, why: err.Error()}
 	}
-	return leafEvent, ""
+	return classified{class: leafEvent}
 }
 
 // fastDepth bounds nesting on the fast path, well inside
