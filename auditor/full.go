@@ -65,7 +65,8 @@ type FullResult struct {
 	// Checked is the number of leaves checked in this run, in Elapsed.
 	Checked uint64
 	Elapsed time.Duration
-	// Shipped is the number of verified leaves given to Config.Sink.
+	// Shipped is the number of verified events (event leaves and opened
+	// commitment leaves) given to Config.Sink.
 	Shipped uint64
 }
 

@@ -173,7 +173,7 @@ func (s *spool) close(remove bool) {
 // A LeafReader reads the leaves a full check verified, in index order.
 type LeafReader struct {
 	r     *bufio.Reader
-	count *uint64 // leaves returned, if set
+	count *uint64 // events returned, if set
 }
 
 // Next returns the next leaf, or io.EOF after the last.
@@ -201,9 +201,6 @@ func (lr *LeafReader) Next() (VerifiedLeaf, error) {
 			return VerifiedLeaf{}, fmt.Errorf("auditor: the export spool is corrupt: %w", err)
 		}
 		v.Kind, v.Erasure = checkpoint.KindErasure, &e
-		if lr.count != nil {
-			*lr.count++
-		}
 		return v, nil
 	}
 	l, err := checkpoint.ParseLeaf(leaf)
