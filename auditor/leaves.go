@@ -50,27 +50,33 @@ func classifyLeaf(b []byte) classified {
 	if bytes.HasPrefix(b, eventPrefix) && fastEventLeaf(b) {
 		return classified{class: leafEvent}
 	}
+	var err error
 	switch checkpoint.KindOf(b) {
+	case checkpoint.KindRaw:
+		return classified{class: leafRaw}
 	case checkpoint.KindCommitment:
-		c, err := checkpoint.ParseCommitmentLeaf(b)
-		if err != nil {
-			return classified{class: leafBad, why: err.Error()}
+		var c checkpoint.CommitmentLeaf
+		if c, err = checkpoint.ParseCommitmentLeaf(b); err == nil {
+			return classified{class: leafCommitment, commitment: c}
 		}
-		return classified{class: leafCommitment, commitment: c}
 	case checkpoint.KindErasure:
-		e, err := checkpoint.ParseErasureLeaf(b)
-		if err != nil {
-			return classified{class: leafBad, why: err.Error()}
+		var e checkpoint.Erasure
+		if e, err = checkpoint.ParseErasureLeaf(b); err == nil {
+			return classified{class: leafErasure, erasure: e}
 		}
-		return classified{class: leafErasure, erasure: e}
+	case checkpoint.KindEvent:
+		if _, err = checkpoint.ParseLeaf(b); err == nil {
+			return classified{class: leafEvent}
+		}
 	}
+	// KindOf judges the leaves the log writes by their first and last
+	// bytes: bytes that are not JSON at all can look like one. The log's
+	// raw endpoint takes those (they claim nothing), so they are raw, not
+	// bad: a writer must not be able to raise a false alarm.
 	if !checkpoint.ClaimsEventLeaf(b) {
 		return classified{class: leafRaw}
 	}
-	if _, err := checkpoint.ParseLeaf(b); err != nil {
-		return classified{class: leafBad, why: err.Error()}
-	}
-	return classified{class: leafEvent}
+	return classified{class: leafBad, why: err.Error()}
 }
 
 // fastDepth bounds nesting on the fast path, well inside
