@@ -1,6 +1,7 @@
 package auditor
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -362,5 +363,42 @@ func TestIndexSet(t *testing.T) {
 	s.remove(checkpoint.IndexRange{From: 11, To: 12})
 	if got := str(s.runs); got != "[{1 2} {10 11} {12 13}]" || s.count() != 3 {
 		t.Fatalf("runs %s", got)
+	}
+}
+
+// An interrupted check keeps, in its saved progress, which contents were
+// missing and which were served: after it resumes, an erasure leaf at the
+// end still settles the one and convicts the other.
+func TestContentsAcrossAnInterruption(t *testing.T) {
+	keys := newTestKeys(t, 1)
+	l, ps := newCommitmentLog(t, keys, "a", 1500)
+	l.append(erasureLeaf(t, 5, 6, 10, 11))
+	ps.erase(5, 6) // 10 is still served
+	honest(l)
+	p := keys.policy(l.srv.URL, 1)
+	state := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	a := newTestAuditor(t, p, func(c *Config) {
+		c.StateDir, c.ProgressInterval, c.Workers = state, time.Nanosecond, 1
+		c.OnProgress = func(p Progress) {
+			if p.Done >= 768 {
+				cancel()
+			}
+		}
+	})
+	if _, err := a.Full(ctx); err == nil {
+		t.Fatal("Full did not stop when cancelled")
+	}
+	a.Close()
+	a = newTestAuditor(t, p, func(c *Config) { c.StateDir = state })
+	r := full(t, a)
+	if r.Full.Resumed < 768 {
+		t.Fatalf("not resumed: %+v", r.Full)
+	}
+	if ks := kinds(r); !slices.Equal(ks, []Kind{KindErasedServed}) {
+		t.Fatalf("findings %+v", r.Findings)
+	}
+	if c := r.Full.Counts; c.Erased != 1 || c.Opened != 1499 {
+		t.Fatalf("counts %+v", c)
 	}
 }

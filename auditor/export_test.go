@@ -414,3 +414,54 @@ func TestNewExporterSaysWhatIsWrong(t *testing.T) {
 		}
 	}
 }
+
+// A Sink sees every verified leaf in index order: events, commitment
+// leaves with the opening that proves their event, and erasure leaves.
+func TestSinkSeesVerifiedLeaves(t *testing.T) {
+	keys := newTestKeys(t, 1)
+	l, ps, want := exportLog(t, keys)
+	signed := honest(l)
+	var got []VerifiedLeaf
+	var cp VerifiedCheckpoint
+	sink := SinkFunc(func(ctx context.Context, c VerifiedCheckpoint, leaves *LeafReader) error {
+		cp = c
+		for {
+			v, err := leaves.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			got = append(got, v)
+		}
+	})
+	r := full(t, newTestAuditor(t, keys.policy(l.srv.URL, 1), func(c *Config) { c.Sink = sink }))
+	wantExit(t, r, ExitVerified)
+	if string(cp.Note) != string(signed) || cp.Size != uint64(len(l.leaves)) {
+		t.Fatalf("checkpoint %+v", cp)
+	}
+	want = append(want, 331) // the erasure leaf
+	var idx []uint64
+	for _, v := range got {
+		idx = append(idx, v.Index)
+		switch {
+		case v.Index == 331:
+			if v.Kind != checkpoint.KindErasure || v.Erasure == nil || !v.Erasure.Covers(7) || v.Erasure.Covers(9) {
+				t.Fatalf("erasure %+v", v)
+			}
+		case v.Index < 300 || v.Index > 320:
+			o := ps.get(v.Index)
+			if v.Kind != checkpoint.KindCommitment || v.Opening == nil || !bytes.Equal(v.Opening.Salt, o.Salt) || !bytes.Equal(v.EventLeaf, o.Leaf) {
+				t.Fatalf("commitment leaf %d: %+v", v.Index, v)
+			}
+		default:
+			if v.Kind != checkpoint.KindEvent || v.Opening != nil || !bytes.Equal(v.EventLeaf, l.leaves[v.Index]) || !bytes.Equal(checkpoint.AppendLeaf(nil, v.Event), v.EventLeaf) {
+				t.Fatalf("event leaf %d: %+v", v.Index, v)
+			}
+		}
+	}
+	if !slices.Equal(idx, want) {
+		t.Fatalf("leaves %v", idx)
+	}
+}

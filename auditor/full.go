@@ -159,17 +159,25 @@ func (a *Auditor) Full(ctx context.Context) (*Report, error) {
 			return r, nil
 		}
 	}
+	spoolBroken := false
 	save := func() {
-		st.Next, st.Range, st.Counts = rng.End(), rng.Hashes(), counts
-		st.Missing, st.Opened = slices.Clone(pc.missing.runs), slices.Clone(pc.opened.runs)
+		if spoolBroken {
+			return
+		}
 		if sp != nil {
+			// The progress saved must not run ahead of the spool, or a
+			// resumed export would skip events: with the spool broken,
+			// the last progress saved stands.
 			rec, err := sp.sync()
 			if err != nil {
+				spoolBroken = true
 				a.unavailable(r, "write the export spool", err)
-				rec = nil
+				return
 			}
 			st.Spool = rec
 		}
+		st.Next, st.Range, st.Counts = rng.End(), rng.Hashes(), counts
+		st.Missing, st.Opened = slices.Clone(pc.missing.runs), slices.Clone(pc.opened.runs)
 		if err := a.state.saveFull(); err != nil {
 			a.unavailable(r, "save the full check's progress", err)
 		}
@@ -197,7 +205,7 @@ func (a *Auditor) Full(ctx context.Context) (*Report, error) {
 	}
 	save()
 	if sp != nil {
-		if rootOK {
+		if rootOK && !spoolBroken {
 			a.ship(ctx, r, target, sp)
 		} else {
 			sp.close(false)
@@ -417,6 +425,16 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 			a.addf(r, KindRootMismatch, "", nil, "%s", res.short)
 			return false, false, nil
 		}
+		// Nothing of a bundle is recorded unless all of it is: the
+		// spool (which can fail) first.
+		if sp != nil {
+			for _, e := range res.spool {
+				if err := sp.add(e.index, e.salt, e.leaf); err != nil {
+					a.unavailable(r, "write the export spool", err)
+					return false, false, nil
+				}
+			}
+		}
 		if res.tile != "" {
 			ok = false
 			if tileFindings++; tileFindings <= maxTileFindings {
@@ -448,14 +466,6 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 				for _, t := range pc.opened.remove(er) {
 					contentFinding(KindErasedServed, map[string]any{"from": t.From, "to": t.To, "erasure_index": e.index},
 						"the log still serves the content of %s, which erasure leaf %d erased: erased events must leave the payload store (and the search index)", rangeText(t), e.index)
-				}
-			}
-		}
-		if sp != nil {
-			for _, e := range res.spool {
-				if err := sp.add(e.index, e.salt, e.leaf); err != nil {
-					a.unavailable(r, "write the export spool", err)
-					return false, false, nil
 				}
 			}
 		}

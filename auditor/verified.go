@@ -71,6 +71,14 @@ type Sink interface {
 	Ship(ctx context.Context, cp VerifiedCheckpoint, leaves *LeafReader) error
 }
 
+// SinkFunc is a function as a Sink.
+type SinkFunc func(ctx context.Context, cp VerifiedCheckpoint, leaves *LeafReader) error
+
+// Ship calls f.
+func (f SinkFunc) Ship(ctx context.Context, cp VerifiedCheckpoint, leaves *LeafReader) error {
+	return f(ctx, cp, leaves)
+}
+
 // spoolFile is the spool's name in the state directory.
 const spoolFile = "full.spool"
 

@@ -191,7 +191,11 @@ func runAudit(args []string) error {
 		r, err := a.Full(ctx)
 		runErr = err
 		worst(r)
-		printReport(os.Stdout, r)
+		var w io.Writer = os.Stdout
+		if *exportDest == "-" {
+			w = os.Stderr // stdout holds the records
+		}
+		printReport(w, r)
 	}
 	if runErr == nil && (!*full || *follow && !*once) {
 		if *follow && !*once {

@@ -243,6 +243,15 @@ func TestAuditExport(t *testing.T) {
 		t.Fatalf("HEC export: %v, %d events\n%s", err, events, outb)
 	}
 
+	// To stdout: the records alone; the report goes to stderr.
+	cmd = exec.Command(tidemarkBin, "audit", "--progress", "off", "--policy", wl.policy, "--log-url", wl.url(), "--export", "-")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	if err != nil || strings.Count(string(stdout), "\n") != 300 || !strings.HasPrefix(string(stdout), `{"index":0,`) || !strings.Contains(stderr.String(), "result: verified") {
+		t.Fatalf("export to stdout: %v\n%.300s\n%s", err, stdout, stderr.String())
+	}
+
 	for _, args := range [][]string{
 		{"--export", dest, "--export-format", "es-bulk"},
 		{"--export", dest, "--export-format", "csv"},
