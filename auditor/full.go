@@ -92,8 +92,13 @@ const (
 // Full runs Check, then downloads every entry bundle of the log, hashes
 // every leaf, rebuilds the tree and checks it against the witnessed
 // checkpoint Check accepted: the root, every hash tile, and each leaf's
-// kind (event, raw, or claiming to be an event leaf without being
-// canonical). Rules, if any, are matched against every event leaf.
+// kind (event, commitment, erasure, raw, or claiming to be a leaf the log
+// writes without being canonical). The events of commitment leaves are
+// fetched from the log and held to their commitments, and erasure leaves
+// must account for every one missing (see payloads.go), unless
+// SkipPayloads. Rules, if any, are matched against every event, opened
+// ones included. With a Sink, the verified leaves go to it once the root
+// matched (see verified.go).
 //
 // Bundles are fetched by Workers goroutines, which also hash, classify and
 // check the level-0 tile of their bundle; one goroutine merges their
