@@ -465,3 +465,41 @@ func TestSinkSeesVerifiedLeaves(t *testing.T) {
 		t.Fatalf("leaves %v", idx)
 	}
 }
+
+// NDJSON to a URL: batches of records POSTed with the bearer token; a 429
+// with Retry-After is retried.
+func TestExportNDJSONOverHTTP(t *testing.T) {
+	keys := newTestKeys(t, 1)
+	l, _, want := exportLog(t, keys)
+	signed := honest(l)
+	var mu sync.Mutex
+	var body []byte
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		if r.Header.Get("Authorization") != "Bearer sink-token" || r.Header.Get("Content-Type") != "application/x-ndjson" {
+			rw.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		if n == 1 {
+			rw.Header().Set("Retry-After", "0")
+			rw.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		if len(b) > 8<<10 || !bytes.HasSuffix(b, []byte("\n")) {
+			t.Errorf("a batch of %d bytes", len(b))
+		}
+		body = append(body, b...)
+	}))
+	defer srv.Close()
+	ex, err := NewExporter(ExportConfig{Dest: srv.URL + "/ingest", Token: "sink-token", BatchBytes: 8 << 10, Backoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := full(t, newTestAuditor(t, keys.policy(l.srv.URL, 1), func(c *Config) { c.Sink = ex }))
+	wantExit(t, r, ExitVerified)
+	checkRecords(t, l, readRecords(t, body), want, signed)
+}
