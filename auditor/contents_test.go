@@ -402,3 +402,42 @@ func TestContentsAcrossAnInterruption(t *testing.T) {
 		t.Fatalf("counts %+v", c)
 	}
 }
+
+// Following a commitment-mode log with rules: the new entries' events are
+// opened and checked, rules match them, and a bad content is reported once
+// however many rounds see it.
+func TestFollowChecksContents(t *testing.T) {
+	rules, err := ParseRules([]byte(`prod-secret-read: action == "secret.read" && resource ^= "prod/db/3"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := newTestKeys(t, 1)
+	l, ps := newCommitmentLog(t, keys, "a", 100)
+	honest(l)
+	var reported []Kind
+	a := newTestAuditor(t, keys.policy(l.srv.URL, 1), func(c *Config) {
+		c.Rules, c.StateDir = rules, t.TempDir()
+		c.OnFinding = func(f Finding) { reported = append(reported, f.Kind) }
+	})
+	wantExit(t, check(t, a), ExitVerified)
+	ps.appendEvents(t, eventLeaves(t, "b", 30)) // 100..129: rule hits at n = 3, 17, 24
+	o := ps.get(110)
+	ps.set(110, checkpoint.Opening{Salt: o.Salt, Leaf: ps.get(111).Leaf})
+	honest(l)
+	for range 2 {
+		r := check(t, a)
+		wantExit(t, r, ExitMisbehaviour)
+		if f := has(r, KindBadOpening); f == nil || f.Details["index"] != uint64(110) || len(findingsOf(r, KindRule)) != 3 {
+			t.Fatalf("findings %+v", r.Findings)
+		}
+	}
+	n := 0
+	for _, k := range reported {
+		if k == KindBadOpening {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("bad opening reported %d times: %v", n, reported)
+	}
+}

@@ -363,10 +363,11 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 	up := &upperTiles{f: a.log, size: size, cache: map[uint64]upperTile{}}
 	ok = true
 	var tileFindings, leafFindings, ruleFindings, contentFindings int
-	contentFinding := func(k Kind, details map[string]any, format string, args ...any) {
+	// Keyed, so that following a log reports each once.
+	contentFinding := func(k Kind, key string, details map[string]any, format string, args ...any) {
 		ok = false
 		if contentFindings++; contentFindings <= maxLeafFindings {
-			a.addf(r, k, "", details, format, args...)
+			a.addf(r, k, string(k)+":"+key, details, format, args...)
 		}
 	}
 	checkUpper := func(n node) {
@@ -453,7 +454,7 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 			}
 		}
 		for _, b := range res.badOpen {
-			contentFinding(KindBadOpening, map[string]any{"index": b.index}, "the content the log serves for leaf %d does not open its commitment: %s: the payload store was changed, or serves another entry's event", b.index, b.what)
+			contentFinding(KindBadOpening, fmt.Sprint(b.index), map[string]any{"index": b.index}, "the content the log serves for leaf %d does not open its commitment: %s: the payload store was changed, or serves another entry's event", b.index, b.what)
 		}
 		// The bundle's missing and served contents first: its erasure
 		// leaves may cover them (never what comes after an erasure).
@@ -469,7 +470,7 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 					counts.Erased += t.To - t.From
 				}
 				for _, t := range pc.opened.remove(er) {
-					contentFinding(KindErasedServed, map[string]any{"from": t.From, "to": t.To, "erasure_index": e.index},
+					contentFinding(KindErasedServed, fmt.Sprint(t.From, "-", t.To), map[string]any{"from": t.From, "to": t.To, "erasure_index": e.index},
 						"the log still serves the content of %s, which erasure leaf %d erased: erased events must leave the payload store (and the search index)", rangeText(t), e.index)
 				}
 			}
@@ -532,7 +533,7 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 	// Every erasure leaf of the tree has been merged: a content still
 	// missing was deleted without one.
 	for _, m := range pc.missing.runs {
-		contentFinding(KindMissing, map[string]any{"from": m.From, "to": m.To},
+		contentFinding(KindMissing, fmt.Sprint(m.From, "-", m.To), map[string]any{"from": m.From, "to": m.To},
 			"the log serves no content for commitment %s and no erasure leaf in its tree of size %d covers it: events were deleted without a logged erasure (an erasure made moments ago may not be in a witnessed checkpoint yet: check again)",
 			rangeText(m), size)
 	}
