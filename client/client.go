@@ -319,39 +319,32 @@ var ErrNotOurEvent = errors.New("the receipt's leaf does not hold the event sent
 
 // checkReceiptHolds checks that a receipt's leaf is an event leaf holding
 // the event sent (compared in canonical JSON) under the idempotency key
-// sent; or, from a commitment log, a commitment leaf that its opening
-// opens to such a leaf. A commitment receipt without an opening (a log
-// with read tokens gives openings to readers only) gets the one the
-// event, the key and salt make.
+// sent, or a commitment leaf whose opening holds it. A commitment receipt
+// without an opening (a log with read tokens gives openings to readers
+// only) gets the one the event, the key and the salt make.
 func checkReceiptHolds(r *checkpoint.Receipt, event []byte, key string, salt []byte) error {
 	want, err := checkpoint.CanonicalEvent(event)
 	if err != nil {
 		return fmt.Errorf("%w: the event sent is not an I-JSON object: %v", ErrNotOurEvent, err)
 	}
-	leaf := r.Leaf
-	if checkpoint.KindOf(r.Leaf) == checkpoint.KindCommitment {
+	if checkpoint.KindOf(r.Leaf) == checkpoint.KindCommitment && r.Opening == nil && salt != nil {
 		c, err := checkpoint.ParseCommitmentLeaf(r.Leaf)
 		if err != nil {
 			return fmt.Errorf("%w: the leaf of entry %d is not a commitment leaf: %v", ErrNotOurEvent, r.Index, err)
 		}
-		if r.Opening == nil {
-			if salt == nil {
-				return fmt.Errorf("%w: entry %d is a commitment, and the log sent neither its opening nor its salt", ErrNotOurEvent, r.Index)
-			}
-			e, _, _, err := checkpoint.AppendEventLeaf(nil, event, c.Received, c.Source, key)
-			if err != nil {
-				return fmt.Errorf("%w: the event sent is not an I-JSON object: %v", ErrNotOurEvent, err)
-			}
-			r.Opening = &checkpoint.Opening{Salt: salt, Leaf: e}
+		e, _, _, err := checkpoint.AppendEventLeaf(nil, event, c.Received, c.Source, key)
+		if err != nil {
+			return fmt.Errorf("%w: the event sent is not an I-JSON object: %v", ErrNotOurEvent, err)
 		}
-		if _, err := r.Opening.Verify(c); err != nil {
-			return fmt.Errorf("%w: entry %d's commitment does not open to the event sent: %v", ErrNotOurEvent, r.Index, err)
+		if _, err := (checkpoint.Opening{Salt: salt, Leaf: e}).Verify(c); err != nil {
+			return fmt.Errorf("%w: entry %d's commitment does not open to the event sent with the salt the log answered: %v", ErrNotOurEvent, r.Index, err)
 		}
-		leaf = r.Opening.Leaf
+		r.Opening = &checkpoint.Opening{Salt: salt, Leaf: e}
 	}
-	l, err := checkpoint.ParseLeaf(leaf)
+	// The leaf, or what its opening opens for a commitment leaf.
+	l, err := r.Event()
 	if err != nil {
-		return fmt.Errorf("%w: the leaf of entry %d is not an event leaf: %v", ErrNotOurEvent, r.Index, err)
+		return fmt.Errorf("%w: entry %d shows no event: %v", ErrNotOurEvent, r.Index, err)
 	}
 	if !bytes.Equal(l.Event, want.Canonical) {
 		return fmt.Errorf("%w: entry %d holds %.200s", ErrNotOurEvent, r.Index, l.Event)
@@ -414,9 +407,15 @@ type Verified struct {
 	// (Policy.QuorumCosignedBy): the entry existed by then, on the word of
 	// a quorum, whatever one witness's clock says. Zero for "quorum none".
 	ExistedBy time.Time
-	// Leaf is the parsed event leaf; nil for an entry that is not one (raw
-	// bytes written with POST /add).
+	// Leaf is the parsed event leaf: the receipt's leaf, or what its
+	// opening opens when the leaf is a commitment leaf. Nil for an entry
+	// that shows no event: raw bytes written with POST /add, or a
+	// commitment leaf whose receipt carries no opening (Committed is then
+	// set).
 	Leaf *checkpoint.Leaf
+	// Committed is set when the entry is a commitment leaf: the event's
+	// received time and source, and its commitment.
+	Committed *checkpoint.CommitmentLeaf
 }
 
 // Verify checks a receipt offline against a policy: the checkpoint's
@@ -424,7 +423,8 @@ type Verified struct {
 // the policy lists them), a quorum of cosignatures, no signature the policy
 // cannot check, and the inclusion proof of the leaf. The error says which
 // failed; it wraps checkpoint.ErrMalformed, ErrUnverified, ErrQuorum or
-// ErrProof.
+// ErrProof, or checkpoint.ErrOpening when the receipt's opening does not
+// open its commitment leaf.
 func Verify(policy *checkpoint.Policy, r *checkpoint.Receipt) (*Verified, error) {
 	if r == nil {
 		return nil, errors.New("client: no receipt")
@@ -435,7 +435,12 @@ func Verify(policy *checkpoint.Policy, r *checkpoint.Receipt) (*Verified, error)
 	}
 	v := &Verified{Index: r.Index, Checkpoint: c, Cosigners: cos}
 	v.ExistedBy, _ = policy.QuorumCosignedBy(cos)
-	if l, err := checkpoint.ParseLeaf(r.Leaf); err == nil {
+	if c, err := checkpoint.ParseCommitmentLeaf(r.Leaf); err == nil {
+		v.Committed = &c
+	}
+	// r.Verify has checked an opening: Event fails only for an entry
+	// that shows no event.
+	if l, err := r.Event(); err == nil {
 		v.Leaf = &l
 	}
 	return v, nil
