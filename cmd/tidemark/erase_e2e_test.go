@@ -22,7 +22,8 @@ import (
 // gets a receipt that opens to its event, `tidemark erase` with an admin
 // token erases it (and a writer's token cannot), the event's bytes are
 // nowhere in the data directory afterwards, `tidemark verify` still
-// passes on the receipt, and Tessera's fsck on the log; a restart with
+// passes on the receipt, and Tessera's fsck and `tidemark audit --full`
+// on the log; a restart with
 // the other leaf mode is refused.
 func TestEraseCommandOnACommitmentLog(t *testing.T) {
 	dir := t.TempDir()
@@ -101,6 +102,13 @@ func TestEraseCommandOnACommitmentLog(t *testing.T) {
 		}
 	}
 	fsckLog(t, lp.url(), filepath.Join(data, "log.pub"))
+	// The auditor opens every commitment it is served and accepts the
+	// missing one only because an erasure leaf covers it.
+	if out, code := audit(t, "--policy", policy, "--log-url", lp.url(), "--full"); code != 0 || !strings.Contains(out, "result: verified") || !strings.Contains(out, "opened 2, erased 1") {
+		t.Fatalf("tidemark audit --full on an erased commitment log: exit %d\n%s", code, out)
+	} else {
+		t.Logf("tidemark audit --full:\n%s", out)
+	}
 
 	lp.stop(t, syscall.SIGTERM)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
