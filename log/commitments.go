@@ -79,6 +79,21 @@ func payloadKeyOf(c checkpoint.CommitmentLeaf) payloadKey {
 // A row that does not open its commitment is an error: the store was
 // changed. indexOf(i) is the index of entries[i], for that error.
 func (s *Server) openEntries(ctx context.Context, indexOf func(i int) uint64, entries [][]byte) ([]*checkpoint.Opening, error) {
+	return s.openEntriesAs(ctx, indexOf, entries, badRefuse)
+}
+
+// What openEntriesAs does with a row that does not open its commitment
+// (the store was changed), besides counting and logging it.
+type badRow int
+
+const (
+	badRefuse badRow = iota // an error: receipts are never made from it
+	badSkip                 // as if erased: readers of events (search, the idempotency index) go on without it
+	badServe                // returned all the same: GET /v1/payloads serves it to auditors, the judges of it; erasure deletes it
+)
+
+// openEntriesAs is openEntries, with bad rows treated as bad says.
+func (s *Server) openEntriesAs(ctx context.Context, indexOf func(i int) uint64, entries [][]byte, bad badRow) ([]*checkpoint.Opening, error) {
 	out := make([]*checkpoint.Opening, len(entries))
 	if s.payloads == nil {
 		return out, nil
@@ -114,7 +129,15 @@ func (s *Server) openEntries(ctx context.Context, indexOf func(i int) uint64, en
 		o := &checkpoint.Opening{Salt: r.salt, Leaf: r.leaf}
 		if _, err := o.Verify(leaves[i]); err != nil {
 			s.erasureMetrics.badPayloads.Inc()
-			return nil, fmt.Errorf("the payload store's row for entry %d does not open its commitment (%v): the store was changed; restore it from a backup", indexOf(i), err)
+			err := fmt.Errorf("the payload store's row for entry %d does not open its commitment (%v): the store was changed; restore it from a backup", indexOf(i), err)
+			switch bad {
+			case badRefuse:
+				return nil, err
+			case badSkip:
+				s.log.Error("a payload that does not open its commitment is left out", "index", indexOf(i), "err", err)
+				continue
+			}
+			s.log.Error("a payload that does not open its commitment is served as it is, for auditors to see", "index", indexOf(i), "err", err)
 		}
 		out[i] = o
 	}
@@ -142,7 +165,7 @@ func (s *Server) openBundle(ctx context.Context, index uint64, raw []byte) ([]by
 	if err := b.UnmarshalText(raw); err != nil {
 		return nil, err
 	}
-	opened, err := s.openEntries(ctx, func(i int) uint64 { return index*layout.EntryBundleWidth + uint64(i) }, b.Entries)
+	opened, err := s.openEntriesAs(ctx, func(i int) uint64 { return index*layout.EntryBundleWidth + uint64(i) }, b.Entries, badSkip)
 	if err != nil {
 		return nil, err
 	}

@@ -162,7 +162,7 @@ func (s *Server) handleErase(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusConflict, "not_commitment", "entry %d is not a commitment leaf (it is %s): only an event's commitment can be erased", index, kindName(checkpoint.KindOf(leaf))))
 		return
 	}
-	opened, err := s.openEntries(ctx, only(index), [][]byte{leaf})
+	opened, err := s.openEntriesAs(ctx, only(index), [][]byte{leaf}, badServe)
 	if err != nil {
 		s.fail(w, r, err)
 		return

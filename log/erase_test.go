@@ -510,20 +510,38 @@ func TestPayloadsRefusesBadRanges(t *testing.T) {
 	}
 }
 
-// A payload row changed in the store is caught: nothing is answered from
-// it, and the metric counts it.
+// A payload row changed in the store is caught: receipts are not made
+// from it, and the metric counts it; /v1/payloads serves it as it is, for
+// the auditor to report.
 func TestChangedPayloadIsRefused(t *testing.T) {
 	tl := newCommitmentLog(t, nil)
 	tl.postEvent(`{"actor":"alice"}`, bearerHeader(tl.writer)...)
 	if _, err := tl.s.payloads.db.Exec(`UPDATE tidemark_payloads SET leaf = replace(leaf, 'alice', 'mallory')`); err != nil {
 		t.Fatal(err)
 	}
-	if r := tl.get("/v1/payloads?from=0&to=1"); r.status != 500 || bytes.Contains(r.body, []byte("mallory")) {
-		t.Fatalf("payloads of a changed row: %d %s, want 500", r.status, r.body)
+	// Served to auditors as it is, for them to catch.
+	if l := tl.payloadLines(0, 1); len(l) != 1 || l[0].Opening == nil || !bytes.Contains(l[0].Opening.Leaf, []byte("mallory")) {
+		t.Fatalf("payloads of a changed row: %+v", l)
 	}
 	if r := tl.get("/v1/receipt/0"); r.status == 200 {
 		// A receipt waits for a witnessed checkpoint first: 503 then 500.
 		t.Fatalf("a receipt from a changed row: %d %s", r.status, r.body)
+	}
+	// Search goes on without it; the metric counts every read of it.
+	tl.postEvent(`{"actor":"bob"}`, bearerHeader(tl.writer)...)
+	tl.waitIndexed()
+	if got := tl.search("actor=mallory").indexes(); len(got) != 0 {
+		t.Fatalf("search answers from a changed row: %v", got)
+	}
+	if got := tl.search("actor=bob").indexes(); len(got) != 1 {
+		t.Fatalf("search after a changed row: %v", got)
+	}
+	if m := tl.get("/metrics"); !bytes.Contains(m.body, []byte("\ntidemark_log_payload_mismatch_total ")) || bytes.Contains(m.body, []byte("\ntidemark_log_payload_mismatch_total 0\n")) {
+		t.Fatal("tidemark_log_payload_mismatch_total did not count the changed row")
+	}
+	// An admin can still erase it.
+	if r := tl.erase(`{"index":0,"reason":"changed"}`, tl.admin); r.status != 200 {
+		t.Fatalf("erasing a changed row: %d %s", r.status, r.body)
 	}
 }
 

@@ -18,8 +18,11 @@ import (
 //	{"index":N,"erased":true}
 //
 // Entries that are not commitment leaves get no line. It is authenticated
-// like /v1/search (a read token when the log has --read-tokens). Every
-// opening is checked against its commitment before it is served.
+// like /v1/search (a read token when the log has --read-tokens). The rows
+// are served as the store holds them, for the auditor to check: one that
+// does not open its commitment (the store was changed) is served all the
+// same, logged and counted (tidemark_log_payload_mismatch_total), where
+// receipts and search refuse it.
 
 // maxPayloadsRange is the most entries one request covers.
 const maxPayloadsRange = 1024
@@ -72,7 +75,7 @@ func (s *Server) handlePayloads(w http.ResponseWriter, r *http.Request) {
 	if len(entries) > 0 {
 		if s.payloads == nil {
 			opened = make([]*checkpoint.Opening, len(entries))
-		} else if opened, err = s.openEntries(r.Context(), func(i int) uint64 { return idxs[i] }, entries); err != nil {
+		} else if opened, err = s.openEntriesAs(r.Context(), func(i int) uint64 { return idxs[i] }, entries, badServe); err != nil {
 			s.fail(w, r, err)
 			return
 		}

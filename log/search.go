@@ -235,7 +235,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if s.payloads != nil && checkpoint.KindOf(entry) == checkpoint.KindCommitment {
-			opened, err := s.openEntries(ctx, only(idx), [][]byte{entry})
+			opened, err := s.openEntriesAs(ctx, only(idx), [][]byte{entry}, badSkip)
 			if err != nil {
 				s.fail(w, r, err)
 				return
