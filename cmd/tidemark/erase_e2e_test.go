@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"io/fs"
 	"os"
@@ -23,7 +24,8 @@ import (
 // token erases it (and a writer's token cannot), the event's bytes are
 // nowhere in the data directory afterwards, `tidemark verify` still
 // passes on the receipt, and Tessera's fsck and `tidemark audit --full`
-// on the log; a restart with
+// on the log, whose auditor also catches a payload changed in the store;
+// a restart with
 // the other leaf mode is refused.
 func TestEraseCommandOnACommitmentLog(t *testing.T) {
 	dir := t.TempDir()
@@ -108,6 +110,22 @@ func TestEraseCommandOnACommitmentLog(t *testing.T) {
 		t.Fatalf("tidemark audit --full on an erased commitment log: exit %d\n%s", code, out)
 	} else {
 		t.Logf("tidemark audit --full:\n%s", out)
+	}
+
+	// A payload changed in the store (an insider editing bob's event) is
+	// served as it is, and the auditor catches it.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(data, ".tidemark", "payloads.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := db.Exec(`UPDATE tidemark_payloads SET leaf = replace(leaf, 'bob', 'eve') WHERE instr(leaf, 'bob') > 0`); err != nil {
+		t.Fatal(err)
+	} else if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("changed %d payload rows, want bob's", n)
+	}
+	db.Close()
+	if out, code := audit(t, "--policy", policy, "--log-url", lp.url(), "--full"); code != 1 || !strings.Contains(out, "bad-opening") {
+		t.Fatalf("tidemark audit --full on a log whose payload store was changed: exit %d, want 1 with bad-opening\n%s", code, out)
 	}
 
 	lp.stop(t, syscall.SIGTERM)
