@@ -245,11 +245,11 @@ func TestEraseRemovesOneEventAndKeepsEveryProof(t *testing.T) {
 }
 
 // waitReceipt fetches the receipt of index once a checkpoint covers it.
-func (tl *testLog) waitReceipt(index uint64) *checkpoint.Receipt {
+func (tl *testLog) waitReceipt(index uint64, header ...string) *checkpoint.Receipt {
 	tl.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		r := tl.get(fmt.Sprintf("/v1/receipt/%d", index))
+		r := tl.get(fmt.Sprintf("/v1/receipt/%d", index), header...)
 		if r.status == 200 {
 			rc, err := checkpoint.ParseReceipt(r.body)
 			if err != nil {
@@ -487,6 +487,14 @@ func TestCommitmentOpeningsNeedAReadToken(t *testing.T) {
 	rc, err := checkpoint.ParseReceipt(r.body)
 	if r.status != 200 || err != nil || rc.Opening == nil {
 		t.Fatalf("a reader's receipt: %d %s", r.status, r.body)
+	}
+	raw := tl.post("/add", "application/octet-stream", []byte("raw secret"), bearerHeader(tl.writer)...)
+	if raw.status != 200 {
+		t.Fatalf("/add: %d %s", raw.status, raw.body)
+	}
+	tl.waitReceipt(1, bearerHeader(reader)...) // a raw entry's receipt is not public
+	if r := tl.get("/v1/receipt/1"); r.status != 401 || bytes.Contains(r.body, []byte("raw secret")) {
+		t.Fatalf("a raw entry's receipt without a read token: %d %s", r.status, r.body)
 	}
 	if r := tl.get("/v1/payloads?from=0&to=1"); r.status != 401 {
 		t.Fatalf("payloads without a read token: %d %s", r.status, r.body)

@@ -110,9 +110,9 @@ func (s *Server) notWitnessed(w http.ResponseWriter, r *http.Request, ndjson boo
 // handleReceipt serves GET /v1/receipt/{index}: a receipt for an integrated
 // entry against the latest witnessed checkpoint. The leaf is the entry's
 // contents, so with read tokens the request needs one, as the entry bundles
-// do; except in a commitment log, whose leaves hold no event: there the
-// receipt is public, and carries the opening (the event) only for a
-// request that may read events.
+// do; except in a commitment log, whose commitment and erasure leaves hold
+// no event: there their receipts are public, and carry the opening (the
+// event) only for a request that may read events.
 func (s *Server) handleReceipt(w http.ResponseWriter, r *http.Request) {
 	raw := mux.Vars(r)["index"]
 	index, err := strconv.ParseUint(raw, 10, 64)
@@ -143,7 +143,20 @@ func (s *Server) handleReceipt(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, e)
 		return
 	}
-	rc, err := s.receipt(r.Context(), wc, index, nil, nil, nil, s.mayRead(r))
+	mayRead := s.mayRead(r)
+	var leaf []byte
+	if s.payloads != nil && !mayRead {
+		// Only commitment and erasure leaves are public: a raw entry
+		// (POST /add) holds whatever was sent.
+		if leaf, err = s.readLeaf(r.Context(), index, wc.c.Size); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if k := checkpoint.KindOf(leaf); k != checkpoint.KindCommitment && k != checkpoint.KindErasure && !s.readAllowed(w, r, "receipts of raw entries") {
+			return
+		}
+	}
+	rc, err := s.receipt(r.Context(), wc, index, leaf, nil, nil, mayRead)
 	if err != nil {
 		s.fail(w, r, err)
 		return
