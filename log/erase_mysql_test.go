@@ -164,3 +164,35 @@ func TestEraseAndRetentionOnMySQLFrontends(t *testing.T) {
 		t.Fatalf("an event frontend on a commitment log's database: %v", err)
 	}
 }
+
+// A frontend that dies between an erasure leaf and its deletes leaves the
+// erasure to the others: another frontend's repair applies it.
+func TestAnotherMySQLFrontendRepairsAnInterruptedErasure(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "admin"), TokenLine("admin", "tdm_admin_secret")+"\n")
+	admins, err := LoadTokens(filepath.Join(dir, "admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fe := newMySQLFrontends(t, 2, func(c *Config) { c.Leaves, c.AdminTokens = LeavesCommitment, admins })
+	const secret = "interrupted-on-mysql-77c1"
+	idx := fe[0].postEvent(`{"note":"` + secret + `"}`).Index
+	fe[1].postEvent(`{"note":"kept"}`)
+	fe[0].s.afterErasureAppend = func() error { return fmt.Errorf("the process dies here") }
+	if r := fe[0].erase(fmt.Sprintf(`{"index":%d,"reason":"x"}`, idx), "tdm_admin_secret"); r.status != 500 {
+		t.Fatalf("erase dying after the append: %d %s", r.status, r.body)
+	}
+	db := fe[1].s.backend.db
+	if len(rowsHolding(t, db, []byte(secret))) == 0 {
+		t.Fatal("the interrupted erasure deleted the payload: the test shows nothing")
+	}
+	if err := fe[1].s.repairErasures(context.Background(), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if tables := rowsHolding(t, db, []byte(secret)); len(tables) > 0 {
+		t.Fatalf("after the other frontend's repair, rows of %v hold the event", tables)
+	}
+	if n := fe[1].payloadRows(); n != 1 {
+		t.Fatalf("%d payload rows, want the other event's", n)
+	}
+}
