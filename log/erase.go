@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidemark/tidemark/checkpoint"
+	"github.com/tidemark/tidemark/internal/search"
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/api"
 	"github.com/transparency-dev/tessera/api/layout"
@@ -264,50 +265,60 @@ func (s *Server) appendErasure(ctx context.Context, e checkpoint.Erasure, cause 
 	return indexes[0].Index, nil
 }
 
-// applyErasure deletes what the entries e covers hold: their payload rows,
-// their search rows and words; then it flushes the SQLite write-ahead
-// logs. It reads the covered entries from the log (a row is found by its
-// leaf), so it needs them integrated. eidx is e's own index.
+// applyErasure deletes what the entries e covers hold: their search rows
+// and words first (found by the words of the event, which the payload
+// still holds), then their payload rows; then it flushes the SQLite
+// write-ahead logs. It reads the covered entries from the log (a row is
+// found by its leaf), so it needs them integrated. eidx is e's own index.
 func (s *Server) applyErasure(ctx context.Context, eidx uint64, e checkpoint.Erasure, cause string) error {
 	size, err := s.integratedSize()
 	if err != nil {
 		return fmt.Errorf("couldn't read the tree size: %w", err)
 	}
-	var deleted int64
+	var deleted, wordsLeft int64
 	for _, rg := range e.Entries {
 		to := min(rg.To, size, eidx)
 		if rg.From >= to {
 			continue
 		}
+		var idxs []uint64
 		var keys []payloadKey
-		err := s.scanEntries(ctx, rg.From, to, size, func(_ uint64, entry []byte) error {
+		flush := func() error {
+			n, err := s.erasePayloads(ctx, idxs, keys)
+			deleted += n
+			idxs, keys = idxs[:0], keys[:0]
+			return err
+		}
+		err := s.scanEntries(ctx, rg.From, to, size, func(idx uint64, entry []byte) error {
 			if checkpoint.KindOf(entry) != checkpoint.KindCommitment {
 				return nil
 			}
 			if c, err := checkpoint.ParseCommitmentLeaf(entry); err == nil {
-				keys = append(keys, payloadKeyOf(c))
+				idxs, keys = append(idxs, idx), append(keys, payloadKeyOf(c))
 			}
 			if len(keys) >= 4096 {
-				n, err := s.payloads.delete(ctx, keys)
-				deleted += n
-				keys = keys[:0]
-				return err
+				return flush()
 			}
 			return nil
 		})
+		if err == nil {
+			err = flush()
+		}
 		if err != nil {
 			return err
 		}
-		n, err := s.payloads.delete(ctx, keys)
-		deleted += n
-		if err != nil {
-			return fmt.Errorf("couldn't delete payloads: %w", err)
-		}
 		if s.search != nil {
-			if err := s.search.Erase(ctx, rg.From, to); err != nil {
+			// Rows whose payloads were gone already (an earlier,
+			// interrupted erasure): their words cannot be found.
+			n, err := s.search.Erase(ctx, rg.From, to)
+			if err != nil {
 				return fmt.Errorf("couldn't delete the erased entries' search rows: %w", err)
 			}
+			wordsLeft += n
 		}
+	}
+	if wordsLeft > 0 && s.backend.db == nil {
+		s.log.Warn("erased entries had search rows but no payloads left to find their words by: the words stay in the search index (matching nothing) until `tidemark reindex` rebuilds it", "entries", wordsLeft, "erasure_index", eidx)
 	}
 	if err := s.payloads.flush(ctx); err != nil {
 		return err
@@ -320,6 +331,40 @@ func (s *Server) applyErasure(ctx context.Context, eidx uint64, e checkpoint.Era
 	s.erasureMetrics.erased.WithLabelValues(cause).Add(float64(deleted))
 	s.appliedErasures.Store(eidx, true)
 	return nil
+}
+
+// erasePayloads erases the entries idxs, whose payload keys are keys: the
+// search rows and words of those whose payloads remain, then the payloads.
+// It returns how many payloads it deleted.
+func (s *Server) erasePayloads(ctx context.Context, idxs []uint64, keys []payloadKey) (int64, error) {
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	if s.search != nil {
+		rows, err := s.payloads.get(ctx, keys)
+		if err != nil {
+			return 0, fmt.Errorf("couldn't read the payloads to erase: %w", err)
+		}
+		var srows []search.Row
+		for i, k := range keys {
+			p, ok := rows[k]
+			if !ok {
+				continue
+			}
+			// The row as the indexer made it, from the same event leaf.
+			if r, ok := search.RowOf(idxs[i], p.leaf, s.cfg.SearchMapping); ok {
+				srows = append(srows, r)
+			}
+		}
+		if err := s.search.EraseRows(ctx, srows); err != nil {
+			return 0, fmt.Errorf("couldn't delete the erased entries' search rows and words: %w", err)
+		}
+	}
+	n, err := s.payloads.delete(ctx, keys)
+	if err != nil {
+		return n, fmt.Errorf("couldn't delete payloads: %w", err)
+	}
+	return n, nil
 }
 
 // scanEntries calls f for every entry in [from, to) of a tree of size, in

@@ -141,6 +141,12 @@ func TestEraseRemovesOneEventAndKeepsEveryProof(t *testing.T) {
 	if len(filesHolding(t, tl.dir, []byte(secret))) == 0 {
 		t.Fatal("the secret is nowhere under --data before the erasure: the test finds nothing")
 	}
+	// The search index keeps the secret's words, not the secret: its
+	// unique word is what must go from search.db.
+	const word = "8c41f2d09e"
+	if files := filesHolding(t, tl.dir, []byte(word)); !containsSuffix(files, searchFile) && !containsSuffix(files, searchFile+"-wal") {
+		t.Fatalf("the secret's word is not in the search index's files before the erasure (%v): the test finds nothing", files)
+	}
 
 	// Hostile and mistaken requests: each refused, nothing changed.
 	size, rows := tl.size(), tl.payloadRows()
@@ -194,9 +200,12 @@ func TestEraseRemovesOneEventAndKeepsEveryProof(t *testing.T) {
 		t.Fatalf("the refused erasures appended entries: size %d", tl.size())
 	}
 
-	// Nowhere under --data, while the log runs.
-	if files := filesHolding(t, tl.dir, []byte(secret)); len(files) > 0 {
-		t.Fatalf("the erased event's bytes are still in %v", files)
+	// Nowhere under --data, while the log runs: neither the event nor its
+	// words in the full-text index.
+	for _, b := range []string{secret, word} {
+		if files := filesHolding(t, tl.dir, []byte(b)); len(files) > 0 {
+			t.Fatalf("the erased event's bytes %q are still in %v", b, files)
+		}
 	}
 	// The tree did not change: the old receipt, opening and all, verifies.
 	if _, _, err := old.Verify(p); err != nil {
@@ -701,4 +710,14 @@ func TestConcurrentWritesToACommitmentLogEachOpen(t *testing.T) {
 	if len(seen) != n {
 		t.Fatalf("%d distinct events open, want %d", len(seen), n)
 	}
+}
+
+// containsSuffix says whether a path in paths ends with suffix.
+func containsSuffix(paths []string, suffix string) bool {
+	for _, p := range paths {
+		if strings.HasSuffix(p, string(filepath.Separator)+suffix) {
+			return true
+		}
+	}
+	return false
 }

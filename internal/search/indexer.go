@@ -193,7 +193,17 @@ func (ix *Indexer) Step(ctx context.Context) (size, done uint64, err error) {
 		}
 		gone, err := v.Vanished(ctx, idxs)
 		if err == nil && len(gone) > 0 {
-			if err = ix.store.EraseRows(ctx, gone); err == nil {
+			isGone := make(map[uint64]bool, len(gone))
+			for _, i := range gone {
+				isGone[i] = true
+			}
+			var erase []Row
+			for _, r := range rows {
+				if isGone[r.Index] {
+					erase = append(erase, r)
+				}
+			}
+			if err = ix.store.EraseRows(ctx, erase); err == nil {
 				err = ix.store.Flush(ctx)
 			}
 		}

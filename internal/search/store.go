@@ -28,8 +28,23 @@ type Store struct {
 }
 
 // schemaVersion is the index's layout. An index of another version is
-// thrown away and built again from the log.
-const schemaVersion = 2
+// thrown away and built again from the log. SQLite's is 3: its full-text
+// table became contentless without contentless_delete, whose deletes
+// leave a deleted row's words in the index (tombstones); the 'delete'
+// command with secure-delete takes them out (EraseRows), which an erasure
+// needs.
+const (
+	schemaVersion      = 3
+	mysqlSchemaVersion = 2
+)
+
+// version is the layout this store writes.
+func (s *Store) version() int {
+	if s.mysql {
+		return mysqlSchemaVersion
+	}
+	return schemaVersion
+}
 
 var sqliteSchema = []string{
 	`CREATE TABLE IF NOT EXISTS search_meta (id INTEGER PRIMARY KEY CHECK (id = 1), complete_to INTEGER NOT NULL, schema_version INTEGER NOT NULL)`,
@@ -42,10 +57,11 @@ var sqliteSchema = []string{
 	`CREATE INDEX IF NOT EXISTS search_by_received ON search_entries (received)`,
 	// Contentless: the words point at indexes; the text itself stays in
 	// the log. detail=none keeps no positions: queries are words, each
-	// one token, never phrases.
-	`CREATE VIRTUAL TABLE IF NOT EXISTS search_text USING fts5(text, content='', contentless_delete=1, detail=none, tokenize='unicode61 remove_diacritics 2')`,
-	// A deleted row's words leave the index's pages at once (Erase), not
-	// at the next merge.
+	// one token, never phrases. A row's words are deleted with the
+	// 'delete' command and the row's text (EraseRows).
+	`CREATE VIRTUAL TABLE IF NOT EXISTS search_text USING fts5(text, content='', detail=none, tokenize='unicode61 remove_diacritics 2')`,
+	// A deleted row's words leave the index's pages at once, not at the
+	// next merge.
 	`INSERT INTO search_text (search_text, rank) VALUES ('secure-delete', 1)`,
 }
 
@@ -127,11 +143,11 @@ func (s *Store) init(ctx context.Context) error {
 		if s.mysql {
 			ins = `INSERT IGNORE INTO tidemark_search_meta VALUES (1, 0, ?)`
 		}
-		_, err = s.db.ExecContext(ctx, ins, schemaVersion)
+		_, err = s.db.ExecContext(ctx, ins, s.version())
 		return err
 	case err != nil:
 		return err
-	case v != schemaVersion:
+	case v != s.version():
 		return s.Reset(ctx)
 	}
 	return nil
@@ -162,7 +178,7 @@ func (s *Store) Reset(ctx context.Context) error {
 		if _, err := s.db.ExecContext(ctx, `TRUNCATE TABLE tidemark_search_entries`); err != nil {
 			return err
 		}
-		_, err := s.db.ExecContext(ctx, `UPDATE tidemark_search_meta SET complete_to = 0, schema_version = ? WHERE id = 1`, schemaVersion)
+		_, err := s.db.ExecContext(ctx, `UPDATE tidemark_search_meta SET complete_to = 0, schema_version = ? WHERE id = 1`, s.version())
 		return err
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -284,39 +300,79 @@ func (s *Store) insert(ctx context.Context, tx *sql.Tx, rows []Row) error {
 	return err
 }
 
-// Erase deletes the rows and words of the entries in [from, to): a
-// commitment log erased them. It does not move the progress. Call Flush
-// after, so that the deleted bytes leave SQLite's write-ahead log too.
-func (s *Store) Erase(ctx context.Context, from, to uint64) error {
-	if from >= to {
+// EraseRows deletes the rows and the words of the entries rows name (a
+// commitment log erased them). Each row's Text must be the text it was
+// indexed with (RowOf of the same event gives it): SQLite's full-text
+// index finds a row's words by its text, and removes them from its pages
+// (secure-delete). Rows not in the index are skipped. It does not move the
+// progress. Call Flush after, so that the deleted bytes leave SQLite's
+// write-ahead log too.
+func (s *Store) EraseRows(ctx context.Context, rows []Row) error {
+	if len(rows) == 0 {
 		return nil
-	}
-	if s.mysql {
-		_, err := s.db.ExecContext(ctx, `DELETE FROM tidemark_search_entries WHERE idx >= ? AND idx < ?`, from, to)
-		return err
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM search_entries WHERE idx >= ? AND idx < ?`, int64(from), int64(to)); err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM search_text WHERE rowid >= ? AND rowid < ?`, int64(from), int64(to)); err != nil {
-		return err
+	for len(rows) > 0 {
+		chunk := rows[:min(len(rows), insertRows)]
+		rows = rows[len(chunk):]
+		args := make([]any, len(chunk))
+		for i, r := range chunk {
+			args[i] = int64(r.Index)
+		}
+		in := `(?` + strings.Repeat(`,?`, len(chunk)-1) + `)`
+		if !s.mysql {
+			// Only rows still indexed: 'delete' with the words of a
+			// row that is not there would damage the index.
+			present := map[uint64]bool{}
+			q, err := tx.QueryContext(ctx, `SELECT idx FROM search_entries WHERE idx IN `+in, args...)
+			if err != nil {
+				return err
+			}
+			for q.Next() {
+				var idx int64
+				if err := q.Scan(&idx); err != nil {
+					q.Close()
+					return err
+				}
+				present[uint64(idx)] = true
+			}
+			if err := q.Close(); err != nil {
+				return err
+			}
+			for _, r := range chunk {
+				if !present[r.Index] || r.Text == "" {
+					continue
+				}
+				if _, err := tx.ExecContext(ctx, `INSERT INTO search_text (search_text, rowid, text) VALUES ('delete', ?, ?)`, int64(r.Index), r.Text); err != nil {
+					return err
+				}
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+s.t("search_entries")+` WHERE idx IN `+in, args...); err != nil {
+			return err
+		}
 	}
 	return tx.Commit()
 }
 
-// EraseRows deletes the rows and words of the entries idxs.
-func (s *Store) EraseRows(ctx context.Context, idxs []uint64) error {
-	for _, i := range idxs {
-		if err := s.Erase(ctx, i, i+1); err != nil {
-			return err
-		}
+// Erase deletes the rows left in [from, to) after EraseRows, of entries
+// whose text is no longer known, and returns how many there were. On
+// MySQL their text goes with them; in SQLite their words stay in the
+// full-text index (matching nothing: every hit is read back from the log)
+// until the index is rebuilt (`tidemark reindex`).
+func (s *Store) Erase(ctx context.Context, from, to uint64) (int64, error) {
+	if from >= to {
+		return 0, nil
 	}
-	return nil
+	res, err := s.db.ExecContext(ctx, `DELETE FROM `+s.t("search_entries")+` WHERE idx >= ? AND idx < ?`, int64(from), int64(to))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 // Flush takes deleted bytes out of a SQLite index's write-ahead log: a
