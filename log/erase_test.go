@@ -721,3 +721,15 @@ func containsSuffix(paths []string, suffix string) bool {
 	}
 	return false
 }
+
+// Migration copies tiles, not the payload store: a commitment log is
+// refused rather than moved without its events.
+func TestMigrateRefusesACommitmentLog(t *testing.T) {
+	tl := newCommitmentLog(t, nil)
+	tl.postEvent(`{"a":1}`, bearerHeader(tl.writer)...)
+	tl.close()
+	_, err := Migrate(context.Background(), MigrateConfig{From: tl.dir, MySQL: "nobody@tcp(127.0.0.1:1)/none"})
+	if err == nil || !strings.Contains(err.Error(), "commitment log") {
+		t.Fatalf("Migrate of a commitment log: %v", err)
+	}
+}

@@ -131,6 +131,13 @@ func Migrate(ctx context.Context, cfg MigrateConfig) (MigrateResult, error) {
 		return MigrateResult{}, errors.New("no target: give the DSN of the MySQL database to migrate into")
 	}
 
+	// A commitment log's events are in its payload store, which this
+	// migration does not copy: its leaves would arrive without them.
+	if b, err := os.ReadFile(filepath.Join(cfg.From, stateDir, leavesFile)); err == nil && strings.TrimSpace(string(b)) == LeavesCommitment {
+		return MigrateResult{}, errors.New("the log in " + cfg.From + " is a commitment log (--leaves commitment): migrating it is not supported yet, since its events and salts (" +
+			filepath.Join(stateDir, payloadsFile) + ") would not follow its leaves; keep it on files")
+	}
+
 	// The source: its checkpoint, verified.
 	vkeys, err := migrationVerifierKeys(cfg.From, cfg.KeyFiles)
 	if err != nil {
