@@ -85,6 +85,24 @@ func TestSubmitAndEraseOnACommitmentLog(t *testing.T) {
 		if _, err := client.Verify(p, res.Receipt); err != nil {
 			t.Fatalf("the receipt does not verify: %v", err)
 		}
+		// A search hit is proven by the entry's receipt, opened for a
+		// reader.
+		reader, err := client.New(url, &client.Options{ReadToken: readToken})
+		if err != nil {
+			t.Fatal(err)
+		}
+		postAndIndex(t, reader, []any{map[string]string{"actor": "bob"}})
+		page, err := reader.Search(ctx, client.SearchQuery{Actor: "alice"})
+		if err != nil || len(page.Results) != 1 {
+			t.Fatalf("Search actor=alice: %+v %v", page, err)
+		}
+		rc, err := reader.Receipt(ctx, page.Results[0].Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := client.CheckHit(page.Results[0], rc); err != nil {
+			t.Fatalf("CheckHit on a commitment log: %v", err)
+		}
 		var ce *client.Error
 		if _, err := writer.Erase(ctx, res.Index, "x"); !errors.As(err, &ce) || ce.Status != http.StatusUnauthorized {
 			t.Fatalf("Erase without an admin token: %v", err)
@@ -94,7 +112,7 @@ func TestSubmitAndEraseOnACommitmentLog(t *testing.T) {
 			t.Fatal(err)
 		}
 		e, err := admin.Erase(ctx, res.Index, "a test")
-		if err != nil || e.Index != res.Index || e.ErasureIndex != res.Index+1 {
+		if err != nil || e.Index != res.Index || e.ErasureIndex != res.Index+2 {
 			t.Fatalf("Erase: %+v %v", e, err)
 		}
 		if _, err := admin.Erase(ctx, res.Index, "again"); !errors.As(err, &ce) || ce.Status != http.StatusConflict {
@@ -102,6 +120,9 @@ func TestSubmitAndEraseOnACommitmentLog(t *testing.T) {
 		}
 		if _, err := client.Verify(p, res.Receipt); err != nil {
 			t.Fatalf("after the erasure the receipt does not verify: %v", err)
+		}
+		if page, err := reader.Search(ctx, client.SearchQuery{Actor: "alice"}); err != nil || len(page.Results) != 0 {
+			t.Fatalf("Search finds the erased event: %+v %v", page, err)
 		}
 	}
 }
