@@ -196,3 +196,26 @@ func TestAnotherMySQLFrontendRepairsAnInterruptedErasure(t *testing.T) {
 		t.Fatalf("%d payload rows, want the other event's", n)
 	}
 }
+
+// A group commit of large events, more than MySQL's max_allowed_packet
+// (16 MiB on MariaDB) in all, is written: the payload store splits its
+// inserts by bytes as well as rows (the driver also sends large values
+// apart, so this holds either way).
+func TestLargeEventsFitOneMySQLPayloadCommit(t *testing.T) {
+	fe := newMySQLFrontends(t, 1, func(c *Config) {
+		c.Leaves, c.MaxBody, c.MaxInFlightBytes = LeavesCommitment, 24<<20, 48<<20
+	})
+	var body bytes.Buffer
+	big := strings.Repeat("x", 62<<10)
+	const n = 280 // about 17 MiB of event leaves in one group commit
+	for i := range n {
+		fmt.Fprintf(&body, "{\"i\":%d,\"pad\":%q}\n", i, big)
+	}
+	r := fe[0].post("/v1/events", "application/x-ndjson", body.Bytes())
+	if r.status != 200 {
+		t.Fatalf("%d events of 62 KiB: %d %.300s", n, r.status, r.body)
+	}
+	if got := fe[0].payloadRows(); got != n {
+		t.Fatalf("%d payload rows, want %d", got, n)
+	}
+}

@@ -56,6 +56,9 @@ type payloadStore struct {
 
 	puts chan *payloadPut
 	done chan struct{}
+	// putMu guards closed: put sends on puts only while it is open.
+	putMu  sync.RWMutex
+	closed bool
 
 	mu     sync.Mutex // serialises erasures in this process (lock)
 	lockID string     // MySQL: the GET_LOCK name of this log's erasures
@@ -139,7 +142,10 @@ func (p *payloadStore) init(ctx context.Context, schema []string) error {
 
 // close stops the writer and closes the database if the store opened it.
 func (p *payloadStore) close() error {
+	p.putMu.Lock()
+	p.closed = true
 	close(p.puts)
+	p.putMu.Unlock()
 	<-p.done
 	if p.owned {
 		return p.db.Close()
@@ -155,11 +161,18 @@ func (p *payloadStore) put(ctx context.Context, rows []payload) error {
 		return nil
 	}
 	op := &payloadPut{rows: rows, err: make(chan error, 1)}
+	p.putMu.RLock()
+	if p.closed {
+		p.putMu.RUnlock()
+		return errLogStopping
+	}
 	select {
 	case p.puts <- op:
 	case <-ctx.Done():
+		p.putMu.RUnlock()
 		return ctx.Err()
 	}
+	p.putMu.RUnlock()
 	// Once queued the rows are written whatever the request does: wait.
 	return <-op.err
 }
@@ -204,7 +217,17 @@ func (p *payloadStore) insert(group []*payloadPut) error {
 	for _, op := range group {
 		all = append(all, op.rows...)
 	}
-	for chunk := range slices.Chunk(all, perStmt) {
+	for len(all) > 0 {
+		// perStmt rows, or fewer past maxStmtBytes: a statement must fit
+		// MySQL's max_allowed_packet (16 MiB by default on MariaDB), and
+		// 256 leaves of 64 KiB would not.
+		n, size := 0, 0
+		for n < len(all) && n < perStmt && (n == 0 || size+len(all[n].leaf) <= maxStmtBytes) {
+			size += len(all[n].leaf) + 64
+			n++
+		}
+		chunk := all[:n]
+		all = all[n:]
 		args := make([]any, 0, 4*len(chunk))
 		for _, r := range chunk {
 			args = append(args, r.key.receivedNS, r.key.commitment[:], r.salt, r.leaf)
@@ -216,6 +239,9 @@ func (p *payloadStore) insert(group []*payloadPut) error {
 	}
 	return tx.Commit()
 }
+
+// maxStmtBytes bounds the event leaves one INSERT carries.
+const maxStmtBytes = 4 << 20
 
 // get returns the rows of keys that exist.
 func (p *payloadStore) get(ctx context.Context, keys []payloadKey) (map[payloadKey]payload, error) {
