@@ -441,3 +441,44 @@ func TestFollowChecksContents(t *testing.T) {
 		t.Fatalf("bad opening reported %d times: %v", n, reported)
 	}
 }
+
+// Attack (false alarm): a check is interrupted after it was served leaf
+// 10's content; the log then erases leaf 10, as it may (retention does so
+// all the time). The resumed check, against the newer tree, must not take
+// the new erasure for one that the log ignored: the content was served
+// before the erasure existed.
+func TestErasureAfterAnInterruptionIsNoFalseAlarm(t *testing.T) {
+	keys := newTestKeys(t, 1)
+	l, ps := newCommitmentLog(t, keys, "a", 1500)
+	honest(l)
+	p := keys.policy(l.srv.URL, 1)
+	state := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	a := newTestAuditor(t, p, func(c *Config) {
+		c.StateDir, c.ProgressInterval, c.Workers = state, time.Nanosecond, 1
+		c.OnProgress = func(p Progress) {
+			if p.Done >= 768 {
+				cancel()
+			}
+		}
+	})
+	if _, err := a.Full(ctx); err == nil {
+		t.Fatal("Full did not stop when cancelled")
+	}
+	a.Close()
+	// Erased after it was served, and honestly: leaf and content go.
+	l.append(erasureLeaf(t, 10, 11))
+	ps.erase(10, 11)
+	ps.appendEvents(t, eventLeaves(t, "b", 5))
+	honest(l)
+	a = newTestAuditor(t, p, func(c *Config) { c.StateDir = state })
+	r := full(t, a)
+	if r.Full.Resumed < 768 {
+		t.Fatalf("not resumed: %+v", r.Full)
+	}
+	wantExit(t, r, ExitVerified)
+	// Served once, erased since: counted as opened, not as erased.
+	if c := r.Full.Counts; c.Opened != 1505 || c.Erasure != 1 {
+		t.Fatalf("counts %+v", c)
+	}
+}

@@ -152,11 +152,14 @@ func (a *Auditor) Full(ctx context.Context) (*Report, error) {
 	if rng == nil || err != nil {
 		rng = rangeFactory.NewEmptyRange(0)
 		st.Next, st.Range, st.Counts, st.Checked, st.Root = 0, nil, Counts{}, 0, nil
-		st.Missing, st.Opened, st.Spool = nil, nil, nil
+		st.Missing, st.Served, st.Spool = nil, nil, nil
 	}
 	res.Resumed = rng.End()
 	counts, before := st.Counts, st.Counts
-	pc := &contents{missing: indexSet{slices.Clone(st.Missing)}, opened: indexSet{slices.Clone(st.Opened)}}
+	pc := &contents{missing: indexSet{slices.Clone(st.Missing)}}
+	for _, s := range st.Served {
+		pc.served = append(pc.served, servedSet{below: s.Below, set: indexSet{slices.Clone(s.Runs)}})
+	}
 	var sp *spool
 	if a.cfg.Sink != nil {
 		if sp, err = openSpool(a.state.dir, st.Spool, rng.End()); err != nil {
@@ -182,7 +185,7 @@ func (a *Auditor) Full(ctx context.Context) (*Report, error) {
 			st.Spool = rec
 		}
 		st.Next, st.Range, st.Counts = rng.End(), rng.Hashes(), counts
-		st.Missing, st.Opened = slices.Clone(pc.missing.runs), slices.Clone(pc.opened.runs)
+		st.Missing, st.Served = slices.Clone(pc.missing.runs), pc.servedRuns(rng.End())
 		if err := a.state.saveFull(); err != nil {
 			a.unavailable(r, "save the full check's progress", err)
 		}
@@ -299,9 +302,52 @@ type spoolEntry struct {
 
 // contents tracks, across the bundles of a check, the commitment leaves
 // whose content is missing and not (yet) covered by an erasure, and those
-// whose content was served (see payloads.go).
+// whose content was served (see payloads.go), by the size of the tree the
+// check was against: a check resumed against a larger tree must not hold
+// an erasure made since against content served before it.
 type contents struct {
-	missing, opened indexSet
+	missing indexSet
+	served  []servedSet
+}
+
+type servedSet struct {
+	below uint64 // the size of the tree checked when the content was served
+	set   indexSet
+}
+
+// serve records that the content of leaf i was served in a check against
+// a tree of size below.
+func (pc *contents) serve(i, below uint64) {
+	if n := len(pc.served); n == 0 || pc.served[n-1].below != below {
+		pc.served = append(pc.served, servedSet{below: below})
+	}
+	pc.served[len(pc.served)-1].set.add(i)
+}
+
+// erase takes r, which the erasure leaf at index j erases, out of the
+// served contents, and returns those served by a check whose tree held
+// that leaf: the log served them after it had erased them.
+func (pc *contents) erase(j uint64, r checkpoint.IndexRange) []checkpoint.IndexRange {
+	var took []checkpoint.IndexRange
+	for k := range pc.served {
+		if s := &pc.served[k]; s.below > j {
+			took = append(took, s.set.remove(r)...)
+		}
+	}
+	return took
+}
+
+// servedRuns is what to save of the served contents when the leaves below
+// next have been merged: an erasure leaf to come can convict only those
+// served in a tree larger than next.
+func (pc *contents) servedRuns(next uint64) []servedRuns {
+	var out []servedRuns
+	for _, s := range pc.served {
+		if s.below > next && len(s.set.runs) > 0 {
+			out = append(out, servedRuns{Below: s.below, Runs: slices.Clone(s.set.runs)})
+		}
+	}
+	return out
 }
 
 type node struct {
@@ -462,14 +508,14 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 			pc.missing.add(i)
 		}
 		for _, i := range res.opened {
-			pc.opened.add(i)
+			pc.serve(i, size)
 		}
 		for _, e := range res.erasures {
 			for _, er := range e.erasure.Entries {
 				for _, t := range pc.missing.remove(er) {
 					counts.Erased += t.To - t.From
 				}
-				for _, t := range pc.opened.remove(er) {
+				for _, t := range pc.erase(e.index, er) {
 					contentFinding(KindErasedServed, fmt.Sprint(t.From, "-", t.To), map[string]any{"from": t.From, "to": t.To, "erasure_index": e.index},
 						"the log still serves the content of %s, which erasure leaf %d erased: erased events must leave the payload store (and the search index)", rangeText(t), e.index)
 				}
@@ -541,7 +587,7 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 		a.addf(r, KindMissing, "", nil, "%d more content findings (%d in all)", contentFindings-maxLeafFindings, contentFindings)
 	}
 	// Erasures after this tree may erase what was served in it.
-	pc.opened = indexSet{}
+	pc.served = nil
 	return true, ok, nil
 }
 
