@@ -3,7 +3,9 @@ package auditor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -480,5 +482,45 @@ func TestErasureAfterAnInterruptionIsNoFalseAlarm(t *testing.T) {
 	// Served once, erased since: counted as opened, not as erased.
 	if c := r.Full.Counts; c.Opened != 1505 || c.Erasure != 1 {
 		t.Fatalf("counts %+v", c)
+	}
+}
+
+// Attack: the log commits to an event leaf larger than any leaf it may
+// write (checkpoint.MaxLeafSize), and serves it. It opens the commitment,
+// but is no event the log could have taken; it is a bad opening, and it
+// must not jam the export of the others.
+func TestOversizedOpeningIsBad(t *testing.T) {
+	keys := newTestKeys(t, 1)
+	l, ps := newCommitmentLog(t, keys, "a", 3)
+	big, _, _, err := checkpoint.AppendEventLeaf(nil, []byte(`{"blob":"`+strings.Repeat("x", checkpoint.MaxLeafSize)+`"}`),
+		time.Date(2026, 11, 25, 23, 0, 0, 0, time.UTC), "deploy-bot", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps.appendEvents(t, [][]byte{big})
+	ps.appendEvents(t, eventLeaves(t, "b", 2))
+	honest(l)
+	var shipped []uint64
+	sink := SinkFunc(func(ctx context.Context, cp VerifiedCheckpoint, leaves *LeafReader) error {
+		for {
+			v, err := leaves.Next()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				return err
+			}
+			shipped = append(shipped, v.Index)
+		}
+	})
+	r := full(t, newTestAuditor(t, keys.policy(l.srv.URL, 1), func(c *Config) { c.Sink = sink }))
+	if ks := kinds(r); !slices.Equal(ks, []Kind{KindBadOpening}) {
+		t.Fatalf("findings %+v", r.Findings)
+	}
+	if f := has(r, KindBadOpening); f.Details["index"] != uint64(3) {
+		t.Fatalf("finding %+v", f)
+	}
+	if !slices.Equal(shipped, []uint64{0, 1, 2, 4, 5}) {
+		t.Fatalf("shipped %v", shipped)
 	}
 }

@@ -765,6 +765,13 @@ func (w *bundleWorker) contents(ctx context.Context, res *bundleResult) error {
 			res.missing = append(res.missing, c.index)
 			continue
 		}
+		// The log writes no event leaf larger than a leaf: one that is
+		// commits to what it could not have taken (and would not fit
+		// the export spool).
+		if len(o.Leaf) > checkpoint.MaxLeafSize {
+			res.badOpen = append(res.badOpen, leafNote{index: c.index, what: fmt.Sprintf("its event leaf is %d bytes, more than the %d a leaf may hold", len(o.Leaf), checkpoint.MaxLeafSize)})
+			continue
+		}
 		l, err := o.Verify(c.c)
 		if err != nil {
 			res.badOpen = append(res.badOpen, leafNote{index: c.index, what: err.Error()})
