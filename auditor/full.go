@@ -66,7 +66,8 @@ type FullResult struct {
 	Checked uint64
 	Elapsed time.Duration
 	// Shipped is the number of verified events (event leaves and opened
-	// commitment leaves) given to Config.Sink.
+	// commitment leaves) given to Config.Sink; 0 if it failed (they are
+	// offered again).
 	Shipped uint64
 }
 
@@ -234,6 +235,8 @@ func (a *Auditor) ship(ctx context.Context, r *Report, target *signedCP, sp *spo
 		err = a.cfg.Sink.Ship(ctx, VerifiedCheckpoint{Checkpoint: target.c, Note: target.raw}, lr)
 	}
 	if err != nil {
+		// They are offered again: none counts as shipped.
+		r.Full.Shipped = 0
 		sp.close(false)
 		a.unavailable(r, "export the verified events", err)
 		return
