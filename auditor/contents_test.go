@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -522,5 +523,78 @@ func TestOversizedOpeningIsBad(t *testing.T) {
 	}
 	if !slices.Equal(shipped, []uint64{0, 1, 2, 4, 5}) {
 		t.Fatalf("shipped %v", shipped)
+	}
+}
+
+// Attacks on GET /v1/payloads: a log that serves a line twice, out of
+// order, outside the range asked, a line that is both or neither opening
+// and erased, one entry's content for a raw entry, "erased" for content it
+// deleted without an erasure leaf, or an endless answer. None passes for
+// a verified log: an answer that breaks the format cannot be checked, and
+// a well-formed lie is misbehaviour.
+func TestHostilePayloadAnswers(t *testing.T) {
+	keys := newTestKeys(t, 1)
+	l, ps := newCommitmentLog(t, keys, "a", 5)
+	l.append([]byte("raw entry 5"))
+	ps.appendEvents(t, eventLeaves(t, "b", 4)) // 6..9
+	honest(l)
+	line := func(lines []string, i int) string {
+		for _, s := range lines {
+			if strings.HasPrefix(s, fmt.Sprintf(`{"index":%d,`, i)) {
+				return s
+			}
+		}
+		t.Fatalf("no line for %d in %q", i, lines)
+		return ""
+	}
+	for _, c := range []struct {
+		name   string
+		mangle func(lines []string) []string
+		want   Kind
+	}{
+		{"twice", func(ls []string) []string { return append(ls[:4:4], append([]string{ls[3]}, ls[4:]...)...) }, KindUnavailable},
+		{"reordered", func(ls []string) []string { ls[2], ls[3] = ls[3], ls[2]; return ls }, KindUnavailable},
+		{"beyond", func(ls []string) []string {
+			return append(ls, strings.Replace(line(ls, 9), `"index":9`, `"index":10`, 1))
+		}, KindUnavailable},
+		{"before", func(ls []string) []string {
+			return append([]string{`{"erased":true,"index":18446744073709551615}`}, ls...)
+		}, KindUnavailable},
+		{"both", func(ls []string) []string {
+			ls[4] = strings.Replace(ls[4], `{"index":4,`, `{"erased":true,"index":4,`, 1)
+			return ls
+		}, KindUnavailable},
+		{"neither", func(ls []string) []string { ls[4] = `{"index":4}`; return ls }, KindUnavailable},
+		{"no index", func(ls []string) []string { ls[4] = strings.Replace(ls[4], `"index":4,`, ``, 1); return ls }, KindUnavailable},
+		{"raw entry served", func(ls []string) []string {
+			return append(ls[:5:5], append([]string{strings.Replace(line(ls, 4), `"index":4`, `"index":5`, 1)}, ls[5:]...)...)
+		}, KindBadOpening},
+		{"lies erased", func(ls []string) []string { ls[4] = `{"erased":true,"index":4}`; return ls }, KindMissing},
+		{"omits", func(ls []string) []string { return append(ls[:4:4], ls[5:]...) }, KindMissing},
+		{"endless", func(ls []string) []string {
+			return append(ls, strings.Repeat(" ", 10*maxPayloadLine+4096))
+		}, KindUnavailable},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l.wrap = func(files http.Handler) http.Handler {
+				return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+					if r.URL.Path != "/v1/payloads" {
+						files.ServeHTTP(rw, r)
+						return
+					}
+					rec := httptest.NewRecorder()
+					ps.serve(rec, r)
+					lines := strings.Split(strings.TrimSuffix(rec.Body.String(), "\n"), "\n")
+					if len(lines) != 9 {
+						t.Errorf("honest answer %q", lines)
+					}
+					fmt.Fprint(rw, strings.Join(c.mangle(lines), "\n")+"\n")
+				})
+			}
+			r := full(t, newTestAuditor(t, keys.policy(l.srv.URL, 1), nil))
+			if ks := kinds(r); !slices.Equal(ks, []Kind{c.want}) || r.Full.Verified {
+				t.Fatalf("findings %+v, full %+v", r.Findings, r.Full)
+			}
+		})
 	}
 }
