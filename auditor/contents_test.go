@@ -598,3 +598,40 @@ func TestHostilePayloadAnswers(t *testing.T) {
 		})
 	}
 }
+
+// Attack: the log appends an erasure leaf for old entries, as a data
+// subject or a retention policy asks, and keeps serving their content. An
+// auditor that checks each new part of the log as it comes (a state
+// directory, run from a timer, or following) fetched that content long
+// before the erasure: it must ask again when it meets the erasure leaf.
+func TestErasedLaterButStillServedIsCaught(t *testing.T) {
+	rules, err := ParseRules([]byte(`never: action == "nothing"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, follow := range []bool{false, true} {
+		keys := newTestKeys(t, 1)
+		l, ps := newCommitmentLog(t, keys, "a", 300)
+		honest(l)
+		a := newTestAuditor(t, keys.policy(l.srv.URL, 1), func(c *Config) { c.StateDir, c.Rules = t.TempDir(), rules })
+		run := func() *Report {
+			if follow {
+				return check(t, a)
+			}
+			return full(t, a)
+		}
+		wantExit(t, run(), ExitVerified)
+		l.append(erasureLeaf(t, 10, 12, 250, 251)) // index 300
+		ps.erase(250, 251)                         // 10 and 11 are still served
+		ps.appendEvents(t, eventLeaves(t, "b", 3))
+		honest(l)
+		r := run()
+		fs := findingsOf(r, KindErasedServed)
+		if len(fs) != 1 || fs[0].Details["from"] != uint64(10) || fs[0].Details["to"] != uint64(12) || fs[0].Details["erasure_index"] != uint64(300) {
+			t.Fatalf("follow %t: findings %+v", follow, r.Findings)
+		}
+		if ks := kinds(r); !slices.Equal(ks, []Kind{KindErasedServed}) {
+			t.Fatalf("follow %t: findings %+v", follow, r.Findings)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -296,6 +297,7 @@ type bundleResult struct {
 type indexedErasure struct {
 	index   uint64
 	erasure checkpoint.Erasure
+	served  []checkpoint.IndexRange // what of it the log serves still (runs)
 }
 
 type spoolEntry struct {
@@ -338,6 +340,31 @@ func (pc *contents) erase(j uint64, r checkpoint.IndexRange) []checkpoint.IndexR
 		}
 	}
 	return took
+}
+
+// eraseAll is erase for each of an erasure leaf's ranges.
+func (pc *contents) eraseAll(j uint64, rs []checkpoint.IndexRange) []checkpoint.IndexRange {
+	var took []checkpoint.IndexRange
+	for _, r := range rs {
+		took = append(took, pc.erase(j, r)...)
+	}
+	return took
+}
+
+// unionRuns merges two lists of runs into sorted runs, disjoint and not
+// touching.
+func unionRuns(a, b []checkpoint.IndexRange) []checkpoint.IndexRange {
+	all := append(slices.Clone(a), b...)
+	slices.SortFunc(all, func(x, y checkpoint.IndexRange) int { return cmp.Compare(x.From, y.From) })
+	var out []checkpoint.IndexRange
+	for _, r := range all {
+		if n := len(out); n > 0 && r.From <= out[n-1].To {
+			out[n-1].To = max(out[n-1].To, r.To)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // servedRuns is what to save of the served contents when the leaves below
@@ -518,10 +545,11 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 				for _, t := range pc.missing.remove(er) {
 					counts.Erased += t.To - t.From
 				}
-				for _, t := range pc.erase(e.index, er) {
-					contentFinding(KindErasedServed, fmt.Sprint(t.From, "-", t.To), map[string]any{"from": t.From, "to": t.To, "erasure_index": e.index},
-						"the log still serves the content of %s, which erasure leaf %d erased: erased events must leave the payload store (and the search index)", rangeText(t), e.index)
-				}
+			}
+			// Served after the erasure, by this check or now.
+			for _, t := range unionRuns(pc.eraseAll(e.index, e.erasure.Entries), e.served) {
+				contentFinding(KindErasedServed, fmt.Sprint(t.From, "-", t.To), map[string]any{"from": t.From, "to": t.To, "erasure_index": e.index},
+					"the log still serves the content of %s, which erasure leaf %d erased: erased events must leave the payload store (and the search index)", rangeText(t), e.index)
 			}
 		}
 		for _, h := range res.hits {
@@ -697,7 +725,7 @@ func (w *bundleWorker) do(ctx context.Context, ri layout.RangeInfo) bundleResult
 				break
 			}
 			res.counts.Erasure++
-			res.erasures = append(res.erasures, indexedErasure{idx, l.erasure})
+			res.erasures = append(res.erasures, indexedErasure{index: idx, erasure: l.erasure})
 			if w.spool {
 				res.spool = append(res.spool, spoolEntry{index: idx, leaf: bytes.Clone(leaf)})
 			}
@@ -708,6 +736,14 @@ func (w *bundleWorker) do(ctx context.Context, ri layout.RangeInfo) bundleResult
 		if err := w.contents(ctx, &res); err != nil {
 			res.err = err
 			return res
+		}
+	}
+	if !w.a.cfg.SkipPayloads {
+		for k := range res.erasures {
+			if err := w.stillServed(ctx, &res.erasures[k]); err != nil {
+				res.err = err
+				return res
+			}
 		}
 	}
 	// The level-0 tile holds these leaves' hashes: it must match.
@@ -796,6 +832,28 @@ func (w *bundleWorker) contents(ctx context.Context, res *bundleResult) error {
 	}
 	slices.SortFunc(res.badOpen, func(x, y leafNote) int { return cmp.Compare(x.index, y.index) })
 	res.dropSpool(opened)
+	return nil
+}
+
+// stillServed asks the log again for the contents of what an erasure leaf
+// erased, and records the runs it still serves: the contents an earlier
+// check fetched are long forgotten when a log erases old entries.
+func (w *bundleWorker) stillServed(ctx context.Context, e *indexedErasure) error {
+	var s indexSet
+	for _, r := range e.erasure.Entries {
+		for from := r.From; from < r.To; {
+			to := min(r.To, from+maxPayloadRange)
+			openings, err := w.a.log.payloads(ctx, from, to, &w.payBuf)
+			if err != nil {
+				return err
+			}
+			for _, i := range slices.Sorted(maps.Keys(openings)) {
+				s.add(i)
+			}
+			from = to
+		}
+	}
+	e.served = s.runs
 	return nil
 }
 
