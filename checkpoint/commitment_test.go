@@ -98,6 +98,12 @@ func TestOpeningRefusesEveryChange(t *testing.T) {
 	if _, err := o.Verify(c2); !errors.Is(err, ErrOpening) {
 		t.Errorf("opening against a commitment leaf of another source: %v", err)
 	}
+	// A leaf larger than any leaf the log writes is refused, however it hashes.
+	big, _, _, _ := AppendEventLeaf(nil, []byte(`{"a":"`+strings.Repeat("x", MaxLeafSize)+`"}`), commitTime, "vault", "")
+	cBig := CommitmentLeaf{Received: commitTime, Source: "vault", Commitment: Commit(o.Salt, big)}
+	if _, err := (Opening{Salt: o.Salt, Leaf: big}).Verify(cBig); !errors.Is(err, ErrOpening) {
+		t.Errorf("oversized event leaf: %v", err)
+	}
 	// A leaf that hashes right but is not a canonical event leaf is refused.
 	raw := []byte(`{"event":{"b":1, "a":2},"received":"x","source":"vault","v":1}`)
 	c3 := CommitmentLeaf{Received: commitTime, Source: "vault", Commitment: Commit(o.Salt, raw)}
