@@ -352,3 +352,19 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// KindOf's fast path says what claimedKind, which reads every member name,
+// says: the raw endpoint and the auditor must agree on what a body claims.
+func FuzzKindOfAgrees(f *testing.F) {
+	_, _, c := testOpening(&testing.T{})
+	e, _ := AppendErasureLeaf(nil, Erasure{Received: commitTime, Source: "dpo", Entries: []IndexRange{{1, 2}}, Reason: "r"})
+	ev, _, _, _ := AppendEventLeaf(nil, []byte(`{"a":{"v":1}}`), commitTime, "s", "")
+	for _, b := range [][]byte{c, e, ev, []byte(`{"event":{"x":"a,\"v\":1}"},"v":1}`), []byte(`{"event":{},"x":"\",\"v\":1}`)} {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if k, want := KindOf(b), claimedKind(b); k != want {
+			t.Fatalf("KindOf(%q) = %v, claimedKind %v", b, k, want)
+		}
+	})
+}
