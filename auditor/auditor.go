@@ -66,6 +66,18 @@ type Config struct {
 	ProgressInterval time.Duration
 	// Metrics, if set, is updated as checks run.
 	Metrics *Metrics
+	// OnLeaf, if set, is called with every leaf a check reads from the
+	// log's entry bundles (a full check: every leaf it checks in this run),
+	// with its index. It is called from the goroutines fetching bundles,
+	// concurrently and in no particular order, before the bundle's hashes
+	// are checked against the tiles: what it is given is verified only if
+	// the check ends with FullResult.Verified. leaf is valid only during
+	// the call.
+	OnLeaf func(index uint64, leaf []byte)
+	// Rescan makes Full check every leaf from index 0 again, ignoring the
+	// progress an earlier run saved in StateDir (a run that completes
+	// replaces it), so that OnLeaf sees the whole log.
+	Rescan bool
 }
 
 // An Auditor checks one log against a policy. Its methods must not be called
@@ -150,6 +162,16 @@ func New(cfg Config) (*Auditor, error) {
 		state:  st,
 		seen:   map[string]bool{},
 	}, nil
+}
+
+// Accepted returns the last checkpoint the auditor accepted, verbatim (a
+// signed note with its cosignatures), or nil if none: before a check, the
+// one an earlier run accepted, kept in StateDir.
+func (a *Auditor) Accepted() []byte {
+	if a.state.follow.Accepted == "" {
+		return nil
+	}
+	return []byte(a.state.follow.Accepted)
 }
 
 // Close releases the state directory's lock.

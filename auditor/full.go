@@ -40,6 +40,9 @@ type FullResult struct {
 	// Checkpoint is the witnessed checkpoint the leaves were checked
 	// against.
 	Checkpoint checkpoint.Checkpoint
+	// Signed is that checkpoint as the log served it: the signed note
+	// with its cosignatures.
+	Signed []byte
 	// Verified: every leaf was fetched, the recomputed root equals the
 	// checkpoint's and every hash tile matched.
 	Verified bool
@@ -97,8 +100,11 @@ func (a *Auditor) Full(ctx context.Context) (*Report, error) {
 		return r, nil
 	}
 	st := &a.state.full
-	res := &FullResult{Checkpoint: target.c}
+	res := &FullResult{Checkpoint: target.c, Signed: target.raw}
 	r.Full = res
+	if a.cfg.Rescan {
+		st.Next, st.Range, st.Counts, st.Checked, st.Root = 0, nil, Counts{}, 0, nil
+	}
 	if st.Checked == target.c.Size && st.Next == st.Checked && bytes.Equal(st.Root, target.c.Hash) {
 		res.Verified, res.Counts, res.Resumed = true, st.Counts, st.Next
 		return r, nil
@@ -430,6 +436,9 @@ func (w *bundleWorker) do(ctx context.Context, ri layout.RangeInfo) bundleResult
 		w.h.Sum(h[:0])
 		_ = res.rng.Append(h, visit)
 		idx := base + uint64(i)
+		if w.a.cfg.OnLeaf != nil {
+			w.a.cfg.OnLeaf(idx, leaf)
+		}
 		class, why := classify(leaf)
 		switch class {
 		case leafEvent:
