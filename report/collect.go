@@ -113,8 +113,8 @@ type periodCounts struct {
 
 func newCollector(from, to time.Time) *collector {
 	return &collector{
-		fromS: from.UTC().Format(checkpoint.ReceivedFormat),
-		toS:   to.UTC().Format(checkpoint.ReceivedFormat),
+		fromS:    from.UTC().Format(checkpoint.ReceivedFormat),
+		toS:      to.UTC().Format(checkpoint.ReceivedFormat),
 		inPeriod: indexSet{}, commitInPeriod: indexSet{},
 		p: periodCounts{
 			bySource: map[string]uint64{}, byAction: map[string]uint64{}, byOutcome: map[string]uint64{},
