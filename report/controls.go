@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// day is how the report writes a time for people.
-const day = "2006-01-02 15:04:05 UTC"
+// day is how the report writes a time for people: fractions of a second
+// only when there are some.
+const day = "2006-01-02 15:04:05.999999999 UTC"
 
 // notes are what a reader must know about the report's scope.
 func notes(r *Report) []string {
@@ -20,7 +21,9 @@ func notes(r *Report) []string {
 		n = append(n, fmt.Sprintf("The full verification did NOT succeed (%s): the figures below come from what the log served, which did not verify. See the findings.", v.Result))
 	}
 	if c := r.Checkpoint; c != nil {
-		if c.QuorumTime != nil && r.Period.To.After(*c.QuorumTime) {
+		// Cosignature times are whole seconds: the quorum may have been met
+		// up to a second after its time says.
+		if c.QuorumTime != nil && r.Period.To.After(c.QuorumTime.Add(time.Second)) {
 			n = append(n, fmt.Sprintf("The period ends (%s) after the checkpoint was cosigned by a quorum (%s): entries the log received after the checkpoint's %d entries are not in this report. Run it again once the period is over to cover all of it.",
 				r.Period.To.Format(day), c.QuorumTime.Format(day), c.Size))
 		}
@@ -165,7 +168,7 @@ func commands(r *Report) []Command {
 	cmds = append(cmds, Command{
 		Purpose: "Produce this report again and compare its figures.",
 		Command: fmt.Sprintf("tidemark report --policy policy.txt --log %s --from %s --to %s --out report.html --json report.json",
-			u, r.Period.From.Format(time.RFC3339), r.Period.To.Format(time.RFC3339)),
+			u, r.Period.From.Format(time.RFC3339Nano), r.Period.To.Format(time.RFC3339Nano)),
 		Expect: "the same period figures (entries the log received in the period after this report's checkpoint would add to them)",
 	})
 	return cmds

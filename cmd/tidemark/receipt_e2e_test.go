@@ -135,6 +135,12 @@ var fastWitnessing = []string{"--checkpoint-interval", "200ms", "--republish-int
 
 func startWitnessedLog(t *testing.T, n, k int) *witnessedLog {
 	t.Helper()
+	return startWitnessedLogArgs(t, n, k)
+}
+
+// startWitnessedLogArgs is startWitnessedLog with more flags for the log.
+func startWitnessedLogArgs(t *testing.T, n, k int, extra ...string) *witnessedLog {
+	t.Helper()
 	dir := t.TempDir()
 	keyFile, vkey := writeLogKey(t, dir, "log")
 	logs := filepath.Join(dir, "witness-logs")
@@ -144,7 +150,7 @@ func startWitnessedLog(t *testing.T, n, k int) *witnessedLog {
 		wl.witnesses = append(wl.witnesses, startE2EWitness(t, fmt.Sprintf("w%d", i), logs))
 	}
 	writePolicy(t, wl.policy, []string{vkey}, wl.witnesses, k)
-	wl.logProcess = startLog(t, filepath.Join(dir, "data"), append([]string{"--key", keyFile, "--policy", wl.policy}, fastWitnessing...)...)
+	wl.logProcess = startLog(t, filepath.Join(dir, "data"), append(append([]string{"--key", keyFile, "--policy", wl.policy}, fastWitnessing...), extra...)...)
 	return wl
 }
 
