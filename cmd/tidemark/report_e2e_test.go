@@ -237,7 +237,9 @@ func TestReportWitnessedLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := html.UnescapeString(string(hb)); os.WriteFile("/work/tmp/report/out.html", hb, 0o644); os.WriteFile("/work/tmp/report/out.json", jb, 0o644)
+	h := html.UnescapeString(string(hb))
+	os.WriteFile("/work/tmp/report/out.html", hb, 0o644)
+	os.WriteFile("/work/tmp/report/out.json", jb, 0o644)
 	if m := externalRef.FindString(string(hb)); m != "" {
 		t.Errorf("the HTML refers outside itself: %q", m)
 	}
