@@ -238,8 +238,6 @@ func TestReportWitnessedLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := html.UnescapeString(string(hb))
-	os.WriteFile("/work/tmp/report/out.html", hb, 0o644)
-	os.WriteFile("/work/tmp/report/out.json", jb, 0o644)
 	if m := externalRef.FindString(string(hb)); m != "" {
 		t.Errorf("the HTML refers outside itself: %q", m)
 	}
