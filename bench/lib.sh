@@ -240,11 +240,11 @@ start_server() {
 # loadgen_run SERVER MODE RUN_NO [loadgen flags...]: a fresh log (new data dir and key),
 # one loadgen run against it, then the server is stopped. Prints a "run" line and sets
 # LAST_RESULT to loadgen's RESULT line ("" when it failed). Loadgen's full output is
-# kept in $BENCH_TMP/SERVER-MODE-N/loadgen.log.
+# kept in $BENCH_TMP/SERVER-MODE[-RUN_TAG]-N/loadgen.log (RUN_TAG tells apart runs of one mode).
 loadgen_run() {
   local server="$1" mode="$2" n="$3" dir lrc=0
   shift 3
-  dir="$BENCH_TMP/$server-$mode-$n"
+  dir="$BENCH_TMP/$server-$mode${RUN_TAG:+-$RUN_TAG}-$n"
   mkdir -p "$dir"
   make_key "$dir/log"
   if ! start_server "$server" "$dir/data" "$dir/log.key" "$dir/server.log"; then

@@ -284,46 +284,71 @@ func plainString(s []byte) bool {
 	return utf8.Valid(s)
 }
 
-// ClaimsEventLeaf reports whether b looks like an event leaf: a JSON object
-// with both "v" and "event" members, canonical or not. The log refuses such
-// bodies on its raw endpoint, so that nobody can forge a leaf the server
-// seems to have stamped, and auditors flag any that is not canonical.
-func ClaimsEventLeaf(b []byte) bool {
+// ClaimsEventLeaf reports whether b looks like a leaf the log writes (see
+// KindOf): a JSON object with a "v" member and an "event", "commitment" or
+// "erasure" member, canonical or not. The log refuses such bodies on its raw
+// endpoint, so that nobody can forge a leaf the server seems to have
+// stamped, and auditors flag any that is not canonical.
+func ClaimsEventLeaf(b []byte) bool { return claimedKind(b) != KindRaw }
+
+// claimedKind is KindOf without its fast path: it reads the names of the
+// top-level members.
+func claimedKind(b []byte) LeafKind {
 	t := bytes.TrimLeft(b, " \t\r\n")
 	if len(t) == 0 || t[0] != '{' {
-		return false
+		return KindRaw
 	}
-	// A member named "event" is spelled out, or escaped with \u: without
-	// either there is none, and no need to parse.
-	if !bytes.Contains(t, []byte("event")) && !bytes.Contains(t, []byte(`\u`)) {
-		return false
+	// A member named "event", "commitment" or "erasure" is spelled out,
+	// or escaped with \u: without either there is none, and no need to
+	// parse.
+	if !bytes.Contains(t, []byte("event")) && !bytes.Contains(t, []byte("commitment")) &&
+		!bytes.Contains(t, []byte("erasure")) && !bytes.Contains(t, []byte(`\u`)) {
+		return KindRaw
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(t, &m); err != nil {
 		// json.Unmarshal also refuses valid JSON nested deeper than
 		// 10000, which other parsers (JSON.parse) read: look at the
 		// member names with the tokenizer, which has no such limit.
-		return claimsByTokens(t)
+		return kindByTokens(t)
 	}
-	_, v := m["v"]
-	_, e := m["event"]
-	return v && e
+	names := make(map[string]bool, 4)
+	for _, n := range []string{"v", "event", "commitment", "erasure"} {
+		_, names[n] = m[n]
+	}
+	return kindOfNames(names)
 }
 
-// claimsByTokens is ClaimsEventLeaf for a body json.Unmarshal refused:
-// whether the names of the top-level object's members include "v" and
-// "event", read token by token. A body that is not JSON claims nothing.
-func claimsByTokens(t []byte) bool {
+// kindOfNames says which kind an object with these top-level member names
+// claims to be.
+func kindOfNames(names map[string]bool) LeafKind {
+	switch {
+	case !names["v"]:
+		return KindRaw
+	case names["event"]:
+		return KindEvent
+	case names["commitment"]:
+		return KindCommitment
+	case names["erasure"]:
+		return KindErasure
+	}
+	return KindRaw
+}
+
+// kindByTokens is claimedKind for a body json.Unmarshal refused: the kind
+// the names of the top-level object's members claim, read token by token.
+// A body that is not JSON claims nothing.
+func kindByTokens(t []byte) LeafKind {
 	d := json.NewDecoder(bytes.NewReader(t))
 	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
-		return false
+		return KindRaw
 	}
 	depth, isName := 1, true
-	var v, e bool
+	names := map[string]bool{}
 	for {
 		tok, err := d.Token()
 		if err != nil {
-			return false
+			return KindRaw
 		}
 		switch tok {
 		case json.Delim('{'), json.Delim('['):
@@ -333,8 +358,10 @@ func claimsByTokens(t []byte) bool {
 			depth--
 			switch depth {
 			case 0:
-				_, err := d.Token()
-				return v && e && err == io.EOF
+				if _, err := d.Token(); err != io.EOF {
+					return KindRaw
+				}
+				return kindOfNames(names)
 			case 1:
 				isName = true // a member's value ended
 			}
@@ -344,8 +371,9 @@ func claimsByTokens(t []byte) bool {
 			continue
 		}
 		if isName {
-			v = v || tok == "v"
-			e = e || tok == "event"
+			if s, ok := tok.(string); ok {
+				names[s] = true
+			}
 		}
 		isName = !isName
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -194,11 +195,15 @@ func checkAllSignaturesKnown(p *Policy, signed []byte) error {
 // A Receipt is what Tidemark hands a client for an entry: the entry's leaf
 // and a tlog-proof@v1 of it. Its JSON form is the log's HTTP answer,
 // {"index": N, "leaf": "<base64>", "proof": "<tlog-proof text>"}; the same
-// JSON is what `tidemark verify` reads from a file.
+// JSON is what `tidemark verify` reads from a file. For a commitment leaf
+// it may also carry the opening, {..., "opening": {"salt": "<base64>",
+// "leaf": "<base64>"}}, so that its holder can show the event even after
+// the log has erased it.
 type Receipt struct {
-	Index uint64 `json:"index"`
-	Leaf  []byte `json:"leaf"`  // base64 in JSON
-	Proof string `json:"proof"` // a tlog-proof@v1 text
+	Index   uint64   `json:"index"`
+	Leaf    []byte   `json:"leaf"`              // base64 in JSON
+	Proof   string   `json:"proof"`             // a tlog-proof@v1 text
+	Opening *Opening `json:"opening,omitempty"` // for a commitment leaf
 }
 
 // ParseReceipt reads a receipt in its JSON form. Unknown fields are
@@ -226,6 +231,9 @@ func ParseReceipt(b []byte) (Receipt, error) {
 	if pr.Index != r.Index {
 		return Receipt{}, malformedf("receipt says index %d but its proof is for index %d", r.Index, pr.Index)
 	}
+	if r.Opening != nil && KindOf(r.Leaf) != KindCommitment {
+		return Receipt{}, malformedf("receipt has an opening, but its leaf is not a commitment leaf")
+	}
 	return r, nil
 }
 
@@ -239,5 +247,45 @@ func (r Receipt) Verify(p *Policy) (Checkpoint, map[string]time.Time, error) {
 	if pr.Index != r.Index {
 		return Checkpoint{}, nil, malformedf("receipt says index %d but its proof is for index %d", r.Index, pr.Index)
 	}
-	return VerifyReceipt(p, r.Leaf, []byte(r.Proof))
+	c, cosigners, err := VerifyReceipt(p, r.Leaf, []byte(r.Proof))
+	if err != nil {
+		return Checkpoint{}, nil, err
+	}
+	if r.Opening != nil {
+		if _, err := r.Event(); err != nil {
+			return Checkpoint{}, nil, err
+		}
+	}
+	return c, cosigners, nil
 }
+
+// Event returns the event leaf the receipt shows: its leaf when that is an
+// event leaf, or what its opening opens when the leaf is a commitment leaf.
+// It checks the opening (Opening.Verify) but not the proof: call Verify for
+// that. A commitment leaf without an opening, or a raw entry, shows no
+// event (an error wrapping ErrNoEvent).
+func (r Receipt) Event() (Leaf, error) {
+	switch KindOf(r.Leaf) {
+	case KindEvent:
+		if r.Opening != nil {
+			return Leaf{}, malformedf("receipt has an opening, but its leaf is not a commitment leaf")
+		}
+		return ParseLeaf(r.Leaf)
+	case KindCommitment:
+		c, err := ParseCommitmentLeaf(r.Leaf)
+		if err != nil {
+			return Leaf{}, err
+		}
+		if r.Opening == nil {
+			return Leaf{}, fmt.Errorf("%w: the leaf is a commitment and the receipt has no opening", ErrNoEvent)
+		}
+		return r.Opening.Verify(c)
+	}
+	if r.Opening != nil {
+		return Leaf{}, malformedf("receipt has an opening, but its leaf is not a commitment leaf")
+	}
+	return Leaf{}, fmt.Errorf("%w: the leaf is a %s entry", ErrNoEvent, KindOf(r.Leaf))
+}
+
+// ErrNoEvent is wrapped by Receipt.Event when a receipt shows no event.
+var ErrNoEvent = errors.New("the receipt shows no event")

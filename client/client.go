@@ -312,15 +312,16 @@ var ErrNotOurEvent = errors.New("the receipt's leaf does not hold the event sent
 
 // checkReceiptHolds checks that a receipt's leaf is an event leaf holding
 // the event sent (compared in canonical JSON) under the idempotency key
-// sent.
+// sent, or a commitment leaf whose opening holds it.
 func checkReceiptHolds(r *checkpoint.Receipt, event []byte, key string) error {
 	want, err := checkpoint.CanonicalEvent(event)
 	if err != nil {
 		return fmt.Errorf("%w: the event sent is not an I-JSON object: %v", ErrNotOurEvent, err)
 	}
-	l, err := checkpoint.ParseLeaf(r.Leaf)
+	// The leaf, or what its opening opens for a commitment leaf.
+	l, err := r.Event()
 	if err != nil {
-		return fmt.Errorf("%w: the leaf of entry %d is not an event leaf: %v", ErrNotOurEvent, r.Index, err)
+		return fmt.Errorf("%w: entry %d shows no event: %v", ErrNotOurEvent, r.Index, err)
 	}
 	if !bytes.Equal(l.Event, want.Canonical) {
 		return fmt.Errorf("%w: entry %d holds %.200s", ErrNotOurEvent, r.Index, l.Event)
@@ -383,9 +384,15 @@ type Verified struct {
 	// (Policy.QuorumCosignedBy): the entry existed by then, on the word of
 	// a quorum, whatever one witness's clock says. Zero for "quorum none".
 	ExistedBy time.Time
-	// Leaf is the parsed event leaf; nil for an entry that is not one (raw
-	// bytes written with POST /add).
+	// Leaf is the parsed event leaf: the receipt's leaf, or what its
+	// opening opens when the leaf is a commitment leaf. Nil for an entry
+	// that shows no event: raw bytes written with POST /add, or a
+	// commitment leaf whose receipt carries no opening (Committed is then
+	// set).
 	Leaf *checkpoint.Leaf
+	// Committed is set when the entry is a commitment leaf: the event's
+	// received time and source, and its commitment.
+	Committed *checkpoint.CommitmentLeaf
 }
 
 // Verify checks a receipt offline against a policy: the checkpoint's
@@ -393,7 +400,8 @@ type Verified struct {
 // the policy lists them), a quorum of cosignatures, no signature the policy
 // cannot check, and the inclusion proof of the leaf. The error says which
 // failed; it wraps checkpoint.ErrMalformed, ErrUnverified, ErrQuorum or
-// ErrProof.
+// ErrProof, or checkpoint.ErrOpening when the receipt's opening does not
+// open its commitment leaf.
 func Verify(policy *checkpoint.Policy, r *checkpoint.Receipt) (*Verified, error) {
 	if r == nil {
 		return nil, errors.New("client: no receipt")
@@ -404,7 +412,12 @@ func Verify(policy *checkpoint.Policy, r *checkpoint.Receipt) (*Verified, error)
 	}
 	v := &Verified{Index: r.Index, Checkpoint: c, Cosigners: cos}
 	v.ExistedBy, _ = policy.QuorumCosignedBy(cos)
-	if l, err := checkpoint.ParseLeaf(r.Leaf); err == nil {
+	if c, err := checkpoint.ParseCommitmentLeaf(r.Leaf); err == nil {
+		v.Committed = &c
+	}
+	// r.Verify has checked an opening: Event fails only for an entry
+	// that shows no event.
+	if l, err := r.Event(); err == nil {
 		v.Leaf = &l
 	}
 	return v, nil

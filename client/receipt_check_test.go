@@ -100,3 +100,48 @@ func TestSubmitOfAJSONArrayIsRefusedBeforeSending(t *testing.T) {
 		t.Errorf("%d requests sent for events that are not JSON objects, want none: the log logs an array's elements", n)
 	}
 }
+
+// committingLog is swappingLog for a log in commitment mode: its receipt's
+// leaf is a commitment leaf, and the opening holds leafEvent under a salt
+// (or, with badSalt, an opening that does not open the leaf).
+func committingLog(t *testing.T, leafEvent string, badSalt bool) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		now := time.Now()
+		ev := checkpoint.AppendLeaf(nil, checkpoint.Leaf{Received: now, Source: "svc", Event: []byte(leafEvent),
+			IdempotencyKey: r.Header.Get("Idempotency-Key")})
+		salt, _ := checkpoint.NewSalt()
+		leaf := checkpoint.AppendCommitmentLeaf(nil, checkpoint.CommitmentLeaf{Received: now, Source: "svc", Commitment: checkpoint.Commit(salt, ev)})
+		if badSalt {
+			salt[0] ^= 1
+		}
+		proof := "c2sp.org/tlog-proof@v1\nindex 0\n\nexample.com/log\n1\n" + strings.Repeat("A", 43) + "=\n\n— example.com/log AAAAAA==\n"
+		rc := checkpoint.Receipt{Index: 0, Leaf: leaf, Proof: proof, Opening: &checkpoint.Opening{Salt: salt, Leaf: ev}}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"index": 0, "receipt": rc})
+	}))
+}
+
+// In commitment mode the event is in the receipt's opening: the client
+// checks that the opening opens the leaf and holds the event sent.
+func TestSubmitChecksTheOpeningOfACommitmentLeaf(t *testing.T) {
+	for name, tc := range map[string]struct {
+		logged  string
+		badSalt bool
+		ok      bool
+	}{
+		"ours":          {`{"action":"login","id":1}`, false, true},
+		"another event": {`{"action":"logout","id":1}`, false, false},
+		"bad opening":   {`{"action":"login","id":1}`, true, false},
+	} {
+		hs := committingLog(t, tc.logged, tc.badSalt)
+		c, _ := New(hs.URL, nil)
+		_, err := c.Submit(context.Background(), json.RawMessage(`{"id":1,"action":"login"}`), Wait())
+		hs.Close()
+		if tc.ok && err != nil {
+			t.Errorf("%s: refused: %v", name, err)
+		}
+		if !tc.ok && !errors.Is(err, ErrNotOurEvent) {
+			t.Errorf("%s: err = %v, want ErrNotOurEvent", name, err)
+		}
+	}
+}

@@ -136,9 +136,9 @@ func CheckHit(h SearchHit, r *checkpoint.Receipt) error {
 	if r.Index != h.Index {
 		return fmt.Errorf("%w: the receipt is for entry %d, the hit is entry %d", ErrNotTheHit, r.Index, h.Index)
 	}
-	l, err := checkpoint.ParseLeaf(r.Leaf)
+	l, err := r.Event() // the leaf, or its opening's event leaf
 	if err != nil {
-		return fmt.Errorf("%w: entry %d is not an event leaf: %v", ErrNotTheHit, h.Index, err)
+		return fmt.Errorf("%w: entry %d shows no event: %v", ErrNotTheHit, h.Index, err)
 	}
 	// The log's answer is JSON it encoded again (with "<" as \u003c, say):
 	// the same event has the same canonical form.

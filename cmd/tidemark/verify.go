@@ -116,8 +116,15 @@ func describeVerified(v *client.Verified) string {
 			fmt.Fprintf(&b, "  so the entry existed by %s (when a quorum of the witnesses had cosigned)\n", v.ExistedBy.Format(time.RFC3339))
 		}
 	}
-	if v.Leaf != nil {
+	switch {
+	case v.Leaf != nil && v.Committed != nil:
+		fmt.Fprintf(&b, "  the entry commits to this event, which the receipt's opening shows (the log may since have erased it):\n")
 		fmt.Fprintf(&b, "  received %s from %q: %s\n", v.Leaf.Received.Format(time.RFC3339Nano), v.Leaf.Source, v.Leaf.Event)
+	case v.Leaf != nil:
+		fmt.Fprintf(&b, "  received %s from %q: %s\n", v.Leaf.Received.Format(time.RFC3339Nano), v.Leaf.Source, v.Leaf.Event)
+	case v.Committed != nil:
+		fmt.Fprintf(&b, "  received %s from %q: an event committed to as %x; the receipt has no opening, so its content is not shown\n",
+			v.Committed.Received.Format(time.RFC3339Nano), v.Committed.Source, v.Committed.Commitment)
 	}
 	return b.String()
 }
