@@ -1,15 +1,14 @@
 package report
 
 import (
-	"bytes"
-	"errors"
 	"time"
 
 	"github.com/tidemark/tidemark/checkpoint"
 )
 
 // leafKind is what the report makes of a leaf. The checkpoint package
-// decides; this file only maps its answers.
+// decides (KindOf, and the parse functions validate); this file only maps
+// its answers.
 type leafKind uint8
 
 const (
@@ -27,20 +26,32 @@ type erasureLeaf struct {
 	Reason   string
 }
 
-var errNotYet = errors.New("this build does not parse commitment and erasure leaves")
-
-// kindOf classifies b by its shape; the parse functions validate.
+// kindOf classifies b by what it claims to be.
 func kindOf(b []byte) leafKind {
-	if checkpoint.ClaimsEventLeaf(b) || bytes.HasPrefix(b, []byte(`{"event":`)) {
+	switch checkpoint.KindOf(b) {
+	case checkpoint.KindEvent:
 		return kindEvent
+	case checkpoint.KindCommitment:
+		return kindCommitment
+	case checkpoint.KindErasure:
+		return kindErasure
 	}
 	return kindRaw
 }
 
 func parseCommitment(b []byte) (received time.Time, source string, err error) {
-	return time.Time{}, "", errNotYet
+	c, err := checkpoint.ParseCommitmentLeaf(b)
+	return c.Received, c.Source, err
 }
 
 func parseErasure(b []byte) (erasureLeaf, error) {
-	return erasureLeaf{}, errNotYet
+	e, err := checkpoint.ParseErasureLeaf(b)
+	if err != nil {
+		return erasureLeaf{}, err
+	}
+	out := erasureLeaf{Received: e.Received, Source: e.Source, Reason: e.Reason, Entries: make([][2]uint64, len(e.Entries))}
+	for i, r := range e.Entries {
+		out.Entries[i] = [2]uint64{r.From, r.To}
+	}
+	return out, nil
 }
