@@ -111,9 +111,11 @@ type Verification struct {
 	TilesMatched bool   `json:"tiles_matched"`
 	Size         uint64 `json:"size"`
 	Leaves       uint64 `json:"leaves"`
-	EventLeaves  uint64 `json:"event_leaves"`
-	// CommitmentLeaves and ErasureLeaves are counted by the report (the
-	// auditor counts them as event or raw leaves until it knows them).
+	// EventLeaves, CommitmentLeaves, ErasureLeaves and RawLeaves count the
+	// leaves by the kind they claim to be (checkpoint.KindOf): they add up
+	// to Leaves. BadLeaves are those the auditor found not to be what they
+	// claim (not canonical).
+	EventLeaves      uint64    `json:"event_leaves"`
 	CommitmentLeaves uint64    `json:"commitment_leaves"`
 	ErasureLeaves    uint64    `json:"erasure_leaves"`
 	RawLeaves        uint64    `json:"raw_leaves"`

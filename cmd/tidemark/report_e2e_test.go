@@ -266,6 +266,32 @@ func TestReportWitnessedLog(t *testing.T) {
 		t.Errorf("JSON without its format")
 	}
 
+	// With an auditor state: a first run accepts the checkpoint, and the
+	// next, once the log has grown, lists it as an earlier checkpoint the
+	// new one extends.
+	state := t.TempDir()
+	o, code = reportCLI(t, "--policy", wl.policy, "--log", u, "--from", "2001-01-01", "--to", "2001-02-01", "--out", htmlFile, "--json", jsonFile, "--state", state)
+	if code != 0 {
+		t.Fatalf("with --state: exit %d\n%s", code, o)
+	}
+	postAs(t, u, deployTok, []string{deploy(30, "deploy.create")})
+	waitCovered(t, u, total+1)
+	o, code = reportCLI(t, "--policy", wl.policy, "--log", u, "--from", "2001-01-01", "--to", "2001-02-01", "--out", htmlFile, "--json", jsonFile, "--state", state)
+	if code != 0 {
+		t.Fatalf("with --state, grown: exit %d\n%s", code, o)
+	}
+	jb, _ = os.ReadFile(jsonFile)
+	var grown report.Report
+	json.Unmarshal(jb, &grown)
+	if grown.Checkpoint == nil || grown.Checkpoint.Size != total+1 || len(grown.Earlier) != 1 || grown.Earlier[0].Size != total || grown.Earlier[0].Root != c.Root ||
+		len(grown.Earlier[0].Cosigners) < 2 || !grown.Verification.Verified || grown.Verification.Leaves != total+1 {
+		t.Errorf("with --state, grown: checkpoint %+v, earlier %+v, verification %+v", grown.Checkpoint, grown.Earlier, grown.Verification)
+	}
+	hb, _ = os.ReadFile(htmlFile)
+	if !strings.Contains(html.UnescapeString(string(hb)), "Earlier checkpoints") {
+		t.Error("the HTML lacks the earlier checkpoint")
+	}
+
 	// A period with nothing in it, and a log that cannot be reached.
 	o, code = reportCLI(t, "--policy", wl.policy, "--log", u, "--from", "2001-01-01", "--to", "2001-02-01", "--out", htmlFile, "--json", jsonFile)
 	if code != 0 {
