@@ -133,9 +133,17 @@ func shellQuote(s string) string {
 // with its values filled in.
 func commands(r *Report) []Command {
 	u := shellQuote(r.Log.URL)
+	policy := r.Log.Policy
+	if !strings.HasSuffix(policy, "\n") {
+		policy += "\n"
+	}
+	eof := "EOF"
+	for strings.Contains(policy, eof+"\n") {
+		eof += "_"
+	}
 	cmds := []Command{{
-		Purpose: "Save the policy (section Log) as policy.txt. Compare its log and witness keys with keys you obtained from the log's operator and the witnesses' operators by other means: a report, like any document, can be produced by whoever holds a log.",
-		Command: "cat > policy.txt   # paste the policy text",
+		Purpose: "Save the policy the report was checked with as policy.txt. Compare its log and witness keys with keys you obtained from the log's operator and the witnesses' operators by other means: a report, like any document, can be produced by whoever holds a log.",
+		Command: "cat > policy.txt <<'" + eof + "'\n" + policy + eof,
 		Expect:  "",
 	}, {
 		Purpose: "Verify the whole log yourself: the checkpoint's signature and witness quorum, what each witness has seen, and every entry against the root.",

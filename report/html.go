@@ -35,7 +35,8 @@ var htmlTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
 		}
 		return fmt.Sprint(*i)
 	},
-	"sorted": sortedCounts,
+	"sorted":    sortedCounts,
+	"lastIndex": func(size uint64) uint64 { return size - 1 },
 	"ranges": func(rs [][2]uint64) string {
 		var b strings.Builder
 		for i, r := range rs {
