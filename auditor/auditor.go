@@ -41,8 +41,16 @@ type Config struct {
 	// RootCAs are the CAs trusted for an HTTPS log and witnesses when
 	// HTTPClient is nil (default: the system's roots).
 	RootCAs *x509.CertPool
-	// ReadToken, if set, is sent as a bearer token for entry bundles.
+	// ReadToken, if set, is sent as a bearer token for entry bundles and
+	// for the contents of commitment leaves (GET /v1/payloads).
 	ReadToken string
+	// SkipPayloads checks a commitment-mode log's tree without fetching
+	// its events: the commitment leaves are counted as Counts.Unchecked.
+	SkipPayloads bool
+	// Sink, if set, receives every verified event of a full check once
+	// the tree it is in has been checked against the witnessed checkpoint
+	// (see Sink).
+	Sink Sink
 	// Compression of entry bundles: "gzip", "identity", or "" for gzip
 	// except on loopback, where identity is cheaper.
 	Compression string
@@ -74,6 +82,10 @@ type Config struct {
 	// the check ends with FullResult.Verified. leaf is valid only during
 	// the call.
 	OnLeaf func(index uint64, leaf []byte)
+	// OnOpened, if set, is called like OnLeaf with the event leaf a
+	// commitment leaf's opening holds, once the opening verified against
+	// the commitment (content checks: not with SkipPayloads).
+	OnOpened func(index uint64, eventLeaf []byte)
 	// Rescan makes Full check every leaf from index 0 again, ignoring the
 	// progress an earlier run saved in StateDir (a run that completes
 	// replaces it), so that OnLeaf sees the whole log.
@@ -191,14 +203,17 @@ type Kind string
 // Kinds of finding. The first group is misbehaviour (exit status 1), the
 // second means something could not be checked (2), the third is neither.
 const (
-	KindSplitView    Kind = "split-view"    // two log-signed checkpoints that cannot both be true (evidence written)
-	KindRollback     Kind = "rollback"      // the log serves a smaller tree than one already accepted
-	KindBadSignature Kind = "bad-signature" // a checkpoint not validly signed by the log, or an invalid cosignature
-	KindQuorum       Kind = "quorum"        // the log's checkpoint lacks a quorum of cosignatures
-	KindStale        Kind = "stale"         // the newest quorum of cosignatures is older than MaxAge
-	KindBadTiles     Kind = "bad-tiles"     // tiles that contradict the entries or the log's own checkpoint
-	KindRootMismatch Kind = "root-mismatch" // the entries do not hash to the checkpoint's root
-	KindBadLeaf      Kind = "bad-leaf"      // a leaf that claims to be an event leaf but is not canonical
+	KindSplitView    Kind = "split-view"      // two log-signed checkpoints that cannot both be true (evidence written)
+	KindRollback     Kind = "rollback"        // the log serves a smaller tree than one already accepted
+	KindBadSignature Kind = "bad-signature"   // a checkpoint not validly signed by the log, or an invalid cosignature
+	KindQuorum       Kind = "quorum"          // the log's checkpoint lacks a quorum of cosignatures
+	KindStale        Kind = "stale"           // the newest quorum of cosignatures is older than MaxAge
+	KindBadTiles     Kind = "bad-tiles"       // tiles that contradict the entries or the log's own checkpoint
+	KindRootMismatch Kind = "root-mismatch"   // the entries do not hash to the checkpoint's root
+	KindBadLeaf      Kind = "bad-leaf"        // a leaf that claims to be one the log writes but is not canonical, or an erasure of the future
+	KindBadOpening   Kind = "bad-opening"     // content served for a commitment leaf that does not open it: the payload store was changed
+	KindMissing      Kind = "missing-payload" // a commitment leaf without content and without an erasure leaf covering it
+	KindErasedServed Kind = "erased-served"   // content still served for an index an erasure leaf erased
 
 	KindUnavailable Kind = "unavailable" // the log could not be read or served something unparseable
 
@@ -210,7 +225,8 @@ const (
 // Misbehaviour reports whether findings of kind k show the log misbehaving.
 func (k Kind) Misbehaviour() bool {
 	switch k {
-	case KindSplitView, KindRollback, KindBadSignature, KindQuorum, KindStale, KindBadTiles, KindRootMismatch, KindBadLeaf:
+	case KindSplitView, KindRollback, KindBadSignature, KindQuorum, KindStale, KindBadTiles, KindRootMismatch, KindBadLeaf,
+		KindBadOpening, KindMissing, KindErasedServed:
 		return true
 	}
 	return false

@@ -32,9 +32,24 @@
 //     compact range (a few hashes, whatever the size), and its root compared
 //     with the witnessed checkpoint's; every hash tile is compared with the
 //     hashes the leaves give. Each leaf is also classified: a canonical
-//     event leaf (checkpoint.ParseLeaf), a raw entry, or bad: one that claims
-//     to be an event leaf (checkpoint.ClaimsEventLeaf) without being one the
-//     log would write.
+//     event leaf (checkpoint.ParseLeaf), commitment leaf or erasure leaf, a
+//     raw entry, or bad: one that claims to be a leaf the log writes
+//     (checkpoint.KindOf) without being one it would write, or an erasure
+//     of entries at or after its own index.
+//   - Contents (Full, commitment-mode logs): every event the log serves for
+//     a commitment leaf must open it (checkpoint.Opening.Verify); one it no
+//     longer serves must be covered by an erasure leaf of the tree; one an
+//     erasure leaf covers must no longer be served (see payloads.go).
+//
+// # Export
+//
+// A [Sink] (Config.Sink) receives the leaves a full check verified, in
+// index order, only once the recomputed root matched the witnessed
+// checkpoint's: they are spooled to a file until then (see verified.go).
+// [Exporter] is the Sink behind `tidemark audit --export`: NDJSON records,
+// each with the checkpoint it was verified against, to a file or stdout,
+// or in bounded batches to Splunk HEC or the Elasticsearch bulk API (see
+// export.go).
 //
 // # Freshness
 //
@@ -70,10 +85,11 @@
 // # Findings, alerts and exit statuses
 //
 // A check returns a [Report] of Findings. Misbehaviour (split view, rollback,
-// bad signature, quorum lost, stale, bad tiles, root mismatch, bad leaf)
-// makes [Report.ExitCode] 1; a log that could not be read or checked, 2;
-// otherwise 0. [Rule] matches ([ParseRules]: conditions over the fields of event
-// leaves) and notes about witnesses are reported without changing it. An
+// bad signature, quorum lost, stale, bad tiles, root mismatch, bad leaf, bad
+// opening, missing payload, erased content served) makes [Report.ExitCode]
+// 1; a log that could not be read or checked, 2; otherwise 0. [Rule]
+// matches ([ParseRules]: conditions over the fields of event leaves and of
+// opened events) and notes about witnesses are reported without changing it. An
 // [Alerter] sends findings to a webhook from a bounded queue with retries, so
 // alerting never holds up verification; Follow reports each distinct
 // problem once, not once per round.

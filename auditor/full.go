@@ -2,12 +2,16 @@ package auditor
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,8 +27,14 @@ type Counts struct {
 	Leaves   uint64 `json:"leaves"`
 	Event    uint64 `json:"event"`     // canonical event leaves
 	Raw      uint64 `json:"raw"`       // leaves that do not claim to be event leaves
-	Bad      uint64 `json:"bad"`       // claim to be event leaves, are not canonical
-	RuleHits uint64 `json:"rule_hits"` // leaves that matched a rule (counted once per rule)
+	Bad      uint64 `json:"bad"`       // claim to be leaves the log writes, are not canonical
+	RuleHits uint64 `json:"rule_hits"` // events that matched a rule (counted once per rule)
+
+	Commitment uint64 `json:"commitment,omitempty"` // canonical commitment leaves
+	Erasure    uint64 `json:"erasure,omitempty"`    // canonical erasure leaves (bad ones are in Bad)
+	Opened     uint64 `json:"opened,omitempty"`     // commitment leaves whose content the log served and that opens the commitment
+	Erased     uint64 `json:"erased,omitempty"`     // commitment leaves without content that an erasure leaf covers
+	Unchecked  uint64 `json:"unchecked,omitempty"`  // commitment leaves whose content was not fetched (Config.SkipPayloads)
 }
 
 func (c *Counts) add(o Counts) {
@@ -33,6 +43,11 @@ func (c *Counts) add(o Counts) {
 	c.Raw += o.Raw
 	c.Bad += o.Bad
 	c.RuleHits += o.RuleHits
+	c.Commitment += o.Commitment
+	c.Erasure += o.Erasure
+	c.Opened += o.Opened
+	c.Erased += o.Erased
+	c.Unchecked += o.Unchecked
 }
 
 // FullResult is the outcome of a full check.
@@ -53,6 +68,9 @@ type FullResult struct {
 	// Checked is the number of leaves checked in this run, in Elapsed.
 	Checked uint64
 	Elapsed time.Duration
+	// Shipped is the number of verified events (event leaves and opened
+	// commitment leaves) given to Config.Sink.
+	Shipped uint64
 }
 
 // Rate is the leaves checked a second in this run.
@@ -77,8 +95,13 @@ const (
 // Full runs Check, then downloads every entry bundle of the log, hashes
 // every leaf, rebuilds the tree and checks it against the witnessed
 // checkpoint Check accepted: the root, every hash tile, and each leaf's
-// kind (event, raw, or claiming to be an event leaf without being
-// canonical). Rules, if any, are matched against every event leaf.
+// kind (event, commitment, erasure, raw, or claiming to be a leaf the log
+// writes without being canonical). The events of commitment leaves are
+// fetched from the log and held to their commitments, and erasure leaves
+// must account for every one missing (see payloads.go), unless
+// SkipPayloads. Rules, if any, are matched against every event, opened
+// ones included. With a Sink, the verified leaves go to it once the root
+// matched (see verified.go).
 //
 // Bundles are fetched by Workers goroutines, which also hash, classify and
 // check the level-0 tile of their bundle; one goroutine merges their
@@ -104,9 +127,33 @@ func (a *Auditor) Full(ctx context.Context) (*Report, error) {
 	r.Full = res
 	if a.cfg.Rescan {
 		st.Next, st.Range, st.Counts, st.Checked, st.Root = 0, nil, Counts{}, 0, nil
+		st.Missing, st.Opened = nil, nil
+		if st.Spool != nil {
+			// A spool continued from leaf 0 would hold its leaves twice.
+			st.Spool = nil
+			if a.state.dir != "" {
+				os.Remove(filepath.Join(a.state.dir, spoolFile))
+			}
+		}
 	}
-	if st.Checked == target.c.Size && st.Next == st.Checked && bytes.Equal(st.Root, target.c.Hash) {
+	if a.cfg.Sink == nil && st.Spool != nil {
+		// Leaves checked without a Sink are not spooled: a spool
+		// continued later would have a hole.
+		st.Spool = nil
+		if a.state.dir != "" {
+			os.Remove(filepath.Join(a.state.dir, spoolFile))
+		}
+	}
+	if st.Checked == target.c.Size && st.Next == st.Checked && bytes.Equal(st.Root, target.c.Hash) && len(st.Missing) == 0 {
 		res.Verified, res.Counts, res.Resumed = true, st.Counts, st.Next
+		if a.cfg.Sink != nil && st.Spool != nil && st.Spool.Size > 0 {
+			sp, err := openSpool(a.state.dir, st.Spool, st.Next)
+			if err != nil {
+				a.unavailable(r, "export", err)
+				return r, nil
+			}
+			a.ship(ctx, r, target, sp)
+		}
 		return r, nil
 	}
 	var rng *compact.Range
@@ -119,23 +166,50 @@ func (a *Auditor) Full(ctx context.Context) (*Report, error) {
 	if rng == nil || err != nil {
 		rng = rangeFactory.NewEmptyRange(0)
 		st.Next, st.Range, st.Counts, st.Checked, st.Root = 0, nil, Counts{}, 0, nil
+		st.Missing, st.Opened, st.Spool = nil, nil, nil
 	}
 	res.Resumed = rng.End()
-	counts := st.Counts
+	counts, before := st.Counts, st.Counts
+	pc := &contents{missing: indexSet{slices.Clone(st.Missing)}, opened: indexSet{slices.Clone(st.Opened)}}
+	var sp *spool
+	if a.cfg.Sink != nil {
+		if sp, err = openSpool(a.state.dir, st.Spool, rng.End()); err != nil {
+			a.unavailable(r, "export", err)
+			return r, nil
+		}
+	}
+	spoolBroken := false
 	save := func() {
+		if spoolBroken {
+			return
+		}
+		if sp != nil {
+			// The progress saved must not run ahead of the spool, or a
+			// resumed export would skip events: with the spool broken,
+			// the last progress saved stands.
+			rec, err := sp.sync()
+			if err != nil {
+				spoolBroken = true
+				a.unavailable(r, "write the export spool", err)
+				return
+			}
+			st.Spool = rec
+		}
 		st.Next, st.Range, st.Counts = rng.End(), rng.Hashes(), counts
+		st.Missing, st.Opened = slices.Clone(pc.missing.runs), slices.Clone(pc.opened.runs)
 		if err := a.state.saveFull(); err != nil {
 			a.unavailable(r, "save the full check's progress", err)
 		}
 	}
 	start := time.Now()
-	ok, err := a.replay(ctx, r, target, rng, &counts, save)
+	rootOK, ok, err := a.replay(ctx, r, target, rng, &counts, pc, sp, save)
 	res.Elapsed = time.Since(start)
 	res.Checked = rng.End() - res.Resumed
 	res.Counts = counts
 	if m := a.cfg.Metrics; m != nil {
 		m.fullEntries.Add(float64(res.Checked))
 		m.fullNext.Set(float64(rng.End()))
+		m.countContents(before, res.Counts)
 	}
 	if ok {
 		res.Verified = true
@@ -149,10 +223,37 @@ func (a *Auditor) Full(ctx context.Context) (*Report, error) {
 		}
 	}
 	save()
+	if sp != nil {
+		if rootOK && !spoolBroken {
+			a.ship(ctx, r, target, sp)
+		} else {
+			sp.close(false)
+		}
+	}
 	if err == nil && !ok && len(r.Findings) == 0 {
 		a.unavailable(r, "complete the full check", errors.New("stopped early"))
 	}
 	return r, err
+}
+
+// ship gives the spooled leaves to the Sink, then empties the spool; on
+// failure the spool stays for the next check (with a state directory).
+func (a *Auditor) ship(ctx context.Context, r *Report, target *signedCP, sp *spool) {
+	lr, err := sp.reader()
+	if err == nil {
+		lr.count = &r.Full.Shipped
+		err = a.cfg.Sink.Ship(ctx, VerifiedCheckpoint{Checkpoint: target.c, Note: target.raw}, lr)
+	}
+	if err != nil {
+		sp.close(false)
+		a.unavailable(r, "export the verified events", err)
+		return
+	}
+	sp.close(true)
+	a.state.full.Spool = nil
+	if err := a.state.saveFull(); err != nil {
+		a.unavailable(r, "save the full check's progress", err)
+	}
 }
 
 // scanNew fetches the leaves [from, cur.size), checks them against cur's
@@ -176,7 +277,8 @@ func (a *Auditor) scanNew(ctx context.Context, r *Report, cur *signedCP, from ui
 		}
 	}
 	var counts Counts
-	return a.replay(ctx, r, cur, rng, &counts, nil)
+	_, ok, err := a.replay(ctx, r, cur, rng, &counts, &contents{}, nil, nil)
+	return ok, err
 }
 
 // bundleResult is what a worker makes of one entry bundle.
@@ -190,6 +292,30 @@ type bundleResult struct {
 	tile   string // a level-0 tile mismatch, described
 	err    error  // fatal: the bundle could not be read
 	short  string // fatal: the bundle lacks entries the tree has
+
+	// Commitment leaves: whose content opened, was missing, or did not
+	// open (badOpen); erasure leaves that are good; what to spool.
+	opened, missing []uint64
+	badOpen         []leafNote
+	erasures        []indexedErasure
+	spool           []spoolEntry
+}
+
+type indexedErasure struct {
+	index   uint64
+	erasure checkpoint.Erasure
+}
+
+type spoolEntry struct {
+	index      uint64
+	salt, leaf []byte
+}
+
+// contents tracks, across the bundles of a check, the commitment leaves
+// whose content is missing and not (yet) covered by an erasure, and those
+// whose content was served (see payloads.go).
+type contents struct {
+	missing, opened indexSet
 }
 
 type node struct {
@@ -204,8 +330,10 @@ type leafNote struct {
 }
 
 // replay checks the leaves [rng.End(), target.size) and merges them into
-// rng; true if the result's root is target's and nothing was wrong.
-func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *compact.Range, counts *Counts, save func()) (bool, error) {
+// rng, and the contents of their commitment leaves into pc; rootOK if the
+// result's root is target's, ok if also nothing was wrong. Verified leaves
+// go to sp, if set.
+func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *compact.Range, counts *Counts, pc *contents, sp *spool, save func()) (rootOK, ok bool, err error) {
 	size := target.c.Size
 	from := rng.End()
 	ctx, cancel := context.WithCancel(ctx)
@@ -239,7 +367,7 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 	defer wg.Wait()
 	for range workers {
 		wg.Go(func() {
-			w := newBundleWorker(a, size)
+			w := newBundleWorker(a, size, sp != nil)
 			for j := range jobs {
 				j.out <- w.do(ctx, j.ri)
 			}
@@ -247,8 +375,15 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 	}
 
 	up := &upperTiles{f: a.log, size: size, cache: map[uint64]upperTile{}}
-	ok := true
-	var tileFindings, leafFindings, ruleFindings int
+	ok = true
+	var tileFindings, leafFindings, ruleFindings, contentFindings int
+	// Keyed, so that following a log reports each once.
+	contentFinding := func(k Kind, key string, details map[string]any, format string, args ...any) {
+		ok = false
+		if contentFindings++; contentFindings <= maxLeafFindings {
+			a.addf(r, k, string(k)+":"+key, details, format, args...)
+		}
+	}
 	checkUpper := func(n node) {
 		msg, err := up.check(ctx, n)
 		if err != nil {
@@ -276,7 +411,7 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 			return
 		}
 		el := time.Since(start)
-		p := Progress{Done: rng.End(), Total: size, Elapsed: el}
+		p := Progress{Done: rng.End(), Total: size, Elapsed: el, Opened: counts.Opened}
 		if el > 0 {
 			p.Rate = float64(rng.End()-from) / el.Seconds()
 		}
@@ -293,18 +428,32 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 		select {
 		case res = <-out:
 		case <-ctx.Done():
-			return false, ctxErr(ctx)
+			return false, false, ctxErr(ctx)
 		}
 		if res.err != nil {
 			if ctx.Err() != nil {
-				return false, ctxErr(ctx)
+				return false, false, ctxErr(ctx)
+			}
+			if errors.Is(res.err, errPayloadsRefused) {
+				a.unavailable(r, "fetch the contents of commitment leaves", fmt.Errorf("%w: this log keeps its events in a payload store that needs a read token: pass one with --read-token-file FILE (Config.ReadToken), or --skip-payloads (Config.SkipPayloads) to check the tree only", res.err))
+				return false, false, nil
 			}
 			a.unavailable(r, fmt.Sprintf("fetch entry bundle %d", res.ri.Index), res.err)
-			return false, nil
+			return false, false, nil
 		}
 		if res.short != "" {
 			a.addf(r, KindRootMismatch, "", nil, "%s", res.short)
-			return false, nil
+			return false, false, nil
+		}
+		// Nothing of a bundle is recorded unless all of it is: the
+		// spool (which can fail) first.
+		if sp != nil {
+			for _, e := range res.spool {
+				if err := sp.add(e.index, e.salt, e.leaf); err != nil {
+					a.unavailable(r, "write the export spool", err)
+					return false, false, nil
+				}
+			}
 		}
 		if res.tile != "" {
 			ok = false
@@ -315,7 +464,29 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 		for _, b := range res.bad {
 			if leafFindings++; leafFindings <= maxLeafFindings {
 				a.addf(r, KindBadLeaf, "", map[string]any{"index": b.index, "leaf": string(b.leaf)},
-					"leaf %d claims to be an event leaf but is not one the log would write: %s", b.index, b.what)
+					"leaf %d claims to be a leaf the log writes but is not one it would write: %s", b.index, b.what)
+			}
+		}
+		for _, b := range res.badOpen {
+			contentFinding(KindBadOpening, fmt.Sprint(b.index), map[string]any{"index": b.index}, "the content the log serves for leaf %d does not open its commitment: %s: the payload store was changed, or serves another entry's event", b.index, b.what)
+		}
+		// The bundle's missing and served contents first: its erasure
+		// leaves may cover them (never what comes after an erasure).
+		for _, i := range res.missing {
+			pc.missing.add(i)
+		}
+		for _, i := range res.opened {
+			pc.opened.add(i)
+		}
+		for _, e := range res.erasures {
+			for _, er := range e.erasure.Entries {
+				for _, t := range pc.missing.remove(er) {
+					counts.Erased += t.To - t.From
+				}
+				for _, t := range pc.opened.remove(er) {
+					contentFinding(KindErasedServed, fmt.Sprint(t.From, "-", t.To), map[string]any{"from": t.From, "to": t.To, "erasure_index": e.index},
+						"the log still serves the content of %s, which erasure leaf %d erased: erased events must leave the payload store (and the search index)", rangeText(t), e.index)
+				}
 			}
 		}
 		for _, h := range res.hits {
@@ -328,7 +499,7 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 			checkUpper(n)
 		}
 		if err := rng.AppendRange(res.rng, visit); err != nil {
-			return false, fmt.Errorf("auditor: merging bundle %d: %w", res.ri.Index, err) // a bug, not the log
+			return false, false, fmt.Errorf("auditor: merging bundle %d: %w", res.ri.Index, err) // a bug, not the log
 		}
 		counts.add(res.counts)
 		if save != nil && time.Since(lastSave) >= saveEvery {
@@ -338,11 +509,11 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 		progress(false)
 	}
 	if ctx.Err() != nil {
-		return false, ctxErr(ctx)
+		return false, false, ctxErr(ctx)
 	}
 	progress(true)
 	if leafFindings > maxLeafFindings {
-		a.addf(r, KindBadLeaf, "", nil, "%d more leaves claim to be event leaves and are not (%d in all)", leafFindings-maxLeafFindings, leafFindings)
+		a.addf(r, KindBadLeaf, "", nil, "%d more bad leaves (%d in all)", leafFindings-maxLeafFindings, leafFindings)
 	}
 	if ruleFindings > maxRuleFindings {
 		a.addf(r, KindRule, "", nil, "%d more rule matches not reported one by one (%d in all)", ruleFindings-maxRuleFindings, ruleFindings)
@@ -353,24 +524,39 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 	if leafFindings > 0 {
 		ok = false
 	}
+	if contentFindings > 0 {
+		ok = false
+	}
 	root := rfc6962.DefaultHasher.EmptyRoot()
 	if rng.End() > 0 {
 		var err error
 		if root, err = rng.GetRootHash(nil); err != nil {
-			return false, fmt.Errorf("auditor: computing the root: %w", err)
+			return false, false, fmt.Errorf("auditor: computing the root: %w", err)
 		}
 	}
 	if rng.End() != size {
 		a.addf(r, KindRootMismatch, "", nil, "the log's entry bundles hold %d leaves, its checkpoint says %d", rng.End(), size)
-		return false, nil
+		return false, false, nil
 	}
 	if !bytes.Equal(root, target.c.Hash) {
 		a.addf(r, KindRootMismatch, fmt.Sprintf("root:%d:%x", size, target.c.Hash), map[string]any{"checkpoint": string(target.raw), "computed_root": b64(root)},
 			"the log's %d leaves hash to root %s, but its witnessed checkpoint of that size says %s: entries were changed, dropped or added",
 			size, b64(root), b64(target.c.Hash))
-		return false, nil
+		return false, false, nil
 	}
-	return ok, nil
+	// Every erasure leaf of the tree has been merged: a content still
+	// missing was deleted without one.
+	for _, m := range pc.missing.runs {
+		contentFinding(KindMissing, fmt.Sprint(m.From, "-", m.To), map[string]any{"from": m.From, "to": m.To},
+			"the log serves no content for commitment %s and no erasure leaf in its tree of size %d covers it: events were deleted without a logged erasure (an erasure made moments ago may not be in a witnessed checkpoint yet: check again)",
+			rangeText(m), size)
+	}
+	if contentFindings > maxLeafFindings {
+		a.addf(r, KindMissing, "", nil, "%d more content findings (%d in all)", contentFindings-maxLeafFindings, contentFindings)
+	}
+	// Erasures after this tree may erase what was served in it.
+	pc.opened = indexSet{}
+	return true, ok, nil
 }
 
 // bundleWorker fetches, parses, hashes and checks bundles; one per worker
@@ -378,14 +564,22 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 type bundleWorker struct {
 	a       *Auditor
 	size    uint64
+	spool   bool // keep what verified, for a Sink
 	buf     bytes.Buffer
 	tileBuf bytes.Buffer
+	payBuf  bytes.Buffer
 	entries [][]byte
+	commits []indexedCommitment
 	h       hash.Hash
 }
 
-func newBundleWorker(a *Auditor, size uint64) *bundleWorker {
-	return &bundleWorker{a: a, size: size, h: sha256.New(), entries: make([][]byte, 0, layout.EntryBundleWidth)}
+type indexedCommitment struct {
+	index uint64
+	c     checkpoint.CommitmentLeaf
+}
+
+func newBundleWorker(a *Auditor, size uint64, spool bool) *bundleWorker {
+	return &bundleWorker{a: a, size: size, spool: spool, h: sha256.New(), entries: make([][]byte, 0, layout.EntryBundleWidth)}
 }
 
 var leafPrefix = []byte{rfc6962.RFC6962LeafHashPrefix}
@@ -439,8 +633,8 @@ func (w *bundleWorker) do(ctx context.Context, ri layout.RangeInfo) bundleResult
 		if w.a.cfg.OnLeaf != nil {
 			w.a.cfg.OnLeaf(idx, leaf)
 		}
-		class, why := classify(leaf)
-		switch class {
+		l := classifyLeaf(leaf)
+		switch l.class {
 		case leafEvent:
 			res.counts.Event++
 			if len(rules) > 0 {
@@ -449,14 +643,41 @@ func (w *bundleWorker) do(ctx context.Context, ri layout.RangeInfo) bundleResult
 					res.hits = append(res.hits, leafNote{idx, name, clip(leaf)})
 				}
 			}
+			if w.spool {
+				res.spool = append(res.spool, spoolEntry{index: idx, leaf: bytes.Clone(leaf)})
+			}
 		case leafRaw:
 			res.counts.Raw++
 		case leafBad:
 			res.counts.Bad++
-			res.bad = append(res.bad, leafNote{idx, why, clip(leaf)})
+			res.bad = append(res.bad, leafNote{idx, l.why, clip(leaf)})
+		case leafCommitment:
+			res.counts.Commitment++
+			w.commits = append(w.commits, indexedCommitment{idx, l.commitment})
+			if w.spool {
+				// The opening's place in index order, filled in below.
+				res.spool = append(res.spool, spoolEntry{index: idx})
+			}
+		case leafErasure:
+			if why := futureErasure(l.erasure, idx); why != "" {
+				res.counts.Bad++
+				res.bad = append(res.bad, leafNote{idx, why, clip(leaf)})
+				break
+			}
+			res.counts.Erasure++
+			res.erasures = append(res.erasures, indexedErasure{idx, l.erasure})
+			if w.spool {
+				res.spool = append(res.spool, spoolEntry{index: idx, leaf: bytes.Clone(leaf)})
+			}
 		}
 	}
 	res.counts.Leaves = uint64(n)
+	if len(w.commits) > 0 {
+		if err := w.contents(ctx, &res); err != nil {
+			res.err = err
+			return res
+		}
+	}
 	// The level-0 tile holds these leaves' hashes: it must match.
 	tile, err := w.a.log.tile(ctx, 0, ri.Index, w.size, &w.tileBuf)
 	if err != nil {
@@ -479,6 +700,84 @@ func (w *bundleWorker) do(ctx context.Context, ri layout.RangeInfo) bundleResult
 		}
 	}
 	return res
+}
+
+// futureErasure says what is wrong with an erasure leaf at index idx that
+// erases entries at or after its own index, or "".
+func futureErasure(e checkpoint.Erasure, idx uint64) string {
+	for _, r := range e.Entries {
+		if r.To > idx {
+			return fmt.Sprintf("erasure leaf %d erases [%d, %d), which reaches its own index or beyond: nobody can erase an entry that is not yet in the log", idx, r.From, r.To)
+		}
+	}
+	return ""
+}
+
+// contents fetches the openings of the bundle's commitment leaves
+// (w.commits) and holds each to its leaf; an error if they could not be
+// read.
+func (w *bundleWorker) contents(ctx context.Context, res *bundleResult) error {
+	commits := w.commits
+	w.commits = w.commits[:0]
+	if w.a.cfg.SkipPayloads {
+		res.counts.Unchecked += uint64(len(commits))
+		res.dropSpool(nil)
+		return nil
+	}
+	openings, err := w.a.log.payloads(ctx, commits[0].index, commits[len(commits)-1].index+1, &w.payBuf)
+	if err != nil {
+		return err
+	}
+	opened := map[uint64]*checkpoint.Opening{}
+	for _, c := range commits {
+		o := openings[c.index]
+		delete(openings, c.index)
+		if o == nil {
+			res.missing = append(res.missing, c.index)
+			continue
+		}
+		l, err := o.Verify(c.c)
+		if err != nil {
+			res.badOpen = append(res.badOpen, leafNote{index: c.index, what: err.Error()})
+			continue
+		}
+		res.counts.Opened++
+		res.opened = append(res.opened, c.index)
+		opened[c.index] = o
+		_ = l
+		if w.a.cfg.OnOpened != nil {
+			w.a.cfg.OnOpened(c.index, o.Leaf)
+		}
+		if rules := w.a.cfg.Rules; len(rules) > 0 {
+			for _, name := range matchRules(rules, o.Leaf) {
+				res.counts.RuleHits++
+				res.hits = append(res.hits, leafNote{c.index, name, clip(o.Leaf)})
+			}
+		}
+	}
+	for i := range openings {
+		res.badOpen = append(res.badOpen, leafNote{index: i, what: "the log serves content for it, and it is not a commitment leaf"})
+	}
+	slices.SortFunc(res.badOpen, func(x, y leafNote) int { return cmp.Compare(x.index, y.index) })
+	res.dropSpool(opened)
+	return nil
+}
+
+// dropSpool fills in the spool entries of commitment leaves with their
+// openings, and drops those without one.
+func (res *bundleResult) dropSpool(opened map[uint64]*checkpoint.Opening) {
+	out := res.spool[:0]
+	for _, e := range res.spool {
+		if e.leaf == nil {
+			o := opened[e.index]
+			if o == nil {
+				continue
+			}
+			e.salt, e.leaf = o.Salt, o.Leaf
+		}
+		out = append(out, e)
+	}
+	res.spool = out
 }
 
 func clip(b []byte) []byte {

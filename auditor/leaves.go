@@ -12,16 +12,19 @@ import (
 type leafClass uint8
 
 const (
-	leafRaw   leafClass = iota // bytes from POST /add: not claiming to be an event leaf
-	leafEvent                  // a canonical event leaf, as the log writes them
-	leafBad                    // claims to be an event leaf (JSON object with "v" and "event") but is not canonical
+	leafRaw        leafClass = iota // bytes from POST /add: not claiming to be a leaf the log writes
+	leafEvent                       // a canonical event leaf, as the log writes them
+	leafBad                         // claims to be a leaf the log writes (JSON object with "v" and "event", "commitment" or "erasure") but is not canonical
+	leafCommitment                  // a canonical commitment leaf (v2): the event is in the log's payload store
+	leafErasure                     // a canonical erasure leaf (v2): which entries' contents were erased, why, by whom
 )
 
 // eventPrefix starts every canonical event leaf: its members are sorted,
 // and "event" sorts first.
 var eventPrefix = []byte(`{"event":{`)
 
-// classify sorts a leaf into raw, event or bad, with the reason for bad.
+// classify sorts a leaf into raw, event, commitment, erasure or bad, with
+// the reason for bad.
 //
 // checkpoint.ParseLeaf decides what an event leaf is; it costs about 6 µs
 // for a 500-byte event, more than everything else a full check does per
@@ -30,16 +33,50 @@ var eventPrefix = []byte(`{"event":{`)
 // shallow nesting) and says nothing about the rest, which go to ParseLeaf.
 // It never accepts what ParseLeaf refuses (FuzzFastEventLeaf checks that).
 func classify(b []byte) (leafClass, string) {
+	l := classifyLeaf(b)
+	return l.class, l.why
+}
+
+// classified is a leaf's class with what parsing it gave: the commitment
+// of a commitment leaf, the erasure of an erasure leaf.
+type classified struct {
+	class      leafClass
+	why        string
+	commitment checkpoint.CommitmentLeaf
+	erasure    checkpoint.Erasure
+}
+
+func classifyLeaf(b []byte) classified {
 	if bytes.HasPrefix(b, eventPrefix) && fastEventLeaf(b) {
-		return leafEvent, ""
+		return classified{class: leafEvent}
 	}
+	var err error
+	switch checkpoint.KindOf(b) {
+	case checkpoint.KindRaw:
+		return classified{class: leafRaw}
+	case checkpoint.KindCommitment:
+		var c checkpoint.CommitmentLeaf
+		if c, err = checkpoint.ParseCommitmentLeaf(b); err == nil {
+			return classified{class: leafCommitment, commitment: c}
+		}
+	case checkpoint.KindErasure:
+		var e checkpoint.Erasure
+		if e, err = checkpoint.ParseErasureLeaf(b); err == nil {
+			return classified{class: leafErasure, erasure: e}
+		}
+	case checkpoint.KindEvent:
+		if _, err = checkpoint.ParseLeaf(b); err == nil {
+			return classified{class: leafEvent}
+		}
+	}
+	// KindOf judges the leaves the log writes by their first and last
+	// bytes: bytes that are not JSON at all can look like one. The log's
+	// raw endpoint takes those (they claim nothing), so they are raw, not
+	// bad: a writer must not be able to raise a false alarm.
 	if !checkpoint.ClaimsEventLeaf(b) {
-		return leafRaw, ""
+		return classified{class: leafRaw}
 	}
-	if _, err := checkpoint.ParseLeaf(b); err != nil {
-		return leafBad, err.Error()
-	}
-	return leafEvent, ""
+	return classified{class: leafBad, why: err.Error()}
 }
 
 // fastDepth bounds nesting on the fast path, well inside

@@ -2,6 +2,7 @@ package auditor
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,6 +32,16 @@ func TestClassify(t *testing.T) {
 		{`{"v":1,"event":{}}`, leafBad, false},
 		{`{"event":{}}`, leafRaw, false},
 		{`hello`, leafRaw, false},
+		{`{"commitment":"` + strings.Repeat("ab", 32) + `","received":"2026-11-25T22:31:01.504122741Z","source":"s","v":2}`, leafCommitment, false},
+		{`{"commitment":"` + strings.Repeat("AB", 32) + `","received":"2026-11-25T22:31:01.504122741Z","source":"s","v":2}`, leafBad, false},
+		{`{"v":2,"commitment":"` + strings.Repeat("ab", 32) + `","received":"2026-11-25T22:31:01.504122741Z","source":"s"}`, leafBad, false},
+		{`{"erasure":{"entries":[[1,3]],"reason":"r"},"received":"2026-11-25T22:31:01.504122741Z","source":"admin","v":2}`, leafErasure, false},
+		{`{"erasure":{"entries":[[3,1]],"reason":"r"},"received":"2026-11-25T22:31:01.504122741Z","source":"admin","v":2}`, leafBad, false},
+		{`{"erasure":{"entries":[[1,3]]},"v":2}`, leafBad, false},
+		// Not JSON, though its first and last bytes are a leaf's: the raw
+		// endpoint takes it, so it is raw, not a false alarm.
+		{`{"commitment":"x" not json,"v":2}`, leafRaw, false},
+		{`{"erasure":{not json},"v":2}`, leafRaw, false},
 		{``, leafRaw, false},
 	} {
 		got, _ := classify([]byte(tc.leaf))

@@ -12,6 +12,7 @@ type Metrics struct {
 	age         prometheus.Gauge
 	fullEntries prometheus.Counter
 	fullNext    prometheus.Gauge
+	contents    *prometheus.CounterVec
 }
 
 // NewMetrics registers the auditor's metrics in reg.
@@ -33,7 +34,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Leaves checked by full checks."}),
 		fullNext: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tidemark_auditor_full_checked_size",
 			Help: "Number of leaves the full check has verified, from index 0."}),
+		contents: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tidemark_auditor_full_contents_total",
+			Help: "Commitment leaves checked by full checks, by result: opened (content served and opens the commitment), erased (no content, covered by an erasure leaf), unchecked (--skip-payloads). Contents that do not open or are missing without an erasure are findings."}, []string{"result"}),
 	}
-	reg.MustRegister(m.checks, m.findings, m.alerts, m.treeSize, m.accepted, m.age, m.fullEntries, m.fullNext)
+	reg.MustRegister(m.checks, m.findings, m.alerts, m.treeSize, m.accepted, m.age, m.fullEntries, m.fullNext, m.contents)
 	return m
+}
+
+// countContents adds what a full check found among commitment leaves
+// between the counts it started from and those it ended with.
+func (m *Metrics) countContents(before, after Counts) {
+	m.contents.WithLabelValues("opened").Add(float64(after.Opened - before.Opened))
+	m.contents.WithLabelValues("erased").Add(float64(after.Erased - before.Erased))
+	m.contents.WithLabelValues("unchecked").Add(float64(after.Unchecked - before.Unchecked))
 }

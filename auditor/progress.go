@@ -14,6 +14,7 @@ type Progress struct {
 	Rate        float64       // leaves a second in this run so far
 	Elapsed     time.Duration // in this run
 	ETA         time.Duration // at the current rate; 0 when unknown
+	Opened      uint64        // commitment leaves whose content opened, from index 0
 }
 
 // IsTerminal reports whether f is a terminal (a character device).
@@ -49,8 +50,12 @@ func NamedProgressPrinter(w io.Writer, terminal bool, lineEvery time.Duration, n
 		}
 		if now := time.Now(); p.Done >= p.Total || now.Sub(last) >= lineEvery {
 			last = now
-			fmt.Fprintf(w, "%s: %d/%d entries (%.1f%%), %s entries/s, ETA %s\n",
-				name, p.Done, p.Total, 100*float64(p.Done)/float64(max(p.Total, 1)), si(p.Rate), eta(p))
+			var opened string
+			if p.Opened > 0 {
+				opened = fmt.Sprintf(", %d contents opened", p.Opened)
+			}
+			fmt.Fprintf(w, "%s: %d/%d entries (%.1f%%)%s, %s entries/s, ETA %s\n",
+				name, p.Done, p.Total, 100*float64(p.Done)/float64(max(p.Total, 1)), opened, si(p.Rate), eta(p))
 		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/tidemark/tidemark/checkpoint"
 )
 
 // The state directory holds
@@ -15,7 +17,10 @@ import (
 //	state.json   the last checkpoint accepted (verbatim, as served) and
 //	             where the rules scan of new entries has reached
 //	full.json    the progress of a full check: the compact range of the
-//	             leaves checked so far and the counters
+//	             leaves checked so far, the counters, and the commitment
+//	             leaves whose content is missing or was served
+//	full.spool   verified leaves waiting for the root to be checked before
+//	             they go to a Sink (Config.Sink)
 //	evidence/    evidence files
 //	lock         held (flock) while an auditor uses the directory
 //
@@ -53,6 +58,14 @@ type fullState struct {
 	// against (Next == Checked then), and Root its root.
 	Checked uint64 `json:"checked"`
 	Root    []byte `json:"root,omitempty"`
+	// Missing are the commitment leaves below Next whose content the log
+	// did not serve and that no erasure leaf below Next covers (yet);
+	// Opened those whose content it served, in a check not yet complete
+	// (a later erasure covering them is a finding then). Runs [from, to).
+	Missing []checkpoint.IndexRange `json:"missing,omitempty"`
+	Opened  []checkpoint.IndexRange `json:"opened,omitempty"`
+	// Spool records the export spool (full.spool) written up to Next.
+	Spool *spoolState `json:"spool,omitempty"`
 }
 
 // stateStore is the state directory; with no directory, state lives in

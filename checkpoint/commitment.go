@@ -96,15 +96,22 @@ var (
 // ParseErasureLeaf do. The log's raw endpoint refuses every body that claims
 // a kind, so that nobody forges a leaf the server seems to have written.
 func KindOf(b []byte) LeafKind {
-	// The canonical leaves the log writes start with their kind's
-	// member: most leaves are known by a prefix and a "v" near the end.
+	// The leaves the log writes start with their kind's member and end
+	// with "v": those that also parse are known without reading every
+	// member name; anything else is judged by its member names.
 	switch {
 	case bytes.HasPrefix(b, eventLeafPrefix) && bytes.HasSuffix(b, []byte(`,"v":1}`)):
-		return KindEvent
+		if _, err := ParseLeaf(b); err == nil {
+			return KindEvent
+		}
 	case bytes.HasPrefix(b, commitmentLeafPrefix) && bytes.HasSuffix(b, []byte(`,"v":2}`)):
-		return KindCommitment
+		if _, err := ParseCommitmentLeaf(b); err == nil {
+			return KindCommitment
+		}
 	case bytes.HasPrefix(b, erasureLeafPrefix) && bytes.HasSuffix(b, []byte(`,"v":2}`)):
-		return KindErasure
+		if _, err := ParseErasureLeaf(b); err == nil {
+			return KindErasure
+		}
 	}
 	return claimedKind(b)
 }

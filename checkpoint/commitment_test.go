@@ -262,3 +262,17 @@ func FuzzParseCommitmentAndErasureLeaves(f *testing.F) {
 		}
 	})
 }
+
+// KindOf agrees with ClaimsEventLeaf: bytes that look like a leaf at both
+// ends but are not JSON claim nothing (POST /add takes them as raw).
+func TestKindOfNotJSONIsRaw(t *testing.T) {
+	for _, b := range []string{
+		`{"event":{"n":01},"received":"x","source":"s","v":1}`,
+		`{"commitment":"zz" junk,"v":2}`,
+		`{"erasure":{,"v":2}`,
+	} {
+		if k := KindOf([]byte(b)); k != KindRaw {
+			t.Errorf("KindOf(%s) = %v, want raw", b, k)
+		}
+	}
+}

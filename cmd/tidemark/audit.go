@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -25,8 +27,10 @@ func runAudit(args []string) error {
 	fs := newFlags("audit", "--policy FILE [flags]",
 		"Verifies a Tidemark log it does not control, trusting only the policy file: the log's signature, the\n"+
 			"witness quorum, freshness, consistency with what it accepted before (--state), and each witness's view\n"+
-			"(gossip). --full also downloads every entry and recomputes the tree. Exit status: 0 verified,\n"+
-			"1 misbehaviour found, 2 could not check. With --follow it keeps checking every --interval.")
+			"(gossip). --full also downloads every entry and recomputes the tree, and in a commitment-mode log\n"+
+			"holds every event the log serves to its commitment. --export DEST (implies --full) streams the verified\n"+
+			"events, each with the witnessed checkpoint it was checked against, once the root matched. Exit status:\n"+
+			"0 verified, 1 misbehaviour found, 2 could not check. With --follow it keeps checking every --interval.")
 	policyFile := fs.String("policy", "", "trust policy (log key and URL, witnesses and URLs, quorum)")
 	logURL := fs.String("log-url", "", "the log's URL (default: the policy's log line)")
 	stateDir := fs.String("state", "", "state directory: the last accepted checkpoint, full-check progress, evidence (default: none, nothing persists)")
@@ -38,7 +42,11 @@ func runAudit(args []string) error {
 	rulesFile := fs.String("rules", "", "alert rules over event content, one a line: NAME: field == \"value\" && field ^= \"prefix\"")
 	webhook := fs.String("alert-webhook", "", "POST each finding as JSON to this URL (queued, retried with backoff)")
 	tlsCA := addTLSCAFlag(fs, "logs, witnesses and the alert webhook")
-	readTokenFile := fs.String("read-token-file", "", "file holding a read token for logs that protect their entry bundles")
+	readTokenFile := fs.String("read-token-file", "", "file holding a read token for logs that protect their entry bundles or their events (a commitment-mode log's /v1/payloads)")
+	skipPayloads := fs.Bool("skip-payloads", false, "in a commitment-mode log, check the tree only: do not fetch the events, and count them as unchecked")
+	exportDest := fs.String("export", "", "after a full check whose root matched, write the verified events to this file (appended), - for stdout, or an http(s) URL (implies --full)")
+	exportFormat := fs.String("export-format", auditor.ExportNDJSON, "format of --export: ndjson, splunk-hec (the HEC event URL) or es-bulk (the _bulk URL)")
+	exportToken := fs.String("export-token", "", "token for --export: the Splunk HEC token, the Elasticsearch API key, or a bearer token for ndjson over HTTP (better in TIDEMARK_AUDIT_EXPORT_TOKEN: a flag shows in ps)")
 	metricsListen := fs.String("metrics-listen", "", "serve Prometheus /metrics on this address")
 	checkEvidence := fs.String("check-evidence", "", "re-check an evidence file with the policy: exit 1 if it proves misbehaviour, 0 if not, 2 if it cannot tell")
 	maxAge := fs.Duration("max-age", auditor.DefaultMaxAge, "stale when the newest quorum of cosignatures is older than this")
@@ -98,6 +106,18 @@ func runAudit(args []string) error {
 	if *compression == "auto" {
 		*compression = ""
 	}
+	var sink auditor.Sink
+	if *exportDest != "" {
+		if *follow && !*once {
+			return usageError{"--export runs once: run `tidemark audit --export` from a timer with --state, and each run exports the events new since the last"}
+		}
+		ex, err := auditor.NewExporter(auditor.ExportConfig{Dest: *exportDest, Format: *exportFormat, Token: *exportToken, HTTPClient: exportClient(rootCAs)})
+		if err != nil {
+			return usageError{"--export: " + err.Error()}
+		}
+		sink = ex
+		*full = true
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -136,7 +156,7 @@ func runAudit(args []string) error {
 	}
 	cfg := auditor.Config{
 		Policy: policy, LogURL: *logURL, StateDir: *stateDir, EvidenceDir: *evidenceDir,
-		ReadToken: token, Compression: *compression, Rules: rules, RootCAs: rootCAs,
+		ReadToken: token, SkipPayloads: *skipPayloads, Sink: sink, Compression: *compression, Rules: rules, RootCAs: rootCAs,
 		MaxAge: *maxAge, ClockSkew: *clockSkew, Workers: *workers,
 		OnFinding: onFinding, Metrics: metrics,
 	}
@@ -171,7 +191,11 @@ func runAudit(args []string) error {
 		r, err := a.Full(ctx)
 		runErr = err
 		worst(r)
-		printReport(os.Stdout, r)
+		var w io.Writer = os.Stdout
+		if *exportDest == "-" {
+			w = os.Stderr // stdout holds the records
+		}
+		printReport(w, r)
 	}
 	if runErr == nil && (!*full || *follow && !*once) {
 		if *follow && !*once {
@@ -209,6 +233,15 @@ func runAudit(args []string) error {
 	return nil
 }
 
+// exportClient posts --export batches, trusting --tls-ca's CAs if given.
+func exportClient(rootCAs *x509.CertPool) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	if rootCAs != nil {
+		t.TLSClientConfig = &tls.Config{RootCAs: rootCAs, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: t, Timeout: time.Minute}
+}
+
 // printReport writes the outcome of one check for people and scripts.
 func printReport(w io.Writer, r *auditor.Report) {
 	c := r.Checkpoint
@@ -223,6 +256,16 @@ func printReport(w io.Writer, r *auditor.Report) {
 		fmt.Fprintf(w, "full: size %d verified=%t leaves %d (event %d, raw %d, bad %d) rule-hits %d; this run %d leaves in %s (%.0f entries/s), resumed from %d\n",
 			f.Checkpoint.Size, f.Verified, f.Counts.Leaves, f.Counts.Event, f.Counts.Raw, f.Counts.Bad, f.Counts.RuleHits,
 			f.Checked, f.Elapsed.Round(time.Millisecond), f.Rate(), f.Resumed)
+		if c := f.Counts; c.Commitment+c.Erasure > 0 {
+			fmt.Fprintf(w, "contents: commitment %d (opened %d, erased %d, unchecked %d), erasure leaves %d\n",
+				c.Commitment, c.Opened, c.Erased, c.Unchecked, c.Erasure)
+			if c.Unchecked > 0 {
+				fmt.Fprintf(w, "contents: %d events were not checked against their commitments (--skip-payloads)\n", c.Unchecked)
+			}
+		}
+		if f.Shipped > 0 {
+			fmt.Fprintf(w, "export: %d verified events exported\n", f.Shipped)
+		}
 	}
 	for _, f := range r.Findings {
 		fmt.Fprintf(w, "%s %s: %s", strings.ToUpper(f.Kind.Severity()), f.Kind, f.Message)

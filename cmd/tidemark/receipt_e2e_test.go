@@ -135,11 +135,11 @@ var fastWitnessing = []string{"--checkpoint-interval", "200ms", "--republish-int
 
 func startWitnessedLog(t *testing.T, n, k int) *witnessedLog {
 	t.Helper()
-	return startWitnessedLogArgs(t, n, k)
+	return startWitnessedLogWith(t, n, k)
 }
 
-// startWitnessedLogArgs is startWitnessedLog with more flags for the log.
-func startWitnessedLogArgs(t *testing.T, n, k int, extra ...string) *witnessedLog {
+// startWitnessedLogWith is startWitnessedLog with more `tidemark log` flags.
+func startWitnessedLogWith(t *testing.T, n, k int, extra ...string) *witnessedLog {
 	t.Helper()
 	dir := t.TempDir()
 	keyFile, vkey := writeLogKey(t, dir, "log")
@@ -150,7 +150,8 @@ func startWitnessedLogArgs(t *testing.T, n, k int, extra ...string) *witnessedLo
 		wl.witnesses = append(wl.witnesses, startE2EWitness(t, fmt.Sprintf("w%d", i), logs))
 	}
 	writePolicy(t, wl.policy, []string{vkey}, wl.witnesses, k)
-	wl.logProcess = startLog(t, filepath.Join(dir, "data"), append(append([]string{"--key", keyFile, "--policy", wl.policy}, fastWitnessing...), extra...)...)
+	args := append([]string{"--key", keyFile, "--policy", wl.policy}, fastWitnessing...)
+	wl.logProcess = startLog(t, filepath.Join(dir, "data"), append(args, extra...)...)
 	return wl
 }
 

@@ -85,7 +85,7 @@ func TestReportWitnessedLog(t *testing.T) {
 	deployTok, deployLine := newToken(t, "ci-deploy")
 	k8sTok, k8sLine := newToken(t, "k8s-audit")
 	tokens := writeTestFile(t, filepath.Join(dir, "tokens"), deployLine+"\n"+k8sLine+"\n")
-	wl := startWitnessedLogArgs(t, 3, 2, "--tokens", tokens)
+	wl := startWitnessedLogWith(t, 3, 2, "--tokens", tokens)
 	u := wl.url()
 
 	deploy := func(i int, action string) string {
