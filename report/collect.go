@@ -95,9 +95,9 @@ type collector struct {
 
 	mu sync.Mutex
 	// The whole log.
-	raw, events, commitments, erasureLeaves, unparsed uint64
-	logFirst, logLast                                 string // received, as text
-	erasures                                          []erasureAt
+	unparsed          uint64
+	logFirst, logLast string // received, as text
+	erasures          []erasureAt
 	// The period.
 	inPeriod, commitInPeriod indexSet
 	p                        periodCounts
@@ -105,6 +105,7 @@ type collector struct {
 
 type periodCounts struct {
 	entries, events, commitments, erasures, unparsed uint64
+	opened                                           uint64
 	firstIndex, lastIndex                            uint64
 	firstRcv, lastRcv                                string
 	bySource, byAction, byOutcome                    map[string]uint64
@@ -148,9 +149,6 @@ func receivedOf(b []byte) (string, bool) {
 func (c *collector) leaf(index uint64, b []byte) {
 	k := kindOf(b)
 	if k == kindRaw {
-		c.mu.Lock()
-		c.raw++
-		c.mu.Unlock()
 		return
 	}
 	rcv, ok := receivedOf(b)
@@ -174,7 +172,7 @@ func (c *collector) leaf(index uint64, b []byte) {
 				source, parsed = s, true
 			}
 		case kindErasure:
-			if e, err := parseErasure(b); err == nil {
+			if e, err := parseErasure(b); err == nil && !erasesFuture(e, index) {
 				erasure, source, parsed = e, e.Source, true
 			}
 		}
@@ -182,16 +180,8 @@ func (c *collector) leaf(index uint64, b []byte) {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch k {
-	case kindEvent:
-		c.events++
-	case kindCommitment:
-		c.commitments++
-	case kindErasure:
-		c.erasureLeaves++
-		if parsed {
-			c.erasures = append(c.erasures, erasureAt{index, erasure})
-		}
+	if k == kindErasure && parsed {
+		c.erasures = append(c.erasures, erasureAt{index, erasure})
 	}
 	if needFullParse && !parsed {
 		// The auditor reports it (bad-leaf); its figures count nowhere.
@@ -240,6 +230,39 @@ func (c *collector) leaf(index uint64, b []byte) {
 	case kindErasure:
 		p.erasures++
 	}
+}
+
+// erasesFuture reports whether an erasure leaf at index reaches its own
+// index or beyond: the auditor counts it as a bad leaf, and so does the
+// report.
+func erasesFuture(e erasureLeaf, index uint64) bool {
+	for _, r := range e.Entries {
+		if r[1] > index {
+			return true
+		}
+	}
+	return false
+}
+
+// opened takes the event of a commitment leaf, once the auditor verified
+// its opening against the commitment (which binds its received time and
+// source to the commitment leaf's).
+func (c *collector) opened(index uint64, eventLeaf []byte) {
+	rcv, ok := receivedOf(eventLeaf)
+	if !ok || rcv < c.fromS || rcv >= c.toS {
+		return
+	}
+	l, err := checkpoint.ParseLeaf(eventLeaf)
+	if err != nil {
+		return // not reached: Opening.Verify parsed it
+	}
+	f := search.Extract(l.Event, nil)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.p.opened++
+	c.p.eventsBySource[l.Source]++
+	c.p.byAction[f.Action]++
+	c.p.byOutcome[f.Outcome]++
 }
 
 // erasureFigures returns the erasure leaves received in the period, those

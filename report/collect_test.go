@@ -27,8 +27,12 @@ func eventLeaf(t *testing.T, s int, source, action string) []byte {
 	return b
 }
 
-func commitmentLeaf(s int, source string) []byte {
-	return checkpoint.AppendCommitmentLeaf(nil, checkpoint.CommitmentLeaf{Received: at(s), Source: source, Commitment: [32]byte{byte(s)}})
+// commitmentLeaf returns a commitment leaf to an event with action, and
+// the event leaf it commits to.
+func commitmentLeaf(t *testing.T, s int, source, action string) (leaf, event []byte) {
+	event = eventLeaf(t, s, source, action)
+	salt := bytes.Repeat([]byte{byte(s)}, checkpoint.SaltSize)
+	return checkpoint.AppendCommitmentLeaf(nil, checkpoint.CommitmentLeaf{Received: at(s), Source: source, Commitment: checkpoint.Commit(salt, event)}), event
 }
 
 func erasureLeafBytes(t *testing.T, s int, source, reason string, ranges ...checkpoint.IndexRange) []byte {
@@ -51,13 +55,22 @@ func erasureLeafBytes(t *testing.T, s int, source, reason string, ranges ...chec
 //	16    an erasure after the period by retention: [0,5) and [8,9)
 //	17    an erasure after the period of the entry after it: [15,16)
 //	18    claims to be an event leaf in the period, and is not canonical
-func handBuiltLog(t *testing.T) [][]byte {
+//	19    an erasure in the period of its own index (a bad leaf)
+//
+// and the events of the commitment leaves that are not erased (7: z, 9: x),
+// which the auditor would open.
+func handBuiltLog(t *testing.T) ([][]byte, map[uint64][]byte) {
 	var leaves [][]byte
 	for i := range 5 {
 		leaves = append(leaves, eventLeaf(t, 1+i, "a", "early"))
 	}
-	for i := range 5 {
-		leaves = append(leaves, commitmentLeaf(11+i, "b"))
+	opened := map[uint64][]byte{}
+	for i, act := range []string{"v", "w", "z", "u", "x"} {
+		leaf, event := commitmentLeaf(t, 11+i, "b", act)
+		if i == 2 || i == 4 {
+			opened[uint64(len(leaves))] = event
+		}
+		leaves = append(leaves, leaf)
 	}
 	for i, act := range []string{"x", "y", "x"} {
 		leaves = append(leaves, eventLeaf(t, 16+i, "a", act))
@@ -69,15 +82,16 @@ func handBuiltLog(t *testing.T) [][]byte {
 		erasureLeafBytes(t, 30, "retention", "retention: older than 720h0m0s", checkpoint.IndexRange{From: 0, To: 5}, checkpoint.IndexRange{From: 8, To: 9}),
 		erasureLeafBytes(t, 31, "admin", "not about the period", checkpoint.IndexRange{From: 15, To: 16}),
 		[]byte(`{"event":{"b":1,"a":2},"received":"`+at(12).Format(checkpoint.ReceivedFormat)+`","source":"a","v":1}`),
+		erasureLeafBytes(t, 19, "admin", "of itself", checkpoint.IndexRange{From: 19, To: 20}),
 	)
-	return leaves
+	return leaves, opened
 }
 
 // TestCollectorHandBuiltLeaves feeds every kind of leaf to the collector
 // from several goroutines in a random order, as the auditor's workers do,
 // and checks every figure.
 func TestCollectorHandBuiltLeaves(t *testing.T) {
-	leaves := handBuiltLog(t)
+	leaves, opened := handBuiltLog(t)
 	if k := kindOf(leaves[18]); k != kindEvent {
 		t.Fatalf("the bad leaf is %v, want it to claim to be an event leaf", k)
 	}
@@ -90,19 +104,22 @@ func TestCollectorHandBuiltLeaves(t *testing.T) {
 				for j := w; j < len(order); j += 4 {
 					i := order[j]
 					c.leaf(uint64(i), bytes.Clone(leaves[i]))
+					if e := opened[uint64(i)]; e != nil {
+						c.opened(uint64(i), bytes.Clone(e))
+					}
 				}
 			})
 		}
 		wg.Wait()
 
-		if c.events != 10 || c.commitments != 5 || c.erasureLeaves != 3 || c.raw != 1 || c.unparsed != 1 {
-			t.Fatalf("log counts: events %d commitments %d erasures %d raw %d unparsed %d", c.events, c.commitments, c.erasureLeaves, c.raw, c.unparsed)
+		if c.unparsed != 2 || len(c.erasures) != 3 {
+			t.Fatalf("%d unparsed, want 2 (18 and 19); %d erasures, want 3", c.unparsed, len(c.erasures))
 		}
 		if c.logFirst != at(1).Format(checkpoint.ReceivedFormat) || c.logLast != at(31).Format(checkpoint.ReceivedFormat) {
 			t.Errorf("log span %s..%s", c.logFirst, c.logLast)
 		}
 		e := periodEntries(c)
-		if e.Entries != 9 || e.Events != 3 || e.Commitments != 5 || e.Erasures != 1 || e.Unparsed != 1 {
+		if e.Entries != 9 || e.Events != 3 || e.Commitments != 5 || e.Opened != 2 || e.Erasures != 1 || e.Unparsed != 2 {
 			t.Errorf("period: %+v", e)
 		}
 		if *e.FirstIndex != 5 || *e.LastIndex != 13 || !e.FirstReceived.Equal(at(11)) || !e.LastReceived.Equal(at(19)) {
@@ -110,8 +127,8 @@ func TestCollectorHandBuiltLeaves(t *testing.T) {
 		}
 		for name, got := range map[string]map[string]uint64{"by_source": e.BySource, "events_by_source": e.EventsBySource, "by_action": e.ByAction, "by_outcome": e.ByOutcome} {
 			want := map[string]string{
-				"by_source": "map[a:3 admin:1 b:5]", "events_by_source": "map[a:3]",
-				"by_action": "map[x:2 y:1]", "by_outcome": "map[success:3]",
+				"by_source": "map[a:3 admin:1 b:5]", "events_by_source": "map[a:3 b:2]",
+				"by_action": "map[x:3 y:1 z:1]", "by_outcome": "map[success:5]",
 			}[name]
 			if fmt.Sprint(got) != want {
 				t.Errorf("%s %v, want %s", name, got, want)
@@ -164,10 +181,11 @@ var externalRef = regexp.MustCompile(`(?i)<script|<link|<iframe|<img|@import|url
 // escapes everything and refers to nothing outside itself.
 func TestHTMLErasuresAndEscaping(t *testing.T) {
 	c := newCollector(at(10), at(20))
-	for i, l := range handBuiltLog(t) {
+	leaves, _ := handBuiltLog(t)
+	for i, l := range leaves {
 		c.leaf(uint64(i), l)
 	}
-	c.leaf(19, erasureLeafBytes(t, 15, `<img src="https://evil.example/x.png">`, `<script src="https://evil.example/x.js"></script>`, checkpoint.IndexRange{From: 9, To: 10}))
+	c.leaf(20, erasureLeafBytes(t, 15, `<img src="https://evil.example/x.png">`, `<script src="https://evil.example/x.js"></script>`, checkpoint.IndexRange{From: 9, To: 10}))
 	rep := &Report{
 		Format: Format, Generated: at(100), Version: "test", Period: Period{From: at(10), To: at(20)},
 		Log:     Log{Origin: "example.com/log", URL: `https://log.example.com"><script>alert(1)</script>`, Policy: "log example.com/log+1234+AAAA https://log.example.com\nquorum none\n"},

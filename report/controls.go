@@ -34,8 +34,8 @@ func notes(r *Report) []string {
 	if r.Verification.RawLeaves > 0 {
 		n = append(n, fmt.Sprintf("%d entries of the log are raw (written with POST /add): they carry no received time or source, so no period holds them; they are verified with the rest but not counted in the period.", r.Verification.RawLeaves))
 	}
-	if r.Entries.Commitments > 0 {
-		n = append(n, fmt.Sprintf("%d entries of the period are commitment leaves: their received time and source are public, their events are not, so they are counted by source but not by action or outcome.", r.Entries.Commitments))
+	if e := r.Entries; e.Commitments > e.Opened {
+		n = append(n, fmt.Sprintf("%d of the period's %d commitment entries have no event the report could read (erased, or not served: see the verification's findings): they are counted by source but not by action or outcome.", e.Commitments-e.Opened, e.Commitments))
 	}
 	n = append(n, "Entries are placed in the period by their received time, which the log's clock stamped when it accepted them; an event's own timestamps (if any) are not used.")
 	return n

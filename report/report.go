@@ -111,17 +111,24 @@ type Verification struct {
 	TilesMatched bool   `json:"tiles_matched"`
 	Size         uint64 `json:"size"`
 	Leaves       uint64 `json:"leaves"`
-	// EventLeaves, CommitmentLeaves, ErasureLeaves and RawLeaves count the
-	// leaves by the kind they claim to be (checkpoint.KindOf): they add up
-	// to Leaves. BadLeaves are those the auditor found not to be what they
-	// claim (not canonical).
-	EventLeaves      uint64    `json:"event_leaves"`
-	CommitmentLeaves uint64    `json:"commitment_leaves"`
-	ErasureLeaves    uint64    `json:"erasure_leaves"`
-	RawLeaves        uint64    `json:"raw_leaves"`
-	BadLeaves        uint64    `json:"bad_leaves"`
-	ElapsedSeconds   float64   `json:"elapsed_seconds"`
-	Findings         []Finding `json:"findings"`
+	// EventLeaves, CommitmentLeaves, ErasureLeaves, RawLeaves and
+	// BadLeaves are the auditor's counts of the leaves of each kind; they
+	// add up to Leaves. Bad leaves claim to be a kind the log writes
+	// without being one (or are erasures of their own index or later).
+	EventLeaves      uint64 `json:"event_leaves"`
+	CommitmentLeaves uint64 `json:"commitment_leaves"`
+	ErasureLeaves    uint64 `json:"erasure_leaves"`
+	RawLeaves        uint64 `json:"raw_leaves"`
+	BadLeaves        uint64 `json:"bad_leaves"`
+	// Of the commitment leaves: Opened, those whose event the log served
+	// and that opened the commitment; Erased, those without an event that
+	// an erasure leaf covers; Unchecked, those whose event was not fetched.
+	// The rest are findings (missing-payload, bad-opening).
+	Opened         uint64    `json:"opened"`
+	Erased         uint64    `json:"erased"`
+	Unchecked      uint64    `json:"unchecked"`
+	ElapsedSeconds float64   `json:"elapsed_seconds"`
+	Findings       []Finding `json:"findings"`
 }
 
 // Finding is one of the auditor's findings.
@@ -138,6 +145,10 @@ type PeriodEntries struct {
 	Events      uint64 `json:"events"`
 	Commitments uint64 `json:"commitments"`
 	Erasures    uint64 `json:"erasures"`
+	// Opened are the commitment leaves whose event the auditor opened and
+	// verified against the commitment; their events are counted by action
+	// and outcome with the event leaves'.
+	Opened uint64 `json:"opened"`
 	// Unparsed are entries whose received time is in the period but that
 	// are not valid leaves (bad leaves); they are counted nowhere else.
 	Unparsed      uint64     `json:"unparsed"`
@@ -146,13 +157,14 @@ type PeriodEntries struct {
 	FirstReceived *time.Time `json:"first_received"`
 	LastReceived  *time.Time `json:"last_received"`
 	// BySource counts every entry (event, commitment, erasure) by the name
-	// of the token that sent it; EventsBySource the event leaves alone.
+	// of the token that sent it; EventsBySource the events whose content
+	// was read (event leaves and opened commitment leaves).
 	BySource       map[string]uint64 `json:"by_source"`
 	EventsBySource map[string]uint64 `json:"events_by_source"`
-	// ByAction and ByOutcome count the events whose content the report
-	// read (event leaves), by the action and outcome the search package
-	// finds in them ("" when the event has none). Commitment leaves are not
-	// opened: they are in Commitments and BySource only.
+	// ByAction and ByOutcome count the same events by the action and
+	// outcome the search package finds in them ("" when the event has
+	// none). Commitment leaves not opened (erased, or not served) are in
+	// Commitments and BySource only.
 	ByAction  map[string]uint64 `json:"by_action"`
 	ByOutcome map[string]uint64 `json:"by_outcome"`
 }
@@ -233,7 +245,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	col := newCollector(o.From, o.To)
 	cfg := o.Auditor
-	cfg.OnLeaf = col.leaf
+	cfg.OnLeaf, cfg.OnOpened = col.leaf, col.opened
 	cfg.Rescan = true
 	if cfg.Now == nil {
 		cfg.Now = now
@@ -270,7 +282,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if earlier != nil && (signed == nil || !bytes.Equal(earlier, signed)) {
 		rep.Earlier = append(rep.Earlier, describe(p, earlier))
 	}
-	rep.Verification = verification(ar, col)
+	rep.Verification = verification(ar)
 	rep.Log.FirstReceived, rep.Log.LastReceived = receivedTime(col.logFirst), receivedTime(col.logLast)
 	rep.Entries = periodEntries(col)
 	rep.Erasures.InPeriod, rep.Erasures.Covering, rep.Erasures.ErasedInPeriod = col.erasureFigures()
@@ -355,7 +367,7 @@ func signingKey(p *checkpoint.Policy, signed []byte) string {
 	return ""
 }
 
-func verification(ar *auditor.Report, col *collector) Verification {
+func verification(ar *auditor.Report) Verification {
 	v := Verification{Witnessed: ar.Witnessed, ExitCode: ar.ExitCode(), Findings: []Finding{}}
 	v.Result = [...]string{"verified", "misbehaviour", "unchecked"}[v.ExitCode]
 	has := map[auditor.Kind]bool{}
@@ -366,16 +378,14 @@ func verification(ar *auditor.Report, col *collector) Verification {
 	if f := ar.Full; f != nil {
 		v.Verified = f.Verified
 		v.Size = f.Checkpoint.Size
-		v.Leaves = f.Counts.Leaves
-		v.BadLeaves = f.Counts.Bad
+		n := f.Counts
+		v.Leaves, v.EventLeaves, v.CommitmentLeaves, v.ErasureLeaves, v.RawLeaves, v.BadLeaves = n.Leaves, n.Event, n.Commitment, n.Erasure, n.Raw, n.Bad
+		v.Opened, v.Erased, v.Unchecked = n.Opened, n.Erased, n.Unchecked
 		v.ElapsedSeconds = f.Elapsed.Seconds()
 		complete := f.Counts.Leaves == f.Checkpoint.Size && !has[auditor.KindUnavailable]
 		v.RootMatched = f.Verified || complete && !has[auditor.KindRootMismatch]
 		v.TilesMatched = f.Verified || complete && !has[auditor.KindBadTiles]
 	}
-	col.mu.Lock()
-	v.EventLeaves, v.CommitmentLeaves, v.ErasureLeaves, v.RawLeaves = col.events, col.commitments, col.erasureLeaves, col.raw
-	col.mu.Unlock()
 	if !v.Verified && v.ExitCode == auditor.ExitVerified {
 		// Not reached: a full check that does not verify says why.
 		v.ExitCode, v.Result = auditor.ExitUnchecked, "unchecked"
@@ -399,7 +409,7 @@ func periodEntries(col *collector) PeriodEntries {
 	defer col.mu.Unlock()
 	p := col.p
 	e := PeriodEntries{
-		Entries: p.entries, Events: p.events, Commitments: p.commitments, Erasures: p.erasures, Unparsed: p.unparsed,
+		Entries: p.entries, Events: p.events, Commitments: p.commitments, Erasures: p.erasures, Opened: p.opened, Unparsed: p.unparsed,
 		FirstReceived: receivedTime(p.firstRcv), LastReceived: receivedTime(p.lastRcv),
 		BySource: maps.Clone(p.bySource), EventsBySource: maps.Clone(p.eventsBySource),
 		ByAction: maps.Clone(p.byAction), ByOutcome: maps.Clone(p.byOutcome),
