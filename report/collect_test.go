@@ -59,16 +59,16 @@ func erasureLeafBytes(t *testing.T, s int, source, reason string, ranges ...chec
 //
 // and the events of the commitment leaves that are not erased (7: z, 9: x),
 // which the auditor would open.
-func handBuiltLog(t *testing.T) ([][]byte, map[uint64][]byte) {
+func handBuiltLog(t *testing.T) ([][]byte, map[uint64]checkpoint.Opening) {
 	var leaves [][]byte
 	for i := range 5 {
 		leaves = append(leaves, eventLeaf(t, 1+i, "a", "early"))
 	}
-	opened := map[uint64][]byte{}
+	opened := map[uint64]checkpoint.Opening{}
 	for i, act := range []string{"v", "w", "z", "u", "x"} {
 		leaf, event := commitmentLeaf(t, 11+i, "b", act)
 		if i == 2 || i == 4 {
-			opened[uint64(len(leaves))] = event
+			opened[uint64(len(leaves))] = checkpoint.Opening{Salt: bytes.Repeat([]byte{byte(11 + i)}, checkpoint.SaltSize), Leaf: event}
 		}
 		leaves = append(leaves, leaf)
 	}
@@ -104,8 +104,8 @@ func TestCollectorHandBuiltLeaves(t *testing.T) {
 				for j := w; j < len(order); j += 4 {
 					i := order[j]
 					c.leaf(uint64(i), bytes.Clone(leaves[i]))
-					if e := opened[uint64(i)]; e != nil {
-						c.opened(uint64(i), bytes.Clone(e))
+					if o, ok := opened[uint64(i)]; ok {
+						c.opened(uint64(i), bytes.Clone(o.Leaf))
 					}
 				}
 			})
