@@ -35,7 +35,14 @@ func notes(r *Report) []string {
 		n = append(n, fmt.Sprintf("%d entries of the log are raw (written with POST /add): they carry no received time or source, so no period holds them; they are verified with the rest but not counted in the period.", r.Verification.RawLeaves))
 	}
 	if e := r.Entries; e.Commitments > e.Opened {
-		n = append(n, fmt.Sprintf("%d of the period's %d commitment entries have no event the report could read (erased, or not served: see the verification's findings): they are counted by source but not by action or outcome.", e.Commitments-e.Opened, e.Commitments))
+		why := "erased, or not served: see the verification's findings"
+		if r.Verification.Unchecked > 0 {
+			why = "erased, or not fetched (--skip-payloads)"
+		}
+		n = append(n, fmt.Sprintf("%d of the period's %d commitment entries have no event the report could read (%s): they are counted by source but not by action or outcome.", e.Commitments-e.Opened, e.Commitments, why))
+	}
+	if u := r.Verification.Unchecked; u > 0 {
+		n = append(n, fmt.Sprintf("%d commitment entries' events were not fetched (--skip-payloads): the tree is verified, but not that the log still holds those events, or that they match their commitments.", u))
 	}
 	n = append(n, "Entries are placed in the period by their received time, which the log's clock stamped when it accepted them; an event's own timestamps (if any) are not used.")
 	return n

@@ -31,7 +31,8 @@ func runReport(args []string) error {
 	out := fs.String("out", "", "write the HTML report to this file (required)")
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
 	stateDir := fs.String("state", "", "an auditor state directory: the checkpoint it accepted before is checked and listed (default: none)")
-	readTokenFile := fs.String("read-token-file", "", "file holding a read token for logs that protect their entry bundles")
+	readTokenFile := fs.String("read-token-file", "", "file holding a read token for logs that protect their entry bundles or their events (a commitment-mode log's /v1/payloads)")
+	skipPayloads := fs.Bool("skip-payloads", false, "in a commitment-mode log, check the tree only: do not fetch the events (they are counted by source, not by action)")
 	tlsCA := addTLSCAFlag(fs, "logs and witnesses")
 	workers := fs.Int("workers", auditor.DefaultWorkers, "entry bundles fetched at once")
 	compression := fs.String("compression", "auto", "entry bundles: gzip, identity, or auto (identity on loopback, gzip elsewhere)")
@@ -82,7 +83,7 @@ func runReport(args []string) error {
 	}
 	cfg := auditor.Config{
 		Policy: policy, LogURL: *logURL, StateDir: *stateDir, ReadToken: token, RootCAs: rootCAs,
-		Compression: *compression, MaxAge: *maxAge, Workers: *workers,
+		Compression: *compression, MaxAge: *maxAge, Workers: *workers, SkipPayloads: *skipPayloads,
 	}
 	if *stateDir == "" {
 		// Evidence of a split view goes beside the report.
