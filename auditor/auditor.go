@@ -86,9 +86,10 @@ type Config struct {
 	// commitment leaf's opening holds, once the opening verified against
 	// the commitment (content checks: not with SkipPayloads).
 	OnOpened func(index uint64, eventLeaf []byte)
-	// Rescan makes Full check every leaf from index 0 again, ignoring the
-	// progress an earlier run saved in StateDir (a run that completes
-	// replaces it), so that OnLeaf sees the whole log.
+	// Rescan makes Full check every leaf from index 0, with progress of its
+	// own that it does not save, so that OnLeaf sees the whole log; the
+	// progress an earlier run saved in StateDir is neither used nor changed
+	// (the accepted checkpoint still is). Not with a Sink.
 	Rescan bool
 }
 
@@ -112,6 +113,9 @@ type Auditor struct {
 func New(cfg Config) (*Auditor, error) {
 	if cfg.Policy == nil {
 		return nil, errors.New("auditor: a policy is required")
+	}
+	if cfg.Rescan && cfg.Sink != nil {
+		return nil, errors.New("auditor: Rescan and a Sink do not go together: a rescan keeps no progress, and the Sink's spool is part of it")
 	}
 	if cfg.MaxAge == 0 {
 		cfg.MaxAge = DefaultMaxAge

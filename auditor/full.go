@@ -123,19 +123,13 @@ func (a *Auditor) Full(ctx context.Context) (*Report, error) {
 		return r, nil
 	}
 	st := &a.state.full
+	if a.cfg.Rescan {
+		// Progress of its own, from leaf 0: what the state directory saved
+		// stays as it was.
+		st = &fullState{Origin: a.origin}
+	}
 	res := &FullResult{Checkpoint: target.c, Signed: target.raw}
 	r.Full = res
-	if a.cfg.Rescan {
-		st.Next, st.Range, st.Counts, st.Checked, st.Root = 0, nil, Counts{}, 0, nil
-		st.Missing, st.Opened = nil, nil
-		if st.Spool != nil {
-			// A spool continued from leaf 0 would hold its leaves twice.
-			st.Spool = nil
-			if a.state.dir != "" {
-				os.Remove(filepath.Join(a.state.dir, spoolFile))
-			}
-		}
-	}
 	if a.cfg.Sink == nil && st.Spool != nil {
 		// Leaves checked without a Sink are not spooled: a spool
 		// continued later would have a hole.
@@ -197,6 +191,9 @@ func (a *Auditor) Full(ctx context.Context) (*Report, error) {
 		}
 		st.Next, st.Range, st.Counts = rng.End(), rng.Hashes(), counts
 		st.Missing, st.Opened = slices.Clone(pc.missing.runs), slices.Clone(pc.opened.runs)
+		if a.cfg.Rescan {
+			return // progress of its own
+		}
 		if err := a.state.saveFull(); err != nil {
 			a.unavailable(r, "save the full check's progress", err)
 		}

@@ -2,6 +2,9 @@ package auditor
 
 import (
 	"bytes"
+	"context"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -60,15 +63,23 @@ func TestOnLeafRescanSignedAccepted(t *testing.T) {
 	if !r.Full.Verified || len(seen) != 0 || !bytes.Equal(before, signed) {
 		t.Fatalf("second run: verified %v, %d leaves seen, accepted before %q", r.Full.Verified, len(seen), before)
 	}
-	// With it, every leaf again, and the state still says checked.
+	// With it, every leaf again; and the progress saved is left as it was:
+	// the next run without Rescan checks the leaves added since the first.
 	l.append(mixedLeaves(t, "b", 300)...)
 	honest(l)
+	full0, _ := os.ReadFile(filepath.Join(state, fullFile))
 	r, seen, before = run(true)
 	if f := r.Full; !f.Verified || f.Resumed != 0 || f.Checked != 1000 || f.Counts.Leaves != 1000 || len(seen) != 1000 || !bytes.Equal(before, signed) {
 		t.Fatalf("rescan: %+v, %d leaves seen", f, len(seen))
 	}
+	if full1, _ := os.ReadFile(filepath.Join(state, fullFile)); !bytes.Equal(full0, full1) {
+		t.Errorf("a rescan changed the saved progress:\n%s\n%s", full0, full1)
+	}
 	r, seen, _ = run(false)
-	if !r.Full.Verified || r.Full.Resumed != 1000 || len(seen) != 0 {
+	if !r.Full.Verified || r.Full.Resumed != 700 || r.Full.Checked != 300 || len(seen) != 300 {
 		t.Fatalf("after a rescan: %+v, %d leaves seen", r.Full, len(seen))
+	}
+	if _, err := New(Config{Policy: p, Rescan: true, Sink: SinkFunc(func(context.Context, VerifiedCheckpoint, *LeafReader) error { return nil })}); err == nil {
+		t.Error("New took Rescan with a Sink")
 	}
 }
