@@ -216,6 +216,18 @@ func TestHTMLErasuresAndEscaping(t *testing.T) {
 			t.Errorf("the HTML lacks %q", want)
 		}
 	}
+	// Verified entries and a finding (a stale log, say): not a plain "Verified".
+	rep.Checkpoint = &Signed{Size: 19}
+	rep.Verification = Verification{Result: "misbehaviour", ExitCode: 1, Verified: true, Leaves: 19, Findings: []Finding{{Kind: "stale", Severity: "critical"}}}
+	rep.Notes = notes(rep)
+	var b2 bytes.Buffer
+	if err := rep.WriteHTML(&b2); err != nil {
+		t.Fatal(err)
+	}
+	if s := b2.String(); strings.Contains(s, "<strong>Verified.</strong>") || !strings.Contains(s, "Entries verified, but the check found problems (misbehaviour)") ||
+		!strings.Contains(rep.Notes[0], "but the check found problems") {
+		t.Errorf("verified entries with a finding: notes %q", rep.Notes)
+	}
 	if strings.Contains(b.String(), "<script") || strings.Contains(b.String(), "<img") {
 		t.Error("markup from the log reached the HTML unescaped")
 	}

@@ -19,6 +19,8 @@ func notes(r *Report) []string {
 		n = append(n, "The log could not be verified: no witnessed checkpoint was found to check it against. The figures below are not evidence of anything.")
 	case !v.Verified:
 		n = append(n, fmt.Sprintf("The full verification did NOT succeed (%s): the figures below come from what the log served, which did not verify. See the findings.", v.Result))
+	case v.ExitCode != 0:
+		n = append(n, fmt.Sprintf("Every entry verified against the checkpoint, but the check found problems (%s): see the findings.", v.Result))
 	}
 	if c := r.Checkpoint; c != nil {
 		// Cosignature times are whole seconds: the quorum may have been met
