@@ -56,8 +56,12 @@ func notes(r *Report) []string {
 func controls(r *Report) []Control {
 	verified := "This report's full verification recomputed the Merkle root from every entry and it did NOT match, or could not be completed: see the findings."
 	if r.Verification.Verified && r.Checkpoint != nil {
-		verified = fmt.Sprintf("This report's full verification read all %d entries, recomputed the Merkle tree from them and matched its root and every hash tile against the checkpoint of size %d cosigned by a quorum of the policy's witnesses: any change to, removal of, or insertion among those entries after the checkpoint was cosigned would have made it fail.",
-			r.Verification.Leaves, r.Checkpoint.Size)
+		by := "cosigned by a quorum of the policy's witnesses"
+		if r.Checkpoint.Quorum == "none" {
+			by = "signed by the log (the policy asks no witness to cosign: nothing but the log's key stands behind it)"
+		}
+		verified = fmt.Sprintf("This report's full verification read all %d entries, recomputed the Merkle tree from them and matched its root and every hash tile against the checkpoint of size %d %s: any change to, removal of, or insertion among those entries after the checkpoint was signed would have made it fail.",
+			r.Verification.Leaves, r.Checkpoint.Size, by)
 	}
 	span := "The log holds no entry with a received time."
 	if f, l := r.Log.FirstReceived, r.Log.LastReceived; f != nil && l != nil {
