@@ -293,9 +293,12 @@ func TestReportWitnessedLog(t *testing.T) {
 	}
 
 	// A period with nothing in it, and a log that cannot be reached.
-	o, code = reportCLI(t, "--policy", wl.policy, "--log", u, "--from", "2001-01-01", "--to", "2001-02-01", "--out", htmlFile, "--json", jsonFile)
+	o, code = reportCLI(t, "--policy", wl.policy, "--log", u, "--from", "2001-01-01", "--to", "2001-02-01", "--out", htmlFile, "--json", jsonFile, "--progress", "lines")
 	if code != 0 {
 		t.Fatalf("empty period: exit %d\n%s", code, o)
+	}
+	if want := fmt.Sprintf("report: %d/%d entries (100.0%%)", total+1, total+1); !strings.Contains(o, want) {
+		t.Errorf("--progress lines: no %q in\n%s", want, o)
 	}
 	jb, _ = os.ReadFile(jsonFile)
 	var empty report.Report
