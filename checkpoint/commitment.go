@@ -202,10 +202,14 @@ type Opening struct {
 
 // Verify checks that o opens c: SHA-256 of the salt and the leaf is c's
 // commitment, the leaf is a canonical event leaf, and its received time and
-// source are c's. It returns the event leaf.
+// source are c's, and the leaf is no larger than MaxLeafSize, as every
+// event leaf the log writes. It returns the event leaf.
 func (o Opening) Verify(c CommitmentLeaf) (Leaf, error) {
 	if len(o.Salt) != SaltSize {
 		return Leaf{}, fmt.Errorf("%w: the opening's salt is %d bytes, not %d", ErrOpening, len(o.Salt), SaltSize)
+	}
+	if len(o.Leaf) > MaxLeafSize {
+		return Leaf{}, fmt.Errorf("%w: its event leaf is %d bytes, more than the %d a leaf may hold", ErrOpening, len(o.Leaf), MaxLeafSize)
 	}
 	if Commit(o.Salt, o.Leaf) != c.Commitment {
 		return Leaf{}, fmt.Errorf("%w: the salt and event leaf do not hash to the commitment: the content was changed", ErrOpening)
