@@ -56,6 +56,9 @@ type FullResult struct {
 	// Checkpoint is the witnessed checkpoint the leaves were checked
 	// against.
 	Checkpoint checkpoint.Checkpoint
+	// Signed is that checkpoint as the log served it: the signed note
+	// with its cosignatures.
+	Signed []byte
 	// Verified: every leaf was fetched, the recomputed root equals the
 	// checkpoint's and every hash tile matched.
 	Verified bool
@@ -122,7 +125,12 @@ func (a *Auditor) Full(ctx context.Context) (*Report, error) {
 		return r, nil
 	}
 	st := &a.state.full
-	res := &FullResult{Checkpoint: target.c}
+	if a.cfg.Rescan {
+		// Progress of its own, from leaf 0: what the state directory saved
+		// stays as it was.
+		st = &fullState{Origin: a.origin}
+	}
+	res := &FullResult{Checkpoint: target.c, Signed: target.raw}
 	r.Full = res
 	if a.cfg.Sink == nil && st.Spool != nil {
 		// Leaves checked without a Sink are not spooled: a spool
@@ -188,6 +196,9 @@ func (a *Auditor) Full(ctx context.Context) (*Report, error) {
 		}
 		st.Next, st.Range, st.Counts = rng.End(), rng.Hashes(), counts
 		st.Missing, st.Served = slices.Clone(pc.missing.runs), pc.servedRuns(rng.End())
+		if a.cfg.Rescan {
+			return // progress of its own
+		}
 		if err := a.state.saveFull(); err != nil {
 			a.unavailable(r, "save the full check's progress", err)
 		}
@@ -693,6 +704,9 @@ func (w *bundleWorker) do(ctx context.Context, ri layout.RangeInfo) bundleResult
 		w.h.Sum(h[:0])
 		_ = res.rng.Append(h, visit)
 		idx := base + uint64(i)
+		if w.a.cfg.OnLeaf != nil {
+			w.a.cfg.OnLeaf(idx, leaf)
+		}
 		l := classifyLeaf(leaf)
 		switch l.class {
 		case leafEvent:
@@ -820,6 +834,9 @@ func (w *bundleWorker) contents(ctx context.Context, res *bundleResult) error {
 		res.opened = append(res.opened, c.index)
 		opened[c.index] = o
 		_ = l
+		if w.a.cfg.OnOpened != nil {
+			w.a.cfg.OnOpened(c.index, o.Leaf)
+		}
 		if rules := w.a.cfg.Rules; len(rules) > 0 {
 			for _, name := range matchRules(rules, o.Leaf) {
 				res.counts.RuleHits++
