@@ -74,6 +74,23 @@ type Config struct {
 	ProgressInterval time.Duration
 	// Metrics, if set, is updated as checks run.
 	Metrics *Metrics
+	// OnLeaf, if set, is called with every leaf a check reads from the
+	// log's entry bundles (a full check: every leaf it checks in this run),
+	// with its index. It is called from the goroutines fetching bundles,
+	// concurrently and in no particular order, before the bundle's hashes
+	// are checked against the tiles: what it is given is verified only if
+	// the check ends with FullResult.Verified. leaf is valid only during
+	// the call.
+	OnLeaf func(index uint64, leaf []byte)
+	// OnOpened, if set, is called like OnLeaf with the event leaf a
+	// commitment leaf's opening holds, once the opening verified against
+	// the commitment (content checks: not with SkipPayloads).
+	OnOpened func(index uint64, eventLeaf []byte)
+	// Rescan makes Full check every leaf from index 0, with progress of its
+	// own that it does not save, so that OnLeaf sees the whole log; the
+	// progress an earlier run saved in StateDir is neither used nor changed
+	// (the accepted checkpoint still is). Not with a Sink.
+	Rescan bool
 }
 
 // An Auditor checks one log against a policy. Its methods must not be called
@@ -96,6 +113,9 @@ type Auditor struct {
 func New(cfg Config) (*Auditor, error) {
 	if cfg.Policy == nil {
 		return nil, errors.New("auditor: a policy is required")
+	}
+	if cfg.Rescan && cfg.Sink != nil {
+		return nil, errors.New("auditor: Rescan and a Sink do not go together: a rescan keeps no progress, and the Sink's spool is part of it")
 	}
 	if cfg.MaxAge == 0 {
 		cfg.MaxAge = DefaultMaxAge
@@ -158,6 +178,16 @@ func New(cfg Config) (*Auditor, error) {
 		state:  st,
 		seen:   map[string]bool{},
 	}, nil
+}
+
+// Accepted returns the last checkpoint the auditor accepted, verbatim (a
+// signed note with its cosignatures), or nil if none: before a check, the
+// one an earlier run accepted, kept in StateDir.
+func (a *Auditor) Accepted() []byte {
+	if a.state.follow.Accepted == "" {
+		return nil
+	}
+	return []byte(a.state.follow.Accepted)
 }
 
 // Close releases the state directory's lock.

@@ -3,8 +3,11 @@ package auditor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -439,5 +442,196 @@ func TestFollowChecksContents(t *testing.T) {
 	}
 	if n != 1 {
 		t.Fatalf("bad opening reported %d times: %v", n, reported)
+	}
+}
+
+// Attack (false alarm): a check is interrupted after it was served leaf
+// 10's content; the log then erases leaf 10, as it may (retention does so
+// all the time). The resumed check, against the newer tree, must not take
+// the new erasure for one that the log ignored: the content was served
+// before the erasure existed.
+func TestErasureAfterAnInterruptionIsNoFalseAlarm(t *testing.T) {
+	keys := newTestKeys(t, 1)
+	l, ps := newCommitmentLog(t, keys, "a", 1500)
+	honest(l)
+	p := keys.policy(l.srv.URL, 1)
+	state := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	a := newTestAuditor(t, p, func(c *Config) {
+		c.StateDir, c.ProgressInterval, c.Workers = state, time.Nanosecond, 1
+		c.OnProgress = func(p Progress) {
+			if p.Done >= 768 {
+				cancel()
+			}
+		}
+	})
+	if _, err := a.Full(ctx); err == nil {
+		t.Fatal("Full did not stop when cancelled")
+	}
+	a.Close()
+	// Erased after it was served, and honestly: leaf and content go.
+	l.append(erasureLeaf(t, 10, 11))
+	ps.erase(10, 11)
+	ps.appendEvents(t, eventLeaves(t, "b", 5))
+	honest(l)
+	a = newTestAuditor(t, p, func(c *Config) { c.StateDir = state })
+	r := full(t, a)
+	if r.Full.Resumed < 768 {
+		t.Fatalf("not resumed: %+v", r.Full)
+	}
+	wantExit(t, r, ExitVerified)
+	// Served once, erased since: counted as opened, not as erased.
+	if c := r.Full.Counts; c.Opened != 1505 || c.Erasure != 1 {
+		t.Fatalf("counts %+v", c)
+	}
+}
+
+// Attack: the log commits to an event leaf larger than any leaf it may
+// write (checkpoint.MaxLeafSize), and serves it. It opens the commitment,
+// but is no event the log could have taken; it is a bad opening, and it
+// must not jam the export of the others.
+func TestOversizedOpeningIsBad(t *testing.T) {
+	keys := newTestKeys(t, 1)
+	l, ps := newCommitmentLog(t, keys, "a", 3)
+	big, _, _, err := checkpoint.AppendEventLeaf(nil, []byte(`{"blob":"`+strings.Repeat("x", checkpoint.MaxLeafSize)+`"}`),
+		time.Date(2026, 11, 25, 23, 0, 0, 0, time.UTC), "deploy-bot", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps.appendEvents(t, [][]byte{big})
+	ps.appendEvents(t, eventLeaves(t, "b", 2))
+	honest(l)
+	var shipped []uint64
+	sink := SinkFunc(func(ctx context.Context, cp VerifiedCheckpoint, leaves *LeafReader) error {
+		for {
+			v, err := leaves.Next()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				return err
+			}
+			shipped = append(shipped, v.Index)
+		}
+	})
+	r := full(t, newTestAuditor(t, keys.policy(l.srv.URL, 1), func(c *Config) { c.Sink = sink }))
+	if ks := kinds(r); !slices.Equal(ks, []Kind{KindBadOpening}) {
+		t.Fatalf("findings %+v", r.Findings)
+	}
+	if f := has(r, KindBadOpening); f.Details["index"] != uint64(3) {
+		t.Fatalf("finding %+v", f)
+	}
+	if !slices.Equal(shipped, []uint64{0, 1, 2, 4, 5}) {
+		t.Fatalf("shipped %v", shipped)
+	}
+}
+
+// Attacks on GET /v1/payloads: a log that serves a line twice, out of
+// order, outside the range asked, a line that is both or neither opening
+// and erased, one entry's content for a raw entry, "erased" for content it
+// deleted without an erasure leaf, or an endless answer. None passes for
+// a verified log: an answer that breaks the format cannot be checked, and
+// a well-formed lie is misbehaviour.
+func TestHostilePayloadAnswers(t *testing.T) {
+	keys := newTestKeys(t, 1)
+	l, ps := newCommitmentLog(t, keys, "a", 5)
+	l.append([]byte("raw entry 5"))
+	ps.appendEvents(t, eventLeaves(t, "b", 4)) // 6..9
+	honest(l)
+	line := func(lines []string, i int) string {
+		for _, s := range lines {
+			if strings.HasPrefix(s, fmt.Sprintf(`{"index":%d,`, i)) {
+				return s
+			}
+		}
+		t.Fatalf("no line for %d in %q", i, lines)
+		return ""
+	}
+	for _, c := range []struct {
+		name   string
+		mangle func(lines []string) []string
+		want   Kind
+	}{
+		{"twice", func(ls []string) []string { return append(ls[:4:4], append([]string{ls[3]}, ls[4:]...)...) }, KindUnavailable},
+		{"reordered", func(ls []string) []string { ls[2], ls[3] = ls[3], ls[2]; return ls }, KindUnavailable},
+		{"beyond", func(ls []string) []string {
+			return append(ls, strings.Replace(line(ls, 9), `"index":9`, `"index":10`, 1))
+		}, KindUnavailable},
+		{"before", func(ls []string) []string {
+			return append([]string{`{"erased":true,"index":18446744073709551615}`}, ls...)
+		}, KindUnavailable},
+		{"both", func(ls []string) []string {
+			ls[4] = strings.Replace(ls[4], `{"index":4,`, `{"erased":true,"index":4,`, 1)
+			return ls
+		}, KindUnavailable},
+		{"neither", func(ls []string) []string { ls[4] = `{"index":4}`; return ls }, KindUnavailable},
+		{"no index", func(ls []string) []string { ls[4] = strings.Replace(ls[4], `"index":4,`, ``, 1); return ls }, KindUnavailable},
+		{"raw entry served", func(ls []string) []string {
+			return append(ls[:5:5], append([]string{strings.Replace(line(ls, 4), `"index":4`, `"index":5`, 1)}, ls[5:]...)...)
+		}, KindBadOpening},
+		{"lies erased", func(ls []string) []string { ls[4] = `{"erased":true,"index":4}`; return ls }, KindMissing},
+		{"omits", func(ls []string) []string { return append(ls[:4:4], ls[5:]...) }, KindMissing},
+		{"endless", func(ls []string) []string {
+			return append(ls, strings.Repeat(" ", 10*maxPayloadLine+4096))
+		}, KindUnavailable},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l.wrap = func(files http.Handler) http.Handler {
+				return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+					if r.URL.Path != "/v1/payloads" {
+						files.ServeHTTP(rw, r)
+						return
+					}
+					rec := httptest.NewRecorder()
+					ps.serve(rec, r)
+					lines := strings.Split(strings.TrimSuffix(rec.Body.String(), "\n"), "\n")
+					if len(lines) != 9 {
+						t.Errorf("honest answer %q", lines)
+					}
+					fmt.Fprint(rw, strings.Join(c.mangle(lines), "\n")+"\n")
+				})
+			}
+			r := full(t, newTestAuditor(t, keys.policy(l.srv.URL, 1), nil))
+			if ks := kinds(r); !slices.Equal(ks, []Kind{c.want}) || r.Full.Verified {
+				t.Fatalf("findings %+v, full %+v", r.Findings, r.Full)
+			}
+		})
+	}
+}
+
+// Attack: the log appends an erasure leaf for old entries, as a data
+// subject or a retention policy asks, and keeps serving their content. An
+// auditor that checks each new part of the log as it comes (a state
+// directory, run from a timer, or following) fetched that content long
+// before the erasure: it must ask again when it meets the erasure leaf.
+func TestErasedLaterButStillServedIsCaught(t *testing.T) {
+	rules, err := ParseRules([]byte(`never: action == "nothing"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, follow := range []bool{false, true} {
+		keys := newTestKeys(t, 1)
+		l, ps := newCommitmentLog(t, keys, "a", 300)
+		honest(l)
+		a := newTestAuditor(t, keys.policy(l.srv.URL, 1), func(c *Config) { c.StateDir, c.Rules = t.TempDir(), rules })
+		run := func() *Report {
+			if follow {
+				return check(t, a)
+			}
+			return full(t, a)
+		}
+		wantExit(t, run(), ExitVerified)
+		l.append(erasureLeaf(t, 10, 12, 250, 251)) // index 300
+		ps.erase(250, 251)                         // 10 and 11 are still served
+		ps.appendEvents(t, eventLeaves(t, "b", 3))
+		honest(l)
+		r := run()
+		fs := findingsOf(r, KindErasedServed)
+		if len(fs) != 1 || fs[0].Details["from"] != uint64(10) || fs[0].Details["to"] != uint64(12) || fs[0].Details["erasure_index"] != uint64(300) {
+			t.Fatalf("follow %t: findings %+v", follow, r.Findings)
+		}
+		if ks := kinds(r); !slices.Equal(ks, []Kind{KindErasedServed}) {
+			t.Fatalf("follow %t: findings %+v", follow, r.Findings)
+		}
 	}
 }

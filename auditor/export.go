@@ -48,7 +48,7 @@ import (
 //     was refused for load (429): then the batch is sent again.
 //
 // HTTP batches hold at most ExportConfig.BatchBytes of records (one larger
-// record goes alone). A 429 or 5xx reply, or a connection error, is retried
+// record goes alone). Redirects are not followed: a 3xx reply fails. A 429 or 5xx reply, or a connection error, is retried
 // with exponential backoff (ExportConfig.Backoff, doubling up to 30s, or
 // what Retry-After says, up to ExportConfig.Retries times); any other reply
 // fails the export with what the server said, and the next check with the
@@ -131,6 +131,12 @@ func NewExporter(cfg ExportConfig) (*Exporter, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: time.Minute}
 	}
+	// A redirect is a failure: Go's client follows a 301, 302 or 303 with
+	// a GET without the batch, and would take the reply at the end for
+	// its success; a 307 or 308 sends the batch where Dest did not say.
+	hc := *cfg.HTTPClient
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	cfg.HTTPClient = &hc
 	e := &Exporter{cfg: cfg}
 	if strings.HasPrefix(cfg.Dest, "http://") || strings.HasPrefix(cfg.Dest, "https://") {
 		u, err := url.Parse(cfg.Dest)

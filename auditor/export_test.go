@@ -503,3 +503,41 @@ func TestExportNDJSONOverHTTP(t *testing.T) {
 	wantExit(t, r, ExitVerified)
 	checkRecords(t, l, readRecords(t, body), want, signed)
 }
+
+// Attack: the endpoint redirects the POST. Go's client would follow a 302
+// with a GET and no body, and take the 200 at the end for success: the
+// events would be lost, and the check say they were exported. A redirect
+// is a failure, whichever code (307 would resend the batch elsewhere).
+func TestExportRefusesRedirects(t *testing.T) {
+	keys := newTestKeys(t, 1)
+	l, _, _ := exportLog(t, keys)
+	honest(l)
+	for _, code := range []int{http.StatusFound, http.StatusTemporaryRedirect} {
+		var mu sync.Mutex
+		var got []string
+		srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			got = append(got, r.Method+" "+r.URL.Path)
+			mu.Unlock()
+			if r.URL.Path == "/services/collector/event" {
+				http.Redirect(rw, r, "/elsewhere", code)
+				return
+			}
+			fmt.Fprint(rw, `{"text":"Success","code":0}`)
+		}))
+		ex, err := NewExporter(ExportConfig{Dest: srv.URL + "/services/collector/event", Format: ExportSplunkHEC, Token: "hec-token", Backoff: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := full(t, newTestAuditor(t, keys.policy(l.srv.URL, 1), func(c *Config) { c.Sink = ex }))
+		srv.Close()
+		wantExit(t, r, ExitUnchecked)
+		// Nothing was exported, and the report must not say otherwise.
+		if f := has(r, KindUnavailable); f == nil || !strings.Contains(f.Message, "export") || r.Full.Shipped != 0 {
+			t.Fatalf("%d: requests %v, findings %+v, shipped %d", code, got, r.Findings, r.Full.Shipped)
+		}
+		if !slices.Equal(got, []string{"POST /services/collector/event"}) {
+			t.Fatalf("%d: requests %v", code, got)
+		}
+	}
+}

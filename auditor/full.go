@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -55,6 +56,9 @@ type FullResult struct {
 	// Checkpoint is the witnessed checkpoint the leaves were checked
 	// against.
 	Checkpoint checkpoint.Checkpoint
+	// Signed is that checkpoint as the log served it: the signed note
+	// with its cosignatures.
+	Signed []byte
 	// Verified: every leaf was fetched, the recomputed root equals the
 	// checkpoint's and every hash tile matched.
 	Verified bool
@@ -66,7 +70,8 @@ type FullResult struct {
 	Checked uint64
 	Elapsed time.Duration
 	// Shipped is the number of verified events (event leaves and opened
-	// commitment leaves) given to Config.Sink.
+	// commitment leaves) given to Config.Sink; 0 if it failed (they are
+	// offered again).
 	Shipped uint64
 }
 
@@ -120,7 +125,12 @@ func (a *Auditor) Full(ctx context.Context) (*Report, error) {
 		return r, nil
 	}
 	st := &a.state.full
-	res := &FullResult{Checkpoint: target.c}
+	if a.cfg.Rescan {
+		// Progress of its own, from leaf 0: what the state directory saved
+		// stays as it was.
+		st = &fullState{Origin: a.origin}
+	}
+	res := &FullResult{Checkpoint: target.c, Signed: target.raw}
 	r.Full = res
 	if a.cfg.Sink == nil && st.Spool != nil {
 		// Leaves checked without a Sink are not spooled: a spool
@@ -152,11 +162,14 @@ func (a *Auditor) Full(ctx context.Context) (*Report, error) {
 	if rng == nil || err != nil {
 		rng = rangeFactory.NewEmptyRange(0)
 		st.Next, st.Range, st.Counts, st.Checked, st.Root = 0, nil, Counts{}, 0, nil
-		st.Missing, st.Opened, st.Spool = nil, nil, nil
+		st.Missing, st.Served, st.Spool = nil, nil, nil
 	}
 	res.Resumed = rng.End()
 	counts, before := st.Counts, st.Counts
-	pc := &contents{missing: indexSet{slices.Clone(st.Missing)}, opened: indexSet{slices.Clone(st.Opened)}}
+	pc := &contents{missing: indexSet{slices.Clone(st.Missing)}}
+	for _, s := range st.Served {
+		pc.served = append(pc.served, servedSet{below: s.Below, set: indexSet{slices.Clone(s.Runs)}})
+	}
 	var sp *spool
 	if a.cfg.Sink != nil {
 		if sp, err = openSpool(a.state.dir, st.Spool, rng.End()); err != nil {
@@ -182,7 +195,10 @@ func (a *Auditor) Full(ctx context.Context) (*Report, error) {
 			st.Spool = rec
 		}
 		st.Next, st.Range, st.Counts = rng.End(), rng.Hashes(), counts
-		st.Missing, st.Opened = slices.Clone(pc.missing.runs), slices.Clone(pc.opened.runs)
+		st.Missing, st.Served = slices.Clone(pc.missing.runs), pc.servedRuns(rng.End())
+		if a.cfg.Rescan {
+			return // progress of its own
+		}
 		if err := a.state.saveFull(); err != nil {
 			a.unavailable(r, "save the full check's progress", err)
 		}
@@ -231,6 +247,8 @@ func (a *Auditor) ship(ctx context.Context, r *Report, target *signedCP, sp *spo
 		err = a.cfg.Sink.Ship(ctx, VerifiedCheckpoint{Checkpoint: target.c, Note: target.raw}, lr)
 	}
 	if err != nil {
+		// They are offered again: none counts as shipped.
+		r.Full.Shipped = 0
 		sp.close(false)
 		a.unavailable(r, "export the verified events", err)
 		return
@@ -290,6 +308,7 @@ type bundleResult struct {
 type indexedErasure struct {
 	index   uint64
 	erasure checkpoint.Erasure
+	served  []checkpoint.IndexRange // what of it the log serves still (runs)
 }
 
 type spoolEntry struct {
@@ -299,9 +318,77 @@ type spoolEntry struct {
 
 // contents tracks, across the bundles of a check, the commitment leaves
 // whose content is missing and not (yet) covered by an erasure, and those
-// whose content was served (see payloads.go).
+// whose content was served (see payloads.go), by the size of the tree the
+// check was against: a check resumed against a larger tree must not hold
+// an erasure made since against content served before it.
 type contents struct {
-	missing, opened indexSet
+	missing indexSet
+	served  []servedSet
+}
+
+type servedSet struct {
+	below uint64 // the size of the tree checked when the content was served
+	set   indexSet
+}
+
+// serve records that the content of leaf i was served in a check against
+// a tree of size below.
+func (pc *contents) serve(i, below uint64) {
+	if n := len(pc.served); n == 0 || pc.served[n-1].below != below {
+		pc.served = append(pc.served, servedSet{below: below})
+	}
+	pc.served[len(pc.served)-1].set.add(i)
+}
+
+// erase takes r, which the erasure leaf at index j erases, out of the
+// served contents, and returns those served by a check whose tree held
+// that leaf: the log served them after it had erased them.
+func (pc *contents) erase(j uint64, r checkpoint.IndexRange) []checkpoint.IndexRange {
+	var took []checkpoint.IndexRange
+	for k := range pc.served {
+		if s := &pc.served[k]; s.below > j {
+			took = append(took, s.set.remove(r)...)
+		}
+	}
+	return took
+}
+
+// eraseAll is erase for each of an erasure leaf's ranges.
+func (pc *contents) eraseAll(j uint64, rs []checkpoint.IndexRange) []checkpoint.IndexRange {
+	var took []checkpoint.IndexRange
+	for _, r := range rs {
+		took = append(took, pc.erase(j, r)...)
+	}
+	return took
+}
+
+// unionRuns merges two lists of runs into sorted runs, disjoint and not
+// touching.
+func unionRuns(a, b []checkpoint.IndexRange) []checkpoint.IndexRange {
+	all := append(slices.Clone(a), b...)
+	slices.SortFunc(all, func(x, y checkpoint.IndexRange) int { return cmp.Compare(x.From, y.From) })
+	var out []checkpoint.IndexRange
+	for _, r := range all {
+		if n := len(out); n > 0 && r.From <= out[n-1].To {
+			out[n-1].To = max(out[n-1].To, r.To)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// servedRuns is what to save of the served contents when the leaves below
+// next have been merged: an erasure leaf to come can convict only those
+// served in a tree larger than next.
+func (pc *contents) servedRuns(next uint64) []servedRuns {
+	var out []servedRuns
+	for _, s := range pc.served {
+		if s.below > next && len(s.set.runs) > 0 {
+			out = append(out, servedRuns{Below: s.below, Runs: slices.Clone(s.set.runs)})
+		}
+	}
+	return out
 }
 
 type node struct {
@@ -462,17 +549,18 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 			pc.missing.add(i)
 		}
 		for _, i := range res.opened {
-			pc.opened.add(i)
+			pc.serve(i, size)
 		}
 		for _, e := range res.erasures {
 			for _, er := range e.erasure.Entries {
 				for _, t := range pc.missing.remove(er) {
 					counts.Erased += t.To - t.From
 				}
-				for _, t := range pc.opened.remove(er) {
-					contentFinding(KindErasedServed, fmt.Sprint(t.From, "-", t.To), map[string]any{"from": t.From, "to": t.To, "erasure_index": e.index},
-						"the log still serves the content of %s, which erasure leaf %d erased: erased events must leave the payload store (and the search index)", rangeText(t), e.index)
-				}
+			}
+			// Served after the erasure, by this check or now.
+			for _, t := range unionRuns(pc.eraseAll(e.index, e.erasure.Entries), e.served) {
+				contentFinding(KindErasedServed, fmt.Sprint(t.From, "-", t.To), map[string]any{"from": t.From, "to": t.To, "erasure_index": e.index},
+					"the log still serves the content of %s, which erasure leaf %d erased: erased events must leave the payload store (and the search index)", rangeText(t), e.index)
 			}
 		}
 		for _, h := range res.hits {
@@ -541,7 +629,7 @@ func (a *Auditor) replay(ctx context.Context, r *Report, target *signedCP, rng *
 		a.addf(r, KindMissing, "", nil, "%d more content findings (%d in all)", contentFindings-maxLeafFindings, contentFindings)
 	}
 	// Erasures after this tree may erase what was served in it.
-	pc.opened = indexSet{}
+	pc.served = nil
 	return true, ok, nil
 }
 
@@ -616,6 +704,9 @@ func (w *bundleWorker) do(ctx context.Context, ri layout.RangeInfo) bundleResult
 		w.h.Sum(h[:0])
 		_ = res.rng.Append(h, visit)
 		idx := base + uint64(i)
+		if w.a.cfg.OnLeaf != nil {
+			w.a.cfg.OnLeaf(idx, leaf)
+		}
 		l := classifyLeaf(leaf)
 		switch l.class {
 		case leafEvent:
@@ -648,7 +739,7 @@ func (w *bundleWorker) do(ctx context.Context, ri layout.RangeInfo) bundleResult
 				break
 			}
 			res.counts.Erasure++
-			res.erasures = append(res.erasures, indexedErasure{idx, l.erasure})
+			res.erasures = append(res.erasures, indexedErasure{index: idx, erasure: l.erasure})
 			if w.spool {
 				res.spool = append(res.spool, spoolEntry{index: idx, leaf: bytes.Clone(leaf)})
 			}
@@ -659,6 +750,14 @@ func (w *bundleWorker) do(ctx context.Context, ri layout.RangeInfo) bundleResult
 		if err := w.contents(ctx, &res); err != nil {
 			res.err = err
 			return res
+		}
+	}
+	if !w.a.cfg.SkipPayloads {
+		for k := range res.erasures {
+			if err := w.stillServed(ctx, &res.erasures[k]); err != nil {
+				res.err = err
+				return res
+			}
 		}
 	}
 	// The level-0 tile holds these leaves' hashes: it must match.
@@ -719,6 +818,13 @@ func (w *bundleWorker) contents(ctx context.Context, res *bundleResult) error {
 			res.missing = append(res.missing, c.index)
 			continue
 		}
+		// The log writes no event leaf larger than a leaf: one that is
+		// commits to what it could not have taken (and would not fit
+		// the export spool).
+		if len(o.Leaf) > checkpoint.MaxLeafSize {
+			res.badOpen = append(res.badOpen, leafNote{index: c.index, what: fmt.Sprintf("its event leaf is %d bytes, more than the %d a leaf may hold", len(o.Leaf), checkpoint.MaxLeafSize)})
+			continue
+		}
 		l, err := o.Verify(c.c)
 		if err != nil {
 			res.badOpen = append(res.badOpen, leafNote{index: c.index, what: err.Error()})
@@ -728,6 +834,9 @@ func (w *bundleWorker) contents(ctx context.Context, res *bundleResult) error {
 		res.opened = append(res.opened, c.index)
 		opened[c.index] = o
 		_ = l
+		if w.a.cfg.OnOpened != nil {
+			w.a.cfg.OnOpened(c.index, o.Leaf)
+		}
 		if rules := w.a.cfg.Rules; len(rules) > 0 {
 			for _, name := range matchRules(rules, o.Leaf) {
 				res.counts.RuleHits++
@@ -740,6 +849,28 @@ func (w *bundleWorker) contents(ctx context.Context, res *bundleResult) error {
 	}
 	slices.SortFunc(res.badOpen, func(x, y leafNote) int { return cmp.Compare(x.index, y.index) })
 	res.dropSpool(opened)
+	return nil
+}
+
+// stillServed asks the log again for the contents of what an erasure leaf
+// erased, and records the runs it still serves: the contents an earlier
+// check fetched are long forgotten when a log erases old entries.
+func (w *bundleWorker) stillServed(ctx context.Context, e *indexedErasure) error {
+	var s indexSet
+	for _, r := range e.erasure.Entries {
+		for from := r.From; from < r.To; {
+			to := min(r.To, from+maxPayloadRange)
+			openings, err := w.a.log.payloads(ctx, from, to, &w.payBuf)
+			if err != nil {
+				return err
+			}
+			for _, i := range slices.Sorted(maps.Keys(openings)) {
+				s.add(i)
+			}
+			from = to
+		}
+	}
+	e.served = s.runs
 	return nil
 }
 

@@ -36,7 +36,10 @@ import (
 //     erasure itself is logged (by whom, when, why), so deleting content
 //     without saying so is a finding (missing-payload).
 //   - Content served for an index an erasure leaf covers was not deleted
-//     as the log claims (erased-served).
+//     as the log claims (erased-served): served by this check after the
+//     erasure leaf was in the tree it checks, or served when the check
+//     meets the erasure leaf and asks for what it erased again (an
+//     erasure of entries checked by an earlier run).
 //
 // Erasure leaves come after what they erase (an erasure whose ranges reach
 // its own index or beyond is a bad leaf), so the check keeps the indices of
@@ -46,6 +49,9 @@ import (
 // maxPayloadLine bounds one line of /v1/payloads: a base64 event leaf of up
 // to checkpoint.MaxLeafSize bytes, a salt and the JSON around them.
 const maxPayloadLine = (checkpoint.MaxLeafSize+2)/3*4 + 256
+
+// maxPayloadRange is the most entries one GET /v1/payloads may ask for.
+const maxPayloadRange = 1024
 
 // errPayloadsRefused is a log refusing its payloads to this auditor.
 var errPayloadsRefused = errors.New("refused")

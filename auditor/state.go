@@ -60,12 +60,21 @@ type fullState struct {
 	Root    []byte `json:"root,omitempty"`
 	// Missing are the commitment leaves below Next whose content the log
 	// did not serve and that no erasure leaf below Next covers (yet);
-	// Opened those whose content it served, in a check not yet complete
-	// (a later erasure covering them is a finding then). Runs [from, to).
+	// Served those whose content it served, in a check not yet complete,
+	// with the size of the tree each check was against (an erasure leaf
+	// in that tree covering them is a finding then; one after it is not:
+	// the content was served before the erasure). Runs [from, to).
 	Missing []checkpoint.IndexRange `json:"missing,omitempty"`
-	Opened  []checkpoint.IndexRange `json:"opened,omitempty"`
+	Served  []servedRuns            `json:"served,omitempty"`
 	// Spool records the export spool (full.spool) written up to Next.
 	Spool *spoolState `json:"spool,omitempty"`
+}
+
+// servedRuns are the commitment leaves whose content a check against a
+// tree of size Below was served.
+type servedRuns struct {
+	Below uint64                  `json:"below"`
+	Runs  []checkpoint.IndexRange `json:"runs"`
 }
 
 // stateStore is the state directory; with no directory, state lives in

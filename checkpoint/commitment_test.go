@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -96,6 +97,12 @@ func TestOpeningRefusesEveryChange(t *testing.T) {
 	c2.Source = "intruder"
 	if _, err := o.Verify(c2); !errors.Is(err, ErrOpening) {
 		t.Errorf("opening against a commitment leaf of another source: %v", err)
+	}
+	// A leaf larger than any leaf the log writes is refused, however it hashes.
+	big, _, _, _ := AppendEventLeaf(nil, []byte(`{"a":"`+strings.Repeat("x", MaxLeafSize)+`"}`), commitTime, "vault", "")
+	cBig := CommitmentLeaf{Received: commitTime, Source: "vault", Commitment: Commit(o.Salt, big)}
+	if _, err := (Opening{Salt: o.Salt, Leaf: big}).Verify(cBig); !errors.Is(err, ErrOpening) {
+		t.Errorf("oversized event leaf: %v", err)
 	}
 	// A leaf that hashes right but is not a canonical event leaf is refused.
 	raw := []byte(`{"event":{"b":1, "a":2},"received":"x","source":"vault","v":1}`)
@@ -275,4 +282,89 @@ func TestKindOfNotJSONIsRaw(t *testing.T) {
 			t.Errorf("KindOf(%s) = %v, want raw", b, k)
 		}
 	}
+}
+
+// Attacks by a receipt's holder on `tidemark verify`: receipts whose proofs
+// are good (the leaves are in a witnessed tree) with an opening that is
+// forged, that opens another entry's commitment, or that sits on a leaf
+// that is not a commitment leaf. Each is refused, in its JSON form too; a
+// good opening verifies and shows its event.
+func TestReceiptOpeningAttacks(t *testing.T) {
+	f := newReceiptFixture(t)
+	o13, _, c13 := testOpening(t)
+	o14, _, c14 := testOpening(t)
+	f.tree.AppendData(c13)
+	f.tree.AppendData(c14)
+	f.tree.AppendData([]byte("raw entry 15"))
+	receipt := func(i uint64, leaf []byte, o *Opening) Receipt {
+		return Receipt{Index: i, Leaf: leaf, Proof: string(f.proof(t, i, f.oldKey, f.wits[0], f.wits[1])), Opening: o}
+	}
+	good := receipt(13, c13, &o13)
+	if _, _, err := good.Verify(f.policy); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := good.Event(); err != nil || l.Source != "vault" {
+		t.Fatalf("event %+v, %v", l, err)
+	}
+	mallory := bytes.Replace(o13.Leaf, []byte("alice"), []byte("mallo"), 1)
+	for name, c := range map[string]struct {
+		r    Receipt
+		want error
+	}{
+		"forged event":            {receipt(13, c13, &Opening{Salt: o13.Salt, Leaf: mallory}), ErrOpening},
+		"another entry's opening": {receipt(13, c13, &o14), ErrOpening},
+		"short salt":              {receipt(13, c13, &Opening{Salt: o13.Salt[:31], Leaf: o13.Leaf}), ErrOpening},
+		"empty opening":           {receipt(13, c13, &Opening{}), ErrOpening},
+		"on an event leaf":        {receipt(3, f.leaves[3], &o13), ErrMalformed},
+		"on a raw entry":          {receipt(15, []byte("raw entry 15"), &o13), ErrMalformed},
+	} {
+		if _, _, err := c.r.Verify(f.policy); !errors.Is(err, c.want) {
+			t.Errorf("%s: Verify = %v, want %v", name, err, c.want)
+		}
+		b, err := json.Marshal(c.r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := ParseReceipt(b)
+		if err == nil {
+			_, _, err = r.Verify(f.policy)
+		}
+		if !errors.Is(err, c.want) {
+			t.Errorf("%s: ParseReceipt and Verify = %v, want %v", name, err, c.want)
+		}
+	}
+	// "opening": null or absent shows no event, and is no error.
+	r, err := ParseReceipt([]byte(strings.Replace(string(must(json.Marshal(receipt(14, c14, nil)))), `}`, `,"opening":null}`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.Verify(f.policy); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Event(); !errors.Is(err, ErrNoEvent) {
+		t.Fatalf("no opening: %v", err)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// KindOf's fast path says what claimedKind, which reads every member name,
+// says: the raw endpoint and the auditor must agree on what a body claims.
+func FuzzKindOfAgrees(f *testing.F) {
+	_, _, c := testOpening(&testing.T{})
+	e, _ := AppendErasureLeaf(nil, Erasure{Received: commitTime, Source: "dpo", Entries: []IndexRange{{1, 2}}, Reason: "r"})
+	ev, _, _, _ := AppendEventLeaf(nil, []byte(`{"a":{"v":1}}`), commitTime, "s", "")
+	for _, b := range [][]byte{c, e, ev, []byte(`{"event":{"x":"a,\"v\":1}"},"v":1}`), []byte(`{"event":{},"x":"\",\"v\":1}`)} {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if k, want := KindOf(b), claimedKind(b); k != want {
+			t.Fatalf("KindOf(%q) = %v, claimedKind %v", b, k, want)
+		}
+	})
 }

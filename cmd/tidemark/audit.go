@@ -108,6 +108,9 @@ func runAudit(args []string) error {
 	}
 	var sink auditor.Sink
 	if *exportDest != "" {
+		if *skipPayloads {
+			return usageError{"--export with --skip-payloads would leave out every event of a commitment-mode log: export checks each event against its commitment, so give it --read-token-file instead"}
+		}
 		if *follow && !*once {
 			return usageError{"--export runs once: run `tidemark audit --export` from a timer with --state, and each run exports the events new since the last"}
 		}

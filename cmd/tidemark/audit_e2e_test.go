@@ -256,6 +256,7 @@ func TestAuditExport(t *testing.T) {
 		{"--export", dest, "--export-format", "es-bulk"},
 		{"--export", dest, "--export-format", "csv"},
 		{"--export", dest, "--follow"},
+		{"--export", dest, "--skip-payloads"},
 	} {
 		out, code := audit(t, append([]string{"--policy", wl.policy, "--log-url", wl.url()}, args...)...)
 		if code != 2 || !strings.Contains(out, "--export") {

@@ -1,5 +1,5 @@
 // Command tidemark runs a Tidemark log, witness or auditor, and holds the
-// client tools (keygen, token, submit, verify, search). Each subcommand is a
+// client tools (keygen, token, submit, verify, search, report). Each subcommand is a
 // thin wrapper over a package of this module; run `tidemark help` for the list
 // and `tidemark SUBCOMMAND --help` for a subcommand's flags. `tidemark version`
 // (or `tidemark --version`) prints the version: see version.go.
@@ -46,6 +46,7 @@ func init() {
 		{"reindex", "(--data DIR | --mysql DSN) [--log URL]", "throw the search index away so that the log builds it again", runReindex},
 		{"demo", "[--data DIR] [--exit]", "run a log and three witnesses here, post events, verify a receipt", runDemo},
 		{"audit", "--policy FILE [--follow] [--full] [flags]", "verify a log independently; alert on misbehaviour", runAudit},
+		{"report", "--policy FILE --from T --to T --out F", "verify a log and write evidence of a period for a compliance auditor", runReport},
 		{"migrate", "--from DIR --mysql DSN [flags]", "copy a log from its data directory into MySQL or S3, verified", runMigrate},
 		{"healthcheck", "URL", "GET URL, exit 0 on a 2xx answer (container healthchecks)", runHealthcheck},
 		{"version", "", "print the version of this binary (also --version)", runVersion},

@@ -167,7 +167,7 @@ func defaultAgrees(f *flag.Flag, d string) bool {
 }
 
 // The flags tables of the documentation (docs/running.md for the log,
-// docs/witness.md, docs/auditor.md) and `tidemark SUBCOMMAND --help` agree:
+// docs/witness.md, docs/auditor.md, docs/report.md) and `tidemark SUBCOMMAND --help` agree:
 // the same flags, and the defaults the tables state are the flags' defaults.
 // (The README once said --batch-age 20 ms while the code said 1 ms.)
 func TestReadmeFlagsMatchHelp(t *testing.T) {
@@ -175,6 +175,7 @@ func TestReadmeFlagsMatchHelp(t *testing.T) {
 		{"log", "docs/running.md", "# Running it"},
 		{"witness", "docs/witness.md", "# Witness"},
 		{"audit", "docs/auditor.md", "# Auditor"},
+		{"report", "docs/report.md", "# Report"},
 	} {
 		b, err := os.ReadFile("../../" + c.file)
 		if err != nil {
