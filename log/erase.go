@@ -290,7 +290,7 @@ func (s *Server) applyErasure(ctx context.Context, eidx uint64, e checkpoint.Era
 			return err
 		}
 		err := s.scanEntries(ctx, rg.From, to, size, func(idx uint64, entry []byte) error {
-			if checkpoint.KindOf(entry) != checkpoint.KindCommitment {
+			if !looksCommitment(entry) {
 				return nil
 			}
 			if c, err := checkpoint.ParseCommitmentLeaf(entry); err == nil {
@@ -422,7 +422,7 @@ func (s *Server) repairErasures(ctx context.Context, wait time.Duration) error {
 	}
 	var todo []found
 	err = s.scanEntries(ctx, from, size, size, func(idx uint64, entry []byte) error {
-		if checkpoint.KindOf(entry) != checkpoint.KindErasure {
+		if !looksErasure(entry) {
 			return nil
 		}
 		if _, done := s.appliedErasures.Load(idx); done {

@@ -61,7 +61,7 @@ func (s *Server) handlePayloads(w http.ResponseWriter, r *http.Request) {
 	var idxs []uint64
 	var entries [][]byte
 	err = s.scanEntries(r.Context(), from, to, size, func(idx uint64, entry []byte) error {
-		if checkpoint.KindOf(entry) == checkpoint.KindCommitment {
+		if looksCommitment(entry) {
 			idxs = append(idxs, idx)
 			entries = append(entries, entry)
 		}

@@ -82,7 +82,7 @@ func (s *Server) retentionRound(ctx context.Context, now time.Time) (more bool, 
 	stop, commitments := from, 0
 	errYoung := errors.New("young")
 	err = s.scanEntries(ctx, from, end, size, func(idx uint64, entry []byte) error {
-		if checkpoint.KindOf(entry) == checkpoint.KindCommitment {
+		if looksCommitment(entry) {
 			c, err := checkpoint.ParseCommitmentLeaf(entry)
 			if err == nil && !c.Received.Before(cutoff) {
 				return errYoung

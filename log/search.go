@@ -121,7 +121,7 @@ func (src *openedSearchSource) Bundle(ctx context.Context, i uint64, p uint8) ([
 		clear(src.keys) // a chunk that failed: Vanished reads what it misses
 	}
 	for j, e := range b.Entries {
-		if checkpoint.KindOf(e) != checkpoint.KindCommitment {
+		if !looksCommitment(e) {
 			continue
 		}
 		if c, err := checkpoint.ParseCommitmentLeaf(e); err == nil {
@@ -234,7 +234,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
-		if s.payloads != nil && checkpoint.KindOf(entry) == checkpoint.KindCommitment {
+		if s.payloads != nil && looksCommitment(entry) {
 			opened, err := s.openEntriesAs(ctx, only(idx), [][]byte{entry}, badSkip)
 			if err != nil {
 				s.fail(w, r, err)
