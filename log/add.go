@@ -14,13 +14,19 @@ import (
 // its decimal index. This is the interface of Tessera's conformance servers,
 // so Tessera's hammer and other tools can write to a Tidemark log. An empty
 // body is refused (400), and so is a body that looks like an event leaf:
-// only the server makes those.
+// only the server makes those. A commitment log refuses every raw entry
+// (409): its entry bundles are public, and a raw entry in them could never
+// be erased.
 func (s *Server) handleAdd(w http.ResponseWriter, r *http.Request) {
 	// The source is not in the entry; it names the writer whose share of
 	// the budgets the request takes.
 	source, err := s.authenticate(r)
 	if err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	if s.cfg.Leaves == LeavesCommitment {
+		s.fail(w, r, errorf(http.StatusConflict, "commitment_log", "this log keeps events erasable (--leaves commitment) and takes no raw entries: a raw entry would sit in the public entry bundles, where it could never be erased. Send events to /v1/events"))
 		return
 	}
 	if r.ContentLength > checkpoint.MaxLeafSize {

@@ -57,7 +57,8 @@ type Config struct {
 	// reads stay open to clients without a certificate.
 	ClientCertWriters bool
 	// ReadTokens, if not nil, protect what the entries hold: the entry
-	// bundles, receipts and search.
+	// bundles (but a commitment log's, which hold no event content),
+	// receipts, openings, payloads and search.
 	ReadTokens *Tokens
 	// AdminTokens, if not nil, may erase entries (POST /v1/erase) of a
 	// commitment log; a writer's or a reader's token is not an admin
