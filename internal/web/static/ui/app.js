@@ -337,15 +337,21 @@
         }
       }
       const es = bundles.get(b);
-      for (let k = 0; k < es.length; k++) {
-        const i = b * 256 + k;
-        if (i <= index) continue;
-        const l = V.parseLeaf(es[k]);
-        if (l.kind === "erasure" && V.erasureCovers(l, index)) return i;
+      if (!erasuresIn.has(es)) {
+        const found = [];
+        es.forEach((e, k) => {
+          const l = V.parseLeaf(e);
+          if (l.kind === "erasure") found.push([b * 256 + k, l]);
+        });
+        erasuresIn.set(es, found);
+      }
+      for (const [i, l] of erasuresIn.get(es)) {
+        if (i > index && V.erasureCovers(l, index)) return i;
       }
     }
     return -1;
   }
+  const erasuresIn = new WeakMap(); // a bundle's entries -> its erasure leaves, [index, leaf]
 
   // showContent fills in the content of the commitment leaf shown in li:
   // st is an answer of openings, or {state: "hidden", why}. erasureAt is
