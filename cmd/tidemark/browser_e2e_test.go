@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	tlog "github.com/tidemark/tidemark/log"
 )
 
 // browserTools returns node and Chromium for the browser test, and the
@@ -139,6 +141,95 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("the browser test did not finish within 4 minutes")
 	}
 	t.Logf("node browser.mjs:\n%s", out.String())
+	if err != nil {
+		t.Fatalf("the browser test failed: %v", err)
+	}
+	if !strings.Contains(out.String(), "browser tests: all passed") {
+		t.Fatal("the browser test did not say it passed")
+	}
+}
+
+// TestBrowserCommitmentLog runs the web page in headless Chromium against a
+// real `tidemark log --leaves commitment` with witnesses, in which an entry
+// was erased: the entries view shows the commitment leaves as events
+// committed to, opens and checks in the browser the ones the log still
+// holds, shows the erased one as erased with the erasure's index, and the
+// erasure leaf with its reason, and never calls a leaf "shaped like an
+// event leaf"; the check view proves a commitment leaf and checks its
+// content against the commitment. The checks are in
+// internal/web/test/commitment.mjs.
+func TestBrowserCommitmentLog(t *testing.T) {
+	nodeBin, chromium, dir := browserTools(t)
+	tmp := t.TempDir()
+	admins := filepath.Join(tmp, "admins")
+	writeTestFile(t, admins, tlog.TokenLine("dpo", "tdm_admin_browser")+"\n")
+	wl := startWitnessedLogWith(t, 3, 2, "--leaves", "commitment", "--admin-tokens", admins)
+
+	post := func(path, ctype, token string, body []byte) []byte {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, wl.url()+path, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", ctype)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", path, resp.StatusCode, b)
+		}
+		return b
+	}
+	post("/v1/events", "application/x-ndjson", "", []byte(
+		`{"id":"c-1","actor":"alice","action":"secret.read","resource":"prod/db/users","outcome":"success"}`+"\n"+
+			`{"id":"c-2","actor":"bob","action":"user.login","note":"pasted a password by mistake","outcome":"success"}`+"\n"+
+			`{"id":"c-3","actor":"carol","action":"deploy.create","resource":"prod/api","outcome":"success"}`+"\n"))
+	const reason = "GDPR request 42"
+	var erased struct {
+		Index        uint64 `json:"index"`
+		ErasureIndex uint64 `json:"erasure_index"`
+	}
+	if err := json.Unmarshal(post("/v1/erase", "application/json", "tdm_admin_browser", []byte(`{"index":1,"reason":"`+reason+`"}`)), &erased); err != nil || erased.Index != 1 {
+		t.Fatalf("POST /v1/erase: %v %+v", err, erased)
+	}
+	// The last one waits for a witnessed checkpoint that covers everything.
+	post("/v1/events?wait=witnessed", "application/json", "", []byte(`{"id":"c-5","actor":"frank","action":"user.logout","outcome":"success"}`))
+
+	cmd := exec.Command(nodeBin, filepath.Join(dir, "commitment.mjs"))
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"TIDEMARK_LOG_URL="+wl.url()+"/",
+		"TIDEMARK_POLICY_FILE="+wl.policy,
+		"TIDEMARK_OPENED=0", // alice's event
+		"TIDEMARK_ACTOR=alice",
+		"TIDEMARK_ERASED=1",
+		fmt.Sprintf("TIDEMARK_ERASURE=%d", erased.ErasureIndex),
+		"TIDEMARK_REASON="+reason,
+		"TIDEMARK_ENTRIES=5",
+		"CHROMIUM="+chromium,
+	)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(3 * time.Minute):
+		cmd.Process.Kill()
+		err = <-done
+		t.Errorf("the browser test did not finish within 3 minutes")
+	}
+	t.Logf("node commitment.mjs:\n%s", out.String())
 	if err != nil {
 		t.Fatalf("the browser test failed: %v", err)
 	}

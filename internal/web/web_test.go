@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -132,6 +133,7 @@ type vectors struct {
 	Inclusions  []inclusionCase `json:"inclusions"`
 	Paths       []pathVector    `json:"paths"`
 	Leaves      []leafVector    `json:"leaves"`
+	Openings    []openingVector `json:"openings"`
 	TileDir     string          `json:"tile_dir"`
 }
 
@@ -167,6 +169,96 @@ type leafVector struct {
 	Name  string `json:"name"`
 	B64   []byte `json:"b64"`
 	Event bool   `json:"event"`
+	// Kind is what the Go code takes the entry for: event (ParseLeaf),
+	// commitment (ParseCommitmentLeaf), erasure (ParseErasureLeaf) or
+	// raw; for the last two, the values it read.
+	Kind       string      `json:"kind"`
+	Commitment string      `json:"commitment,omitempty"`
+	Received   string      `json:"received,omitempty"`
+	Source     string      `json:"source,omitempty"`
+	Entries    [][2]uint64 `json:"entries,omitempty"`
+	Reason     string      `json:"reason,omitempty"`
+}
+
+// goKind says what the Go code takes b for, and fills in the values it
+// read from a commitment or erasure leaf.
+func goKind(v *leafVector, b []byte) {
+	v.Kind = "raw"
+	if _, err := checkpoint.ParseLeaf(b); err == nil {
+		v.Kind, v.Event = "event", true
+		return
+	}
+	if c, err := checkpoint.ParseCommitmentLeaf(b); err == nil {
+		v.Kind, v.Commitment, v.Received, v.Source = "commitment", hex.EncodeToString(c.Commitment[:]), c.Received.Format(checkpoint.ReceivedFormat), c.Source
+		return
+	}
+	if e, err := checkpoint.ParseErasureLeaf(b); err == nil {
+		v.Kind, v.Received, v.Source, v.Reason = "erasure", e.Received.Format(checkpoint.ReceivedFormat), e.Source, e.Reason
+		for _, r := range e.Entries {
+			v.Entries = append(v.Entries, [2]uint64{r.From, r.To})
+		}
+	}
+}
+
+// openingVector is a commitment leaf, an opening and whether checkpoint's
+// Opening.Verify accepts it: verify.js's verifyOpening must say the same.
+type openingVector struct {
+	Name       string `json:"name"`
+	Commitment []byte `json:"commitment"` // the commitment leaf's bytes
+	Salt       []byte `json:"salt"`
+	Leaf       []byte `json:"leaf"`
+	OK         bool   `json:"ok"`
+	Error      string `json:"error,omitempty"`
+}
+
+// openingVectors are openings right and wrong.
+func openingVectors(t *testing.T) []openingVector {
+	t.Helper()
+	at := time.Date(2026, 11, 24, 9, 0, 0, 1, time.UTC)
+	eventLeaf := func(event, source string, at time.Time) []byte {
+		b, _, _, err := checkpoint.AppendEventLeaf(nil, []byte(event), at, source, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	salt := bytes.Repeat([]byte{7}, checkpoint.SaltSize)
+	leaf := eventLeaf(`{"actor":"alice","action":"secret.read"}`, "kube-apiserver", at)
+	commit := func(salt, leaf []byte, source string, at time.Time) []byte {
+		return checkpoint.AppendCommitmentLeaf(nil, checkpoint.CommitmentLeaf{Received: at, Source: source, Commitment: checkpoint.Commit(salt, leaf)})
+	}
+	c := commit(salt, leaf, "kube-apiserver", at)
+	changed := bytes.Replace(leaf, []byte("alice"), []byte("mallory"), 1)
+	nonCanonical := bytes.Replace(leaf, []byte(`{"action"`), []byte(`{ "action"`), 1)
+	otherSource := eventLeaf(`{"actor":"alice"}`, "someone-else", at)
+	later := eventLeaf(`{"actor":"alice"}`, "kube-apiserver", at.Add(time.Second))
+	cases := []struct {
+		name             string
+		commitment, s, l []byte
+	}{
+		{"the opening", c, salt, leaf},
+		{"the event changed", c, salt, changed},
+		{"another salt", c, bytes.Repeat([]byte{8}, checkpoint.SaltSize), leaf},
+		{"a short salt", commit(salt[:31], leaf, "kube-apiserver", at), salt[:31], leaf},
+		{"an event leaf not canonical, committed to", commit(salt, nonCanonical, "kube-apiserver", at), salt, nonCanonical},
+		{"another source, committed to", commit(salt, otherSource, "kube-apiserver", at), salt, otherSource},
+		{"another time, committed to", commit(salt, later, "kube-apiserver", at), salt, later},
+		{"a raw entry, committed to", commit(salt, []byte("raw"), "kube-apiserver", at), salt, []byte("raw")},
+	}
+	var out []openingVector
+	for _, tc := range cases {
+		cl, err := checkpoint.ParseCommitmentLeaf(tc.commitment)
+		if err != nil {
+			t.Fatalf("opening vector %s: %v", tc.name, err)
+		}
+		_, err = checkpoint.Opening{Salt: tc.s, Leaf: tc.l}.Verify(cl)
+		ov := openingVector{Name: tc.name, Commitment: tc.commitment, Salt: tc.s, Leaf: tc.l, OK: err == nil}
+		if err != nil {
+			ov.Error = err.Error()
+		}
+		out = append(out, ov)
+	}
+	return out
 }
 
 // leafVectors are entries that are event leaves, and entries shaped like
@@ -215,15 +307,97 @@ func leafVectors(t *testing.T) []leafVector {
 		{"event an array", `{"event":[]` + tail},
 		{"trailing newline", leaf(`{"a":1}`, "") + "\n"},
 	}
+	cases = append(cases, commitmentCases(t, at)...)
 	var out []leafVector
 	for _, c := range cases {
 		if len(c.text) > checkpoint.MaxLeafSize {
 			t.Fatalf("leaf vector %s is %d bytes", c.name, len(c.text))
 		}
-		_, err := checkpoint.ParseLeaf([]byte(c.text))
-		out = append(out, leafVector{Name: c.name, B64: []byte(c.text), Event: err == nil})
+		lv := leafVector{Name: c.name, B64: []byte(c.text)}
+		goKind(&lv, []byte(c.text))
+		out = append(out, lv)
 	}
 	return out
+}
+
+// commitmentCases are commitment and erasure leaves the log writes, and
+// entries shaped like them that are not.
+func commitmentCases(t *testing.T, at time.Time) []struct{ name, text string } {
+	t.Helper()
+	var c [32]byte
+	for i := range c {
+		c[i] = byte(i * 7)
+	}
+	commitment := func(source string) string {
+		return string(checkpoint.AppendCommitmentLeaf(nil, checkpoint.CommitmentLeaf{Received: at, Source: source, Commitment: c}))
+	}
+	erasure := func(reason, source string, r ...checkpoint.IndexRange) string {
+		b, err := checkpoint.AppendErasureLeaf(nil, checkpoint.Erasure{Received: at, Source: source, Entries: r, Reason: reason})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	cm := commitment("kube-apiserver")
+	er := erasure("GDPR request 42", "dpo", checkpoint.IndexRange{From: 5, To: 6}, checkpoint.IndexRange{From: 100, To: 200})
+	hexC := hex.EncodeToString(c[:])
+	const recv = `"received":"2026-11-24T09:00:00.000000001Z"`
+	many := make([]checkpoint.IndexRange, checkpoint.MaxErasureRanges)
+	for i := range many {
+		many[i] = checkpoint.IndexRange{From: uint64(2 * i), To: uint64(2*i + 1)}
+	}
+	manyText := erasure("r", "retention", many...)
+	over := strings.Replace(manyText, `]],"reason"`, `],[5000,5001]],"reason"`, 1)
+	largest := erasure("r", "dpo", checkpoint.IndexRange{From: 1<<53 - 2, To: 1<<53 - 1})
+	return []struct{ name, text string }{
+		{"commitment", cm},
+		{"commitment with escapes in its source", commitment("a\"b\\c\u0001\u2028é😀")},
+		{"commitment in uppercase hex", strings.Replace(cm, hexC, strings.ToUpper(hexC), 1)},
+		{"commitment too short", strings.Replace(cm, hexC, hexC[:62], 1)},
+		{"commitment not hex", strings.Replace(cm, hexC, "zz"+hexC[2:], 1)},
+		{"commitment version 1", strings.Replace(cm, `"v":2`, `"v":1`, 1)},
+		{"commitment version 2.0", strings.Replace(cm, `"v":2`, `"v":2.0`, 1)},
+		{"commitment with an extra member", strings.Replace(cm, `,"v":2}`, `,"v":2,"x":1}`, 1)},
+		{"commitment with white space", strings.Replace(cm, `,"v":2}`, `, "v":2}`, 1)},
+		{"commitment members out of order", `{"received":"2026-11-24T09:00:00.000000001Z","commitment":"` + hexC + `","source":"s","v":2}`},
+		{"commitment twice", `{"commitment":"` + hexC + `","commitment":"` + hexC + `",` + recv + `,"source":"s","v":2}`},
+		{"commitment without source", `{"commitment":"` + hexC + `",` + recv + `,"v":2}`},
+		{"commitment with a source escape not needed", `{"commitment":"` + hexC + `",` + recv + `,"source":"\u0061","v":2}`},
+		{"commitment with a lone surrogate in its source", `{"commitment":"` + hexC + `",` + recv + `,"source":"\ud800","v":2}`},
+		{"commitment received without nanoseconds", strings.Replace(cm, ".000000001Z", "Z", 1)},
+		{"commitment received on the 30th of February", strings.Replace(cm, "2026-11-24", "2026-02-30", 1)},
+		{"commitment and event", `{"commitment":"` + hexC + `","event":{},` + recv + `,"source":"s","v":2}`},
+		{"commitment not a string", `{"commitment":1,` + recv + `,"source":"s","v":2}`},
+		{"commitment with a trailing newline", cm + "\n"},
+		{"erasure", er},
+		{"erasure of one entry by retention", erasure("retention 720h", "retention", checkpoint.IndexRange{From: 0, To: 1})},
+		{"erasure of the largest index", largest},
+		{"erasure past 2^53-1", strings.Replace(largest, "9007199254740991]", "9007199254740992]", 1)},
+		{"erasure past 2^64", strings.Replace(er, "[5,6]", "[5,18446744073709551616]", 1)},
+		{"erasure with escapes in its reason", erasure("a\"b\\c\n\u0001\u2028é😀", "dpo", checkpoint.IndexRange{From: 3, To: 9})},
+		{"erasure of the most ranges", manyText},
+		{"erasure of too many ranges", over},
+		{"erasure reason of 1024 bytes", erasure(strings.Repeat("é", 512), "dpo", checkpoint.IndexRange{From: 3, To: 9})},
+		{"erasure reason of 1025 bytes", strings.Replace(erasure(strings.Repeat("é", 512), "dpo", checkpoint.IndexRange{From: 3, To: 9}), `"reason":"`, `"reason":"x`, 1)},
+		{"erasure without reason", strings.Replace(er, `"reason":"GDPR request 42"`, `"reason":""`, 1)},
+		{"erasure with no range", strings.Replace(er, `[[5,6],[100,200]]`, `[]`, 1)},
+		{"erasure of an empty range", strings.Replace(er, `[5,6]`, `[6,6]`, 1)},
+		{"erasure of a reversed range", strings.Replace(er, `[5,6]`, `[7,6]`, 1)},
+		{"erasure of ranges out of order", strings.Replace(er, `[[5,6],[100,200]]`, `[[100,200],[5,6]]`, 1)},
+		{"erasure of touching ranges", strings.Replace(er, `[[5,6],[100,200]]`, `[[5,6],[6,7]]`, 1)},
+		{"erasure of overlapping ranges", strings.Replace(er, `[[5,6],[100,200]]`, `[[5,9],[6,7]]`, 1)},
+		{"erasure of a range of three", strings.Replace(er, `[5,6]`, `[5,6,7]`, 1)},
+		{"erasure with a leading zero", strings.Replace(er, `[5,6]`, `[05,6]`, 1)},
+		{"erasure with a fraction", strings.Replace(er, `[5,6]`, `[5.0,6]`, 1)},
+		{"erasure with an exponent", strings.Replace(er, `[100,200]`, `[1e2,200]`, 1)},
+		{"erasure with a negative index", strings.Replace(er, `[5,6]`, `[-1,6]`, 1)},
+		{"erasure with white space", strings.Replace(er, `[5,6]`, `[5, 6]`, 1)},
+		{"erasure with an extra member", strings.Replace(er, `,"reason"`, `,"by":"x","reason"`, 1)},
+		{"erasure members out of order", strings.Replace(strings.Replace(er, `"entries":[[5,6],[100,200]],`, ``, 1), `"GDPR request 42"`, `"GDPR request 42","entries":[[5,6],[100,200]]`, 1)},
+		{"erasure version 1", strings.Replace(er, `"v":2`, `"v":1`, 1)},
+		{"erasure not an object", `{"erasure":[],` + recv + `,"source":"s","v":2}`},
+		{"erasure reason with a lone surrogate", strings.Replace(er, `"GDPR request 42"`, `"\ud800"`, 1)},
+	}
 }
 
 type pathVector struct {
@@ -578,8 +752,9 @@ func TestVerifyJS(t *testing.T) {
 
 	v.Leaves = leafVectors(t)
 	for _, l := range v.Leaves {
-		t.Logf("leaf vector %s: event %v", l.Name, l.Event)
+		t.Logf("leaf vector %s: %s", l.Name, l.Kind)
 	}
+	v.Openings = openingVectors(t)
 
 	vf := filepath.Join(t.TempDir(), "vectors.json")
 	jb, err := json.Marshal(v)

@@ -110,11 +110,51 @@ for (const c of vectors.inclusions) {
   }
 }
 
-// A leaf is an event exactly when checkpoint.ParseLeaf accepts it.
+// A leaf is an event, a commitment or an erasure exactly when
+// checkpoint.ParseLeaf, ParseCommitmentLeaf or ParseErasureLeaf accepts it,
+// with the same values.
 for (const l of vectors.leaves) {
   const bytes = Uint8Array.from(Buffer.from(l.b64, "base64"));
   const got = V.parseLeaf(bytes);
   check("leaf " + l.name + (l.event ? " is an event" : " is not an event"), (got.kind === "event") === l.event, got.notLeaf || got.kind);
+  check("leaf " + l.name + " is " + l.kind, got.kind === l.kind, "verify.js says " + got.kind + (got.notLeaf ? " (" + got.notLeaf + ")" : ""));
+  if (got.kind === l.kind && l.kind === "commitment") {
+    check("leaf " + l.name + ": its values", got.commitment === l.commitment && got.received === l.received && got.source === l.source, JSON.stringify([got.commitment, got.received, got.source]));
+  }
+  if (got.kind === l.kind && l.kind === "erasure") {
+    check("leaf " + l.name + ": its values", JSON.stringify(got.entries) === JSON.stringify(l.entries) && got.reason === l.reason && got.received === l.received && got.source === l.source,
+      JSON.stringify([got.entries.slice(0, 3), got.reason, got.received, got.source]));
+  }
+}
+
+// An opening opens a commitment leaf exactly when Opening.Verify says so.
+for (const o of vectors.openings) {
+  const c = V.parseLeaf(Uint8Array.from(Buffer.from(o.commitment, "base64")));
+  let ok = true, err = "";
+  try {
+    const l = await V.verifyOpening(c, { salt: o.salt, leaf: o.leaf });
+    ok = l.kind === "event";
+  } catch (e) {
+    ok = false;
+    err = e.message;
+  }
+  check("opening " + JSON.stringify(o.name), c.kind === "commitment" && ok === o.ok, "verify.js " + (ok ? "accepts" : "refuses (" + err + ")") + ", Go " + (o.ok ? "accepts" : "refuses (" + o.error + ")"));
+}
+{
+  const c = { kind: "commitment", commitment: "00".repeat(32), received: "2026-11-24T09:00:00.000000001Z", source: "s" };
+  for (const bad of [null, {}, { salt: "AAE", leaf: "" }]) {
+    let threw = false;
+    try {
+      await V.verifyOpening(c, bad);
+    } catch (e) {
+      threw = e.kind === "opening";
+    }
+    check("verifyOpening refuses " + JSON.stringify(bad), threw);
+  }
+}
+{
+  const e = { entries: [[5, 6], [100, 200]] };
+  check("erasureCovers", V.erasureCovers(e, 5) && !V.erasureCovers(e, 6) && V.erasureCovers(e, 199) && !V.erasureCovers(e, 200) && !V.erasureCovers(e, 4));
 }
 
 // A leaf parses as an event only when it is one.

@@ -219,34 +219,54 @@
     return { actor: pick("actor"), action: pick("action"), resource: pick("resource"), outcome: pick("outcome") };
   }
 
-  // entryItem renders one entry (an event leaf, a search result, or raw
-  // bytes) as a list item.
+  // eventFields renders an event's actor, action, resource and outcome,
+  // and then the fields of more (pairs of name and text), as a list.
+  function eventFields(event, more) {
+    const s = event ? eventSummary(event) : {};
+    const dl = el("dl", { class: "kv" });
+    const add = (k, v) => {
+      if (v !== "" && v !== undefined) dl.append(el("div", {}, el("dt", { text: k }), el("dd", { text: v, "data-field": k })));
+    };
+    for (const k of ["actor", "action", "resource", "outcome"]) add(k, s[k]);
+    for (const [k, v] of more) add(k, v);
+    return dl;
+  }
+
+  // fmtRanges says an erasure's half-open ranges [from,to) as entries.
+  function fmtRanges(entries) {
+    return entries.map((r) => (r[1] - r[0] === 1 ? "#" + r[0] : "#" + r[0] + " to #" + (r[1] - 1))).join(", ");
+  }
+
+  // entryItem renders one entry (an event leaf, a commitment leaf, an
+  // erasure leaf, a search result, or raw bytes) as a list item. A
+  // commitment leaf's content is shown later, by showContent.
   function entryItem(index, leaf) {
-    const li = el("li", { class: "entry", "data-index": index });
+    const li = el("li", { class: "entry", "data-index": index, "data-kind": leaf.kind });
     const head = el("div", { class: "entry-head" },
       el("span", { class: "idx", text: "#" + index }),
       el("a", { href: "#check?index=" + index, class: "check-link", "aria-label": "Check entry " + index }, "Check"));
     li.append(head);
     if (leaf.kind === "event") {
-      const s = eventSummary(leaf.event);
-      const dl = el("dl", { class: "kv" });
-      const add = (k, v) => {
-        if (v !== "") dl.append(el("div", {}, el("dt", { text: k }), el("dd", { text: v, "data-field": k })));
-      };
-      add("actor", s.actor);
-      add("action", s.action);
-      add("resource", s.resource);
-      add("outcome", s.outcome);
-      add("received", leaf.received);
-      add("source", leaf.source);
-      li.append(dl);
+      li.append(eventFields(leaf.event, [["received", leaf.received], ["source", leaf.source]]));
       li.append(el("details", {}, el("summary", { text: "The whole event" }),
         el("pre", { class: "json", text: JSON.stringify(leaf.event, null, 2) })));
+    } else if (leaf.kind === "commitment") {
+      li.classList.add("commitment");
+      li.append(el("p", { class: "kindinfo", text: "An event, committed to: the log's tree holds a salted hash of it (erasable log)." }));
+      li.append(eventFields(null, [["received", leaf.received], ["source", leaf.source]]));
+      const dl = li.querySelector("dl");
+      dl.append(el("div", {}, el("dt", { text: "commitment" }),
+        el("dd", { "data-field": "commitment", title: leaf.commitment }, el("code", { text: leaf.commitment.slice(0, 16) + "…" }))));
+      li.append(el("div", { class: "content", "data-content": "wait" }, el("p", { text: "Content: looking for it…" })));
+    } else if (leaf.kind === "erasure") {
+      li.classList.add("erasure");
+      li.append(el("p", { class: "kindinfo", text: "An erasure: the log deleted the contents of these entries; their commitments stay in the tree." }));
+      li.append(eventFields(null, [["erased", fmtRanges(leaf.entries)], ["reason", leaf.reason], ["received", leaf.received], ["source", leaf.source]]));
     } else {
       li.classList.add("raw");
       const n = leaf.bytes.length;
       li.append(el("p", { class: "rawinfo", text: "raw entry, " + n + " byte" + (n === 1 ? "" : "s") + (leaf.notLeaf
-        ? " (shaped like an event leaf, but not one the log writes: " + leaf.notLeaf + "; its source and time are not the log's)"
+        ? " (shaped like " + (leaf.claims === "erasure" ? "an erasure" : "a" + (leaf.claims === "commitment" ? " commitment" : "n event")) + " leaf, but not one the log writes: " + leaf.notLeaf + "; its source and time are not the log's)"
         : " (posted to /add, not an event)") }));
       const hex = V.toHex(leaf.bytes.subarray(0, 64)) + (n > 64 ? "…" : "");
       li.append(el("pre", { class: "hex", text: hex }));
@@ -255,6 +275,128 @@
       }
     }
     return li;
+  }
+
+  // ---- The content of commitment leaves ----
+
+  // openings fetches what the commitment leaves in [from, to) commit to
+  // (GET /v1/payloads, with the read token when there is one) and checks
+  // each opening here, with WebCrypto, against its commitment leaf (leaves:
+  // a Map from index to parsed leaf). It resolves to a Map from index to
+  // {state: "opened", event} | {state: "erased"} | {state: "bad", error},
+  // or, when the page cannot read the log's events, to {hidden: why}.
+  async function openings(from, to, leaves) {
+    const out = new Map();
+    let text;
+    try {
+      text = await getText("v1/payloads?from=" + from + "&to=" + to, { auth: true, accept: "application/x-ndjson" });
+    } catch (e) {
+      return {
+        hidden: e.status === 401 || e.status === 403
+          ? "this log lets only holders of a read token read events" + (state.token ? ", and the token entered above is not one" : ": enter one above")
+          : e.status === 404 ? "this log serves no openings (/v1/payloads)" : e.message,
+      };
+    }
+    for (const line of text.split("\n")) {
+      if (line === "") continue;
+      let p;
+      try {
+        p = JSON.parse(line);
+      } catch (e) {
+        continue;
+      }
+      const i = Number(p.index);
+      const leaf = leaves.get(i);
+      if (!leaf || leaf.kind !== "commitment" || out.has(i)) continue;
+      if (p.erased === true) {
+        out.set(i, { state: "erased" });
+        continue;
+      }
+      try {
+        const ev = await V.verifyOpening(leaf, p.opening);
+        out.set(i, { state: "opened", event: ev.event, idempotencyKey: ev.idempotencyKey });
+      } catch (e) {
+        out.set(i, { state: "bad", error: e.message });
+      }
+    }
+    return out;
+  }
+
+  // findErasure returns the index of the erasure leaf that covers entry
+  // index, looking in bundles (a Map from bundle number to its entries)
+  // and fetching up to 4 more bundles after it, or -1.
+  async function findErasure(index, bundles, size) {
+    let fetched = 0;
+    for (let b = Math.floor(index / 256); b * 256 < size; b++) {
+      if (!bundles.has(b)) {
+        if (fetched++ >= 4) break;
+        try {
+          bundles.set(b, V.parseBundle(await getBundle(b, V.bundleWidth(b, size))));
+        } catch (e) {
+          break;
+        }
+      }
+      const es = bundles.get(b);
+      if (!erasuresIn.has(es)) {
+        const found = [];
+        es.forEach((e, k) => {
+          const l = V.parseLeaf(e);
+          if (l.kind === "erasure") found.push([b * 256 + k, l]);
+        });
+        erasuresIn.set(es, found);
+      }
+      for (const [i, l] of erasuresIn.get(es)) {
+        if (i > index && V.erasureCovers(l, index)) return i;
+      }
+    }
+    return -1;
+  }
+  const erasuresIn = new WeakMap(); // a bundle's entries -> its erasure leaves, [index, leaf]
+
+  // showContent fills in the content of the commitment leaf shown in li:
+  // st is an answer of openings, or {state: "hidden", why}. erasureAt is
+  // the erasure's index, or -1 when not known.
+  function showContent(li, st, erasureAt) {
+    const box = li.querySelector(".content");
+    if (!box) return;
+    clear(box);
+    box.dataset.content = st.state;
+    if (st.state === "opened") {
+      box.append(el("p", { "data-status": "pass", text: "Content checked in this browser: SHA-256 of the salt and the event leaf equals the commitment, and the event leaf says the same time and source." }));
+      box.append(eventFields(st.event, st.idempotencyKey ? [["idempotency key", st.idempotencyKey]] : []));
+      box.append(el("details", {}, el("summary", { text: "The whole event" }),
+        el("pre", { class: "json", text: JSON.stringify(st.event, null, 2) })));
+    } else if (st.state === "erased") {
+      const p = el("p", { class: "erased", text: "Erased" });
+      if (erasureAt >= 0) p.append(" by the erasure at ", el("a", { href: "#check?index=" + erasureAt, text: "entry #" + erasureAt }));
+      p.append(": the log deleted the event and its salt; the commitment stays, so the entry still proves that an event was logged here.");
+      box.append(p);
+    } else if (st.state === "bad") {
+      box.append(el("p", { "data-status": "fail", text: "FAILED: the content the log serves for this entry does not match its commitment: " + st.error }));
+    } else {
+      box.append(el("p", { class: "rawinfo", text: "Content not shown (erasable log): " + st.why + "." }));
+    }
+  }
+
+  // fillContents shows the content of the commitment leaves among
+  // leaves (a Map from index to parsed leaf) in [from, to), in the items of
+  // list.
+  async function fillContents(seq, list, leaves, from, to, bundles, size) {
+    if (![...leaves.values()].some((l) => l.kind === "commitment")) return null;
+    const got = await openings(from, to, leaves);
+    if (seq !== renderSeq) return null;
+    for (const [i, leaf] of leaves) {
+      if (leaf.kind !== "commitment") continue;
+      const li = list.querySelector('li[data-index="' + i + '"]');
+      if (!li) continue;
+      let st;
+      if (got.hidden !== undefined) st = { state: "hidden", why: got.hidden };
+      else st = got.get(i) || { state: "hidden", why: "the log sent no opening for it" };
+      const at = st.state === "erased" ? await findErasure(i, bundles, size) : -1;
+      if (seq !== renderSeq) return null;
+      showContent(li, st, at);
+    }
+    return got;
   }
 
   // ---- Views ----
@@ -584,12 +726,16 @@
     }
     if (seq !== renderSeq) return;
     list.setAttribute("start", String(before));
+    const leaves = new Map();
     for (let i = before; i >= first; i--) {
       const e = bundles.get(Math.floor(i / 256))[i % 256];
       if (!e) continue;
-      list.append(entryItem(i, V.parseLeaf(e)));
+      const leaf = V.parseLeaf(e);
+      leaves.set(i, leaf);
+      list.append(entryItem(i, leaf));
     }
     msg("entries-msg", "Entries " + before + " to " + first + " of " + size + " (the tree's size at the latest checkpoint).");
+    await fillContents(seq, list, leaves, first, before + 1, bundles, size);
     for (const pager of [$("entries-pager-top"), $("entries-pager")]) {
       const links = [];
       if (before < size - 1) {
@@ -648,7 +794,7 @@
     ["leaf", "Entry fetched and hashed (SHA-256)"],
     ["root", "Root recomputed from the tiles equals the checkpoint's"],
   ];
-  const STATUS_WORD = { pass: "PASSED", fail: "FAILED", warn: "WARNING", wait: "NOT RUN", run: "RUNNING" };
+  const STATUS_WORD = { pass: "PASSED", fail: "FAILED", warn: "WARNING", wait: "NOT RUN", run: "RUNNING", skip: "NOT CHECKED" };
 
   async function renderCheck(seq, params) {
     const steps = clear($("check-steps"));
@@ -657,6 +803,7 @@
     verdict.textContent = "";
     verdict.dataset.status = "";
     $("check-proves").hidden = true;
+    $("check-proves-commitment").hidden = true;
     const idxText = params.get("index");
     $("check-index").value = idxText || "";
     if (idxText === null || idxText === "") return;
@@ -683,14 +830,20 @@
       if (status === "fail") failed = true;
       if (status === "warn") warned = true;
     };
+    let content = null; // a commitment leaf's content, once looked for
     const finish = () => {
       if (seq !== renderSeq) return;
       for (const li of items.values()) if (li.dataset.status === "wait") li.querySelector(".detail").textContent = "not run: an earlier step failed";
       verdict.dataset.status = failed ? "fail" : warned ? "warn" : "pass";
-      verdict.textContent = failed
-        ? "FAILED: entry " + index + " could not be shown to be in the log the witnesses saw."
-        : "PASSED: entry " + index + " is in the log, at a checkpoint a quorum of witnesses cosigned" + (warned ? " (see the warning above)." : ".");
-      $("check-proves").hidden = failed;
+      const what = content ? "commitment leaf " + index : "entry " + index;
+      const said = !content ? "" : content.state === "opened" ? "; the event shown below was checked against its commitment"
+        : content.state === "erased" ? "; its event was erased" : "; its content is not shown (erasable log), so only the commitment was checked";
+      verdict.textContent = content && content.state === "bad"
+        ? "FAILED: commitment leaf " + index + " is in the log, but the content the log serves for it does not match its commitment."
+        : failed
+          ? "FAILED: entry " + index + " could not be shown to be in the log the witnesses saw."
+          : "PASSED: " + what + " is in the log, at a checkpoint a quorum of witnesses cosigned" + said + (warned ? " (see the warning above)." : ".");
+      $("check-proves").hidden = failed && !(content && content.state === "bad");
     };
     verdict.textContent = "Checking entry " + index + "…";
     if (!globalThis.crypto || !globalThis.crypto.subtle) {
@@ -714,13 +867,33 @@
       tile: getTile,
       bundle: getBundle,
     }, step);
+    if (res.ok && res.leaf && res.leaf.kind === "commitment" && seq === renderSeq) {
+      // A commitment leaf: the steps proved the commitment is in the log;
+      // one more checks the content the log serves against it.
+      const st = el("span", { class: "st", text: STATUS_WORD.run });
+      const li = el("li", { "data-step": "content", "data-status": "run" }, st, " ", el("strong", { text: "Content checked against the commitment (SHA-256)" }), el("p", { class: "detail" }));
+      items.set("content", li);
+      steps.append(li);
+      const size = Number(res.checkpoint.size);
+      const got = await openings(index, index + 1, new Map([[index, res.leaf]]));
+      content = got.hidden !== undefined ? { state: "hidden", why: got.hidden } : got.get(index) || { state: "hidden", why: "the log sent no opening for it" };
+      content.erasureAt = content.state === "erased" ? await findErasure(index, new Map(), size) : -1;
+      if (content.state === "opened") step("content", "pass", "the log served the event and its salt, and SHA-256(salt || event leaf) equals the commitment in the entry; the event leaf says the same time and source: the event shown below is the one the log committed to");
+      else if (content.state === "bad") step("content", "fail", "the content the log serves does not match the commitment in the entry: " + content.error);
+      else if (content.state === "erased") step("content", "skip", "the event was erased" + (content.erasureAt >= 0 ? " (erasure leaf #" + content.erasureAt + ")" : "") + ": nothing to check; the commitment leaf, proved above, is what remains");
+      else step("content", "skip", "content not shown (erasable log): " + content.why + "; the steps above prove the commitment leaf, not what it commits to");
+    }
     finish();
     if (seq !== renderSeq) return;
+    $("check-proves-commitment").hidden = !(res.ok && res.leaf && res.leaf.kind === "commitment");
     if (res.leaf) {
       entry.append(el("h3", { text: "The entry" }));
       const ol = el("ol", { class: "entries", start: index });
-      ol.append(entryItem(index, res.leaf));
+      const li = entryItem(index, res.leaf);
+      ol.append(li);
       entry.append(ol);
+      if (content) showContent(li, content, content.erasureAt);
+      else if (res.leaf.kind === "commitment") showContent(li, { state: "hidden", why: "the check failed" }, -1);
     }
   }
 

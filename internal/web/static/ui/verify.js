@@ -25,7 +25,7 @@
   class VerifyError extends Error {
     constructor(kind, message) {
       super(message);
-      this.kind = kind; // "malformed", "unverified", "quorum", "inclusion", "fetch", "nocrypto"
+      this.kind = kind; // "malformed", "unverified", "quorum", "inclusion", "fetch", "nocrypto", "opening"
     }
   }
   const malformed = (m) => new VerifyError("malformed", m);
@@ -576,15 +576,18 @@
     return mth(0, size);
   }
 
-  // parseLeaf reads an entry: a Tidemark event leaf or raw bytes. An entry
-  // is an event leaf only if the Go code (checkpoint.ParseLeaf) says so:
-  // exactly the canonical JSON (RFC 8785) of {"event":{...},
-  // "idempotency_key"?,"received","source","v":1}. Anything else is shown
-  // as raw bytes, with notLeaf saying why when it looks like a leaf:
-  // otherwise a writer to /add could show here an event "stamped" by the
-  // log with any source and time (JSON.parse reads what Go refuses, such
-  // as nesting past encoding/json's depth, duplicate names, lone
-  // surrogates).
+  // parseLeaf reads an entry: a Tidemark event leaf, commitment leaf,
+  // erasure leaf, or raw bytes. An entry is one of those leaves only if the
+  // Go code (checkpoint.ParseLeaf, ParseCommitmentLeaf, ParseErasureLeaf)
+  // says so: exactly the canonical JSON (RFC 8785) of {"event":{...},
+  // "idempotency_key"?,"received","source","v":1},
+  // {"commitment":"<64 hex>","received","source","v":2} or
+  // {"erasure":{"entries":[[from,to],...],"reason"},"received","source","v":2}.
+  // Anything else is shown as raw bytes, with notLeaf saying why when it
+  // looks like a leaf: otherwise a writer to /add could show here an event
+  // "stamped" by the log with any source and time (JSON.parse reads what Go
+  // refuses, such as nesting past encoding/json's depth, duplicate names,
+  // lone surrogates).
   function parseLeaf(bytes) {
     let s = null;
     try {
@@ -595,15 +598,122 @@
       try {
         o = JSON.parse(s);
       } catch (e) { /* raw */ }
-      if (o && typeof o === "object" && !Array.isArray(o) && "v" in o && "event" in o) {
-        const why = leafProblem(o, s);
-        if (why === "") {
-          return { kind: "event", event: o.event, received: o.received, source: o.source, idempotencyKey: typeof o.idempotency_key === "string" ? o.idempotency_key : "", bytes };
+      if (o && typeof o === "object" && !Array.isArray(o) && "v" in o) {
+        if ("event" in o) {
+          const why = leafProblem(o, s);
+          if (why === "") {
+            return { kind: "event", event: o.event, received: o.received, source: o.source, idempotencyKey: typeof o.idempotency_key === "string" ? o.idempotency_key : "", bytes };
+          }
+          return { kind: "raw", bytes, text: s, notLeaf: why, claims: "event" };
         }
-        return { kind: "raw", bytes, text: s, notLeaf: why };
+        if ("commitment" in o) {
+          const why = commitmentProblem(o, s);
+          if (why === "") return { kind: "commitment", commitment: o.commitment, received: o.received, source: o.source, bytes };
+          return { kind: "raw", bytes, text: s, notLeaf: why, claims: "commitment" };
+        }
+        if ("erasure" in o) {
+          const why = erasureProblem(o, s);
+          if (why === "") {
+            return { kind: "erasure", entries: o.erasure.entries.map((r) => [r[0], r[1]]), reason: o.erasure.reason, received: o.received, source: o.source, bytes };
+          }
+          return { kind: "raw", bytes, text: s, notLeaf: why, claims: "erasure" };
+        }
       }
     }
     return { kind: "raw", bytes, text: s };
+  }
+
+  const MAX_ERASURE_RANGES = 1024; // checkpoint.MaxErasureRanges
+  const MAX_ERASURE_REASON = 1024; // checkpoint.MaxErasureReason, in bytes
+  const MAX_LEAF_INDEX = Number.MAX_SAFE_INTEGER; // 2^53-1
+  const SALT_SIZE = 32; // checkpoint.SaltSize
+  const MAX_LEAF_SIZE = 65535; // checkpoint.MaxLeafSize
+
+  // v2Problem checks what commitment and erasure leaves share: their
+  // members, "v":2, received and source.
+  function v2Problem(o, kind) {
+    for (const k of Object.keys(o)) {
+      if (![kind, "received", "source", "v"].includes(k)) return "unknown member " + JSON.stringify(k) + " in a " + kind + " leaf";
+    }
+    if (o.v !== 2) return "a " + kind + " leaf has \"v\":2";
+    if (typeof o.source !== "string") return "no source";
+    if (LONE_SURROGATE.test(o.source)) return "source is not I-JSON (a lone surrogate)";
+    return receivedProblem(o.received);
+  }
+
+  // commitmentProblem says why a parsed object o, of text s, is not a
+  // canonical commitment leaf, or "" when it is one.
+  function commitmentProblem(o, s) {
+    const why = v2Problem(o, "commitment");
+    if (why !== "") return why;
+    if (typeof o.commitment !== "string" || !/^[0-9a-f]{64}$/.test(o.commitment)) return "the commitment is not 64 lowercase hex digits";
+    const canon = '{"commitment":"' + o.commitment + '","received":"' + o.received + '","source":' + JSON.stringify(o.source) + ',"v":2}';
+    if (canon !== s) return "commitment leaf not in canonical form";
+    return "";
+  }
+
+  // erasureProblem says why a parsed object o, of text s, is not a
+  // canonical erasure leaf, or "" when it is one.
+  function erasureProblem(o, s) {
+    const why = v2Problem(o, "erasure");
+    if (why !== "") return why;
+    const e = o.erasure;
+    if (!e || typeof e !== "object" || Array.isArray(e)) return "erasure is not an object";
+    for (const k of Object.keys(e)) {
+      if (k !== "entries" && k !== "reason") return "unknown member " + JSON.stringify(k) + " in erasure";
+    }
+    if (!Array.isArray(e.entries)) return "entries is not an array";
+    if (e.entries.length === 0) return "an erasure must list at least one range of entries";
+    if (e.entries.length > MAX_ERASURE_RANGES) return "an erasure lists more than " + MAX_ERASURE_RANGES + " ranges";
+    let prev = null;
+    for (const r of e.entries) {
+      if (!Array.isArray(r) || r.length !== 2 || !r.every((n) => Number.isSafeInteger(n) && n >= 0)) return "each range must be [from,to], two indexes";
+      if (r[0] >= r[1]) return "range [" + r[0] + "," + r[1] + ") is empty";
+      if (r[1] > MAX_LEAF_INDEX) return "range reaches past 2^53-1";
+      if (prev && r[0] <= prev[1]) return "ranges must be sorted and neither overlap nor touch";
+      prev = r;
+    }
+    if (typeof e.reason !== "string" || e.reason === "") return "an erasure needs a reason";
+    if (LONE_SURROGATE.test(e.reason)) return "the reason is not valid UTF-8";
+    if (enc.encode(e.reason).length > MAX_ERASURE_REASON) return "the reason is more than " + MAX_ERASURE_REASON + " bytes";
+    const canon = '{"erasure":{"entries":[' + e.entries.map((r) => "[" + r[0] + "," + r[1] + "]").join(",") + '],"reason":' + JSON.stringify(e.reason) +
+      '},"received":"' + o.received + '","source":' + JSON.stringify(o.source) + ',"v":2}';
+    if (canon !== s) return "erasure leaf not in canonical form";
+    return "";
+  }
+
+  // erasureCovers reports whether a parsed erasure leaf lists entry i.
+  function erasureCovers(erasure, i) {
+    return erasure.entries.some((r) => r[0] <= i && i < r[1]);
+  }
+
+  // verifyOpening checks that an opening ({salt, leaf}: base64, as
+  // /v1/payloads and receipts carry it) opens a parsed commitment leaf, as
+  // checkpoint's Opening.Verify does: a salt of 32 bytes, an event leaf of
+  // at most 65535 bytes, SHA-256(salt || leaf) equal to the commitment, a
+  // canonical event leaf, with the commitment leaf's received and source.
+  // Returns the parsed event leaf; throws a VerifyError ("opening") saying
+  // what is wrong.
+  async function verifyOpening(commitment, opening) {
+    const bad = (m) => new VerifyError("opening", "the opening does not open the commitment: " + m);
+    if (!opening || typeof opening !== "object") throw bad("no opening");
+    let salt, leaf;
+    try {
+      salt = b64decode(String(opening.salt));
+      leaf = b64decode(String(opening.leaf));
+    } catch (e) {
+      throw bad(e.message);
+    }
+    if (salt.length !== SALT_SIZE) throw bad("the salt is " + salt.length + " bytes, not " + SALT_SIZE);
+    if (leaf.length > MAX_LEAF_SIZE) throw bad("its event leaf is " + leaf.length + " bytes, more than the " + MAX_LEAF_SIZE + " a leaf may hold");
+    const h = toHex(await sha256(concat(salt, leaf)));
+    if (h !== commitment.commitment) throw bad("SHA-256 of the salt and event leaf is " + h + ", not the commitment: the content was changed");
+    const l = parseLeaf(leaf);
+    if (l.kind !== "event") throw bad("the opened leaf is not an event leaf" + (l.notLeaf ? ": " + l.notLeaf : ""));
+    if (l.received !== commitment.received || l.source !== commitment.source) {
+      throw bad("the event leaf says received " + l.received + " from " + JSON.stringify(l.source) + ", the commitment leaf " + commitment.received + " from " + JSON.stringify(commitment.source));
+    }
+    return l;
   }
 
   const MAX_JSON_DEPTH = 64; // checkpoint.MaxJSONDepth
@@ -620,7 +730,16 @@
     if (!o.event || typeof o.event !== "object" || Array.isArray(o.event)) return "event is not an object";
     if (typeof o.source !== "string") return "no source";
     if ("idempotency_key" in o && (typeof o.idempotency_key !== "string" || o.idempotency_key === "")) return "bad idempotency_key";
-    const m = typeof o.received === "string" ? RECEIVED.exec(o.received) : null;
+    const rp = receivedProblem(o.received);
+    if (rp !== "") return rp;
+    if (canonicalJSON(o, 0) !== s) return "not in canonical form (RFC 8785), or not I-JSON";
+    return "";
+  }
+
+  // receivedProblem says why a leaf's received is not a time in
+  // checkpoint.ReceivedFormat, or "" when it is one.
+  function receivedProblem(received) {
+    const m = typeof received === "string" ? RECEIVED.exec(received) : null;
     if (!m) return "received is not a time of the form 2006-01-02T15:04:05.000000000Z";
     const [y, mo, d, h, mi, sec] = m.slice(1).map(Number);
     const t = new Date(0);
@@ -629,7 +748,6 @@
     if (t.getUTCFullYear() !== y || t.getUTCMonth() !== mo - 1 || t.getUTCDate() !== d || t.getUTCHours() !== h || t.getUTCMinutes() !== mi || t.getUTCSeconds() !== sec) {
       return "received is not a valid time";
     }
-    if (canonicalJSON(o, 0) !== s) return "not in canonical form (RFC 8785), or not I-JSON";
     return "";
   }
 
@@ -703,7 +821,10 @@
       if (!e) throw malformed("entry bundle " + entriesPath(b, bundleWidth(b, size)) + " has " + entries.length + " entries, not " + (index % TILE_WIDTH + 1));
       res.leaf = parseLeaf(e);
       lh = await leafHash(e);
-      step("leaf", "pass", "entry " + index + " (" + e.length + " bytes) fetched from " + entriesPath(b, bundleWidth(b, size)) + "; leaf hash SHA-256(0x00 || entry) = " + toHex(lh));
+      const what = res.leaf.kind === "commitment"
+        ? ", a commitment leaf (received " + res.leaf.received + " from " + JSON.stringify(res.leaf.source) + ", commitment " + res.leaf.commitment + "): the tree holds the commitment to the event, not the event,"
+        : res.leaf.kind === "erasure" ? ", an erasure leaf," : "";
+      step("leaf", "pass", "entry " + index + " (" + e.length + " bytes)" + what + " fetched from " + entriesPath(b, bundleWidth(b, size)) + "; leaf hash SHA-256(0x00 || entry) = " + toHex(lh));
     } catch (e) {
       step("leaf", "fail", "the entry: " + e.message);
       return res;
@@ -729,6 +850,6 @@
     parseVKey, parseCheckpoint, parseSignedNote, verifyLogSignature, verifyCosignatures,
     parsePolicy, quorumSatisfied, quorumCosignedBy, describeQuorum, verifyCheckpoint,
     tilePath, entriesPath, bundleWidth, parseBundle, leafHash, nodeHash, TileReader, rootFromTiles,
-    parseLeaf, checkEntry, KEY_ED25519, KEY_COSIGNATURE_V1,
+    parseLeaf, erasureCovers, verifyOpening, checkEntry, KEY_ED25519, KEY_COSIGNATURE_V1,
   };
 })(globalThis);
