@@ -91,6 +91,23 @@ func Open(signed []byte, logKeys ...note.Verifier) (Checkpoint, *note.Note, erro
 		"checkpoint for origin %q is signed only by log keys for other origins (%s)", c.Origin, sigNames(n.Sigs))}
 }
 
+// ParseSigned checks the form of a signed checkpoint exactly as
+// Cosignatures does (with or without keys): its size, the signature lines
+// (one per key, canonical base64), and its body by Parse. It returns the
+// parsed body and the body's text (up to and including its last newline),
+// and verifies no signature. Errors wrap ErrMalformed.
+func ParseSigned(signed []byte) (Checkpoint, []byte, error) {
+	text, err := checkSignedNote(signed)
+	if err != nil {
+		return Checkpoint{}, nil, err
+	}
+	c, err := Parse(text)
+	if err != nil {
+		return Checkpoint{}, nil, err
+	}
+	return c, text, nil
+}
+
 // Cosignatures reports which of witnessKeys made a valid cosignature/v1 over
 // the checkpoint in signed, and when. It does not check the log's signature:
 // call it on a checkpoint Open has accepted (Policy.Verify does both).
@@ -106,11 +123,7 @@ func Open(signed []byte, logKeys ...note.Verifier) (Checkpoint, *note.Note, erro
 // witnessKeys must be cosignature/v1 verifiers (NewWitnessVerifier): a
 // valid signature of any other size is an error.
 func Cosignatures(signed []byte, witnessKeys ...note.Verifier) (map[string]time.Time, error) {
-	text, err := checkSignedNote(signed)
-	if err != nil {
-		return nil, err
-	}
-	c, err := Parse(text)
+	c, _, err := ParseSigned(signed)
 	if err != nil {
 		return nil, err
 	}

@@ -244,13 +244,9 @@ func (w *Witness) add(ctx context.Context, req AddRequest, internal bool) ([]byt
 // signed-note and tlog-checkpoint, by checkpoint's rules) and returns its
 // body, parsed and as text. Errors wrap errMalformed.
 func parseSigned(signed []byte) (checkpoint.Checkpoint, []byte, error) {
-	// Cosignatures with no keys checks exactly what Open checks of the form
-	// (size, canonical base64, one line per key, the body) and nothing else.
-	if _, err := checkpoint.Cosignatures(signed); err != nil {
-		return checkpoint.Checkpoint{}, nil, fmt.Errorf("%w: %v", errMalformed, err)
-	}
-	text := signed[:bytes.LastIndex(signed, []byte("\n\n"))+1]
-	c, err := checkpoint.Parse(text)
+	// What Open checks of the form (size, canonical base64, one line per
+	// key, the body), and nothing else, parsing the body once.
+	c, text, err := checkpoint.ParseSigned(signed)
 	if err != nil {
 		return checkpoint.Checkpoint{}, nil, fmt.Errorf("%w: %v", errMalformed, err)
 	}
