@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -494,6 +496,8 @@ type storeOp struct {
 	// handed over before it (volatile); done gets the outcome.
 	mark     uint64
 	markDone chan error
+	// flush (volatile): write the completions that wait now.
+	flush bool
 }
 
 // A claimOp is a request's begin, done by the writer.
@@ -517,7 +521,28 @@ func (d *idempotencyIndex) writer() {
 	var retryReleased []keyID
 	defer func() { d.unflushed.Store(len(retryDone) > 0) }()
 	failing := false
-	for op := range d.ops {
+	// volatile: completions are written in large transactions (flush),
+	// not with every request's begin; until then retryDone holds them and
+	// the completing map answers their retries.
+	lastFlush := time.Now()
+	flushTimer := time.NewTimer(flushEvery)
+	defer flushTimer.Stop()
+	for {
+		var op storeOp
+		ok := true
+		if d.volatile && len(retryDone) > 0 {
+			flushTimer.Reset(max(time.Until(lastFlush.Add(flushEvery)), 0))
+			select {
+			case op, ok = <-d.ops:
+			case <-flushTimer.C:
+				op.flush = true
+			}
+		} else {
+			op, ok = <-d.ops
+		}
+		if !ok {
+			break
+		}
 		group := []storeOp{op}
 		n := len(op.complete) + len(op.release)
 		if op.claim != nil {
@@ -542,11 +567,13 @@ func (d *idempotencyIndex) writer() {
 		var claims []*claimOp
 		var marks []chan error
 		var mark uint64
+		flush := !d.volatile
 		done, released := retryDone, retryReleased
 		for _, op := range group {
 			if op.claim != nil {
 				claims = append(claims, op.claim)
 			}
+			flush = flush || op.flush
 			done = append(done, op.complete...)
 			released = append(released, op.release...)
 			if op.markDone != nil {
@@ -571,7 +598,19 @@ func (d *idempotencyIndex) writer() {
 		if d.frozen.Load() {
 			mark = 0
 		}
-		err := d.commit(claims, done, released, mark)
+		// volatile: the rows are written when a watermark is to be
+		// committed behind them, when enough of them wait, or a second
+		// after the last flush. Every row a crash loses meanwhile is above
+		// the watermark, so the next start writes it from the leaves.
+		flush = flush || mark > 0 || len(done) >= flushRows || time.Since(lastFlush) >= flushEvery
+		write := done
+		if !flush {
+			write = nil
+		}
+		var err error
+		if len(claims) > 0 || len(write) > 0 || len(released) > 0 || mark > 0 {
+			err = d.commit(claims, write, released, mark)
+		}
 		for _, m := range marks {
 			switch {
 			case err != nil:
@@ -583,12 +622,15 @@ func (d *idempotencyIndex) writer() {
 			}
 		}
 		switch {
+		case err == nil && !flush:
+			retryDone, retryReleased = done, nil // written with a later transaction
 		case err == nil:
 			if failing {
 				d.log.Info("the idempotency index is written again", "rows_caught_up", len(retryDone)+len(retryReleased))
 			}
 			failing = false
 			retryDone, retryReleased = nil, nil
+			lastFlush = time.Now()
 			d.mu.Lock()
 			for _, c := range done {
 				delete(d.completing, c.id)
@@ -635,7 +677,31 @@ func (d *idempotencyIndex) writer() {
 			close(c.done)
 		}
 	}
+	// The log is closing: write the rows still waiting (volatile), unless
+	// the process stands for one that died.
+	if d.volatile && len(retryDone) > 0 && !d.halted.Load() && !d.lossy.Load() {
+		if err := d.commit(nil, retryDone, nil, 0); err == nil {
+			d.mu.Lock()
+			for _, c := range retryDone {
+				delete(d.completing, c.id)
+			}
+			d.mu.Unlock()
+			retryDone = nil
+		} else {
+			d.log.Error("couldn't write the idempotency index at close; the next start writes the rows from the leaves above the watermark", "rows", len(retryDone), "err", err)
+		}
+	}
 }
+
+// On a POSIX log (volatile) the writer writes completed rows at most
+// flushEvery apart, or once flushRows of them wait: one transaction of many
+// rows, sorted, dirties each page of the table once for all of them, where a
+// transaction per request dirtied a page per key. They are bounded in memory
+// (the completing map answers their retries until they are written).
+const (
+	flushEvery = time.Second
+	flushRows  = 1 << 16
+)
 
 var errFrozen = errors.New("idempotency index missed rows; the watermark stays until the next start scans past it")
 
@@ -700,6 +766,8 @@ func (d *idempotencyIndex) commitOnce(claims []*claimOp, done []completion, rele
 		for i, c := range done {
 			rows[i] = indexRow{id: c.id, idx: c.idx, ev: c.ev}
 		}
+		// In key order: the B-tree's pages are visited in order, each once.
+		slices.SortFunc(rows, func(a, b indexRow) int { return bytes.Compare(a.id[:], b.id[:]) })
 		if err := tx.insertComplete(ctx, rows); err != nil {
 			return err
 		}
