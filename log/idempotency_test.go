@@ -464,3 +464,37 @@ func TestKilledWhileRowsWaitKeepsEveryAnsweredIndex(t *testing.T) {
 		t.Errorf("the retries grew the log from %d to %d entries: keys logged twice", size, n)
 	}
 }
+
+// A new SQLite index gets sqlitePageSize pages; one that exists keeps the
+// page size it has (WAL mode fixes it) and opens as before.
+func TestSQLiteIndexPageSize(t *testing.T) {
+	pageSize := func(path string) int64 {
+		t.Helper()
+		d := openTestIndex(t, path)
+		defer d.Close()
+		var n int64
+		if err := d.store.(*sqlKeys).db.QueryRow(`PRAGMA page_size`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	fresh := filepath.Join(t.TempDir(), indexFile)
+	if n := pageSize(fresh); n != sqlitePageSize {
+		t.Errorf("a new index has %d-byte pages, want %d", n, sqlitePageSize)
+	}
+	if n := pageSize(fresh); n != sqlitePageSize {
+		t.Errorf("reopened, the index has %d-byte pages, want %d", n, sqlitePageSize)
+	}
+	old := filepath.Join(t.TempDir(), indexFile)
+	db, err := sql.Open("sqlite", "file:"+old+"?_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE tidemark_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if n := pageSize(old); n != 4096 {
+		t.Errorf("an existing index has %d-byte pages after opening, want the 4096 it had", n)
+	}
+}

@@ -178,6 +178,9 @@ func (t sqlTx) Rollback() error { return t.tx.Rollback() }
 // may carry keys: an index of an older layout, or a log migrated in).
 func (k *sqlKeys) migrate(ctx context.Context) (fresh bool, err error) {
 	if k.d.name == "sqlite" {
+		if err := k.setPageSize(ctx); err != nil {
+			return false, err
+		}
 		// The in-memory index of earlier versions kept its rows here.
 		for _, q := range []string{`DROP TABLE IF EXISTS idempotency_keys`, `DROP TABLE IF EXISTS meta`} {
 			if _, err := k.db.ExecContext(ctx, q); err != nil {
@@ -207,6 +210,38 @@ func (k *sqlKeys) migrate(ctx context.Context) (fresh bool, err error) {
 		return k.migrate(ctx)
 	}
 	return false, nil
+}
+
+// sqlitePageSize is the page size of a new SQLite index. Rows are small
+// (about 60 bytes) and keyed by a random hash, so a transaction of many rows
+// touches most leaf pages of the table anyway: larger pages mean fewer of them
+// for the same rows, so fewer WAL frames and checkpoint writes (syscalls),
+// and a shallower tree. At 2 M keys, 16 KiB pages took ~25% less CPU per
+// key than 4 KiB (BenchmarkSQLiteIndexRequestPrefilled with
+// BENCH_PAGE_SIZE); 32 KiB was no better.
+const sqlitePageSize = 16384
+
+// setPageSize gives a new, empty SQLite database sqlitePageSize pages. A
+// database in WAL mode keeps its page size, so it is set with the journal
+// in rollback mode and the empty file rewritten (VACUUM), then WAL again.
+// An existing index keeps the page size it has.
+func (k *sqlKeys) setPageSize(ctx context.Context) error {
+	var tables, size int64
+	if err := k.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master`).Scan(&tables); err != nil {
+		return err
+	}
+	if err := k.db.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&size); err != nil {
+		return err
+	}
+	if tables > 0 || size == sqlitePageSize {
+		return nil
+	}
+	for _, q := range []string{`PRAGMA journal_mode=DELETE`, fmt.Sprintf(`PRAGMA page_size=%d`, sqlitePageSize), `VACUUM`, `PRAGMA journal_mode=WAL`} {
+		if _, err := k.db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("couldn't set the page size of the new index (%s): %w", q, err)
+		}
+	}
+	return nil
 }
 
 // markBuilt records that the index covers the whole log.

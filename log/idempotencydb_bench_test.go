@@ -104,10 +104,19 @@ func BenchmarkSQLiteIndexRequestPrefilled(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	tmpl := filepath.Join(os.TempDir(), fmt.Sprintf("tidemark-bench-index-%d.db", n))
+	tmpl := filepath.Join(os.TempDir(), fmt.Sprintf("tidemark-bench-index-%d%s.db", n, os.Getenv("BENCH_TAG")))
 	ctx := context.Background()
 	if _, err := os.Stat(tmpl); err != nil {
 		d := openTestIndex(b, tmpl+".tmp")
+		if ps := os.Getenv("BENCH_PAGE_SIZE"); ps != "" {
+			// An experiment: the page size of an empty database, which WAL
+			// mode fixes once set.
+			for _, q := range []string{"PRAGMA journal_mode=DELETE", "PRAGMA page_size=" + ps, "VACUUM", "PRAGMA journal_mode=WAL"} {
+				if _, err := d.store.(*sqlKeys).db.Exec(q); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
 		rows := make([]indexRow, 1<<16)
 		for done := 0; done < n; done += len(rows) {
 			rows = rows[:min(len(rows), n-done)]
