@@ -216,9 +216,11 @@ func (k *sqlKeys) migrate(ctx context.Context) (fresh bool, err error) {
 // (about 60 bytes) and keyed by a random hash, so a transaction of many rows
 // touches most leaf pages of the table anyway: larger pages mean fewer of them
 // for the same rows, so fewer WAL frames and checkpoint writes (syscalls),
-// and a shallower tree. At 2 M keys, 16 KiB pages took ~25% less CPU per
-// key than 4 KiB (BenchmarkSQLiteIndexRequestPrefilled with
-// BENCH_PAGE_SIZE); 32 KiB was no better.
+// and a shallower tree. 16 KiB pages took ~25% less CPU per key than 4 KiB
+// at 2 M keys (20 against 27 µs) and ~20% less at 10 M (39.5 against 50 µs;
+// BenchmarkSQLiteIndexRequestPrefilled with BENCH_KEYS and BENCH_PAGE_SIZE);
+// 32 KiB was no better than 16 at 2 M. The price: a transaction's WAL is
+// larger (a flush at 10 M keys writes ~0.5 GB of WAL, reused, not grown).
 const sqlitePageSize = 16384
 
 // setPageSize gives a new, empty SQLite database sqlitePageSize pages. A
