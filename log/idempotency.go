@@ -155,18 +155,18 @@ func openSQLiteIndex(path string, logger *slog.Logger, size func() (uint64, erro
 	// One connection: SQLite has one writer, and the writer goroutine and
 	// the lookups of waiting requests take turns on it.
 	db.SetMaxOpenConns(1)
-	d, fresh, err := newIdempotencyIndex(&sqlKeys{db: db, d: sqliteDialect}, logger, size)
+	d, fresh, err := newIdempotencyIndex(&sqlKeys{db: db, d: sqliteDialect}, logger, size, true)
 	if err != nil {
 		db.Close()
 		return nil, false, fmt.Errorf("couldn't open the idempotency index %s: %w%s", path, err, sqliteAdvice(err))
 	}
-	d.ownsDB, d.volatile = true, true
+	d.ownsDB = true
 	return d, fresh, nil
 }
 
 // openMySQLIndex opens the index in the log's MySQL database.
 func openMySQLIndex(db *sql.DB, logger *slog.Logger, size func() (uint64, error)) (*idempotencyIndex, bool, error) {
-	d, fresh, err := newIdempotencyIndex(&sqlKeys{db: db, d: mysqlDialect}, logger, size)
+	d, fresh, err := newIdempotencyIndex(&sqlKeys{db: db, d: mysqlDialect}, logger, size, false)
 	if err != nil {
 		return nil, false, fmt.Errorf("couldn't open the idempotency index in MySQL: %w", err)
 	}
@@ -175,8 +175,9 @@ func openMySQLIndex(db *sql.DB, logger *slog.Logger, size func() (uint64, error)
 
 // newIdempotencyIndex creates the store's tables and starts the writer. fresh says
 // that the index was just created and must be built from the log (Build)
-// before it answers.
-func newIdempotencyIndex(k keyDB, logger *slog.Logger, size func() (uint64, error)) (*idempotencyIndex, bool, error) {
+// before it answers. volatile: claims stay in memory (a POSIX log; see
+// idempotencyIndex), known before the writer starts.
+func newIdempotencyIndex(k keyDB, logger *slog.Logger, size func() (uint64, error), volatile bool) (*idempotencyIndex, bool, error) {
 	fresh, err := k.migrate(context.Background())
 	if err != nil {
 		return nil, false, err
@@ -186,7 +187,7 @@ func newIdempotencyIndex(k keyDB, logger *slog.Logger, size func() (uint64, erro
 	host, _ := os.Hostname()
 	dd := &idempotencyIndex{store: k, log: logger, owner: int64(binary.BigEndian.Uint64(b[:]) >> 1), host: host, size: size,
 		lease: frontendLease, ops: make(chan storeOp, 1024), writerDone: make(chan struct{}),
-		pending: map[keyID]*claim{}, completing: map[keyID]indexEntry{}}
+		pending: map[keyID]*claim{}, completing: map[keyID]indexEntry{}, volatile: volatile}
 	if err := k.heartbeat(context.Background(), dd.owner, host); err != nil {
 		return nil, false, err
 	}
