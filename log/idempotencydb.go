@@ -289,10 +289,19 @@ func (k *sqlKeys) watermark(ctx context.Context) (uint64, error) {
 // database/sql and the driver, not the row, dominates one row at a time.
 const perStmt = 256
 
+// perStmt is how many rows a lookup or an insert of complete rows carries
+// per statement: on SQLite, a request's 1,000 keys in one.
+func (t sqlTx) perStmt() int {
+	if t.k.d.name == "sqlite" {
+		return 1024
+	}
+	return perStmt
+}
+
 // lookup returns the rows of hashes that exist.
 func (t sqlTx) lookup(ctx context.Context, hashes [][16]byte) (map[keyID]keyRow, error) {
 	out := make(map[keyID]keyRow, len(hashes))
-	for chunk := range slices.Chunk(hashes, perStmt) {
+	for chunk := range slices.Chunk(hashes, t.perStmt()) {
 		args := make([]any, len(chunk))
 		for i, h := range chunk {
 			args[i] = h[:]
@@ -501,7 +510,7 @@ func (t sqlTx) forget(ctx context.Context, owners []int64) error {
 // insertComplete adds complete rows (a rebuild from the leaves), keeping
 // rows that exist.
 func (t sqlTx) insertComplete(ctx context.Context, rows []indexRow) error {
-	for chunk := range slices.Chunk(rows, perStmt) {
+	for chunk := range slices.Chunk(rows, t.perStmt()) {
 		args := make([]any, 0, 4*len(chunk))
 		for _, r := range chunk {
 			args = append(args, r.id[:16], r.id[16:], r.ev[:], int64(r.idx))
