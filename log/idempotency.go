@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -153,18 +155,18 @@ func openSQLiteIndex(path string, logger *slog.Logger, size func() (uint64, erro
 	// One connection: SQLite has one writer, and the writer goroutine and
 	// the lookups of waiting requests take turns on it.
 	db.SetMaxOpenConns(1)
-	d, fresh, err := newIdempotencyIndex(&sqlKeys{db: db, d: sqliteDialect}, logger, size)
+	d, fresh, err := newIdempotencyIndex(&sqlKeys{db: db, d: sqliteDialect}, logger, size, true)
 	if err != nil {
 		db.Close()
 		return nil, false, fmt.Errorf("couldn't open the idempotency index %s: %w%s", path, err, sqliteAdvice(err))
 	}
-	d.ownsDB, d.volatile = true, true
+	d.ownsDB = true
 	return d, fresh, nil
 }
 
 // openMySQLIndex opens the index in the log's MySQL database.
 func openMySQLIndex(db *sql.DB, logger *slog.Logger, size func() (uint64, error)) (*idempotencyIndex, bool, error) {
-	d, fresh, err := newIdempotencyIndex(&sqlKeys{db: db, d: mysqlDialect}, logger, size)
+	d, fresh, err := newIdempotencyIndex(&sqlKeys{db: db, d: mysqlDialect}, logger, size, false)
 	if err != nil {
 		return nil, false, fmt.Errorf("couldn't open the idempotency index in MySQL: %w", err)
 	}
@@ -173,8 +175,9 @@ func openMySQLIndex(db *sql.DB, logger *slog.Logger, size func() (uint64, error)
 
 // newIdempotencyIndex creates the store's tables and starts the writer. fresh says
 // that the index was just created and must be built from the log (Build)
-// before it answers.
-func newIdempotencyIndex(k keyDB, logger *slog.Logger, size func() (uint64, error)) (*idempotencyIndex, bool, error) {
+// before it answers. volatile: claims stay in memory (a POSIX log; see
+// idempotencyIndex), known before the writer starts.
+func newIdempotencyIndex(k keyDB, logger *slog.Logger, size func() (uint64, error), volatile bool) (*idempotencyIndex, bool, error) {
 	fresh, err := k.migrate(context.Background())
 	if err != nil {
 		return nil, false, err
@@ -184,7 +187,7 @@ func newIdempotencyIndex(k keyDB, logger *slog.Logger, size func() (uint64, erro
 	host, _ := os.Hostname()
 	dd := &idempotencyIndex{store: k, log: logger, owner: int64(binary.BigEndian.Uint64(b[:]) >> 1), host: host, size: size,
 		lease: frontendLease, ops: make(chan storeOp, 1024), writerDone: make(chan struct{}),
-		pending: map[keyID]*claim{}, completing: map[keyID]indexEntry{}}
+		pending: map[keyID]*claim{}, completing: map[keyID]indexEntry{}, volatile: volatile}
 	if err := k.heartbeat(context.Background(), dd.owner, host); err != nil {
 		return nil, false, err
 	}
@@ -494,6 +497,8 @@ type storeOp struct {
 	// handed over before it (volatile); done gets the outcome.
 	mark     uint64
 	markDone chan error
+	// flush (volatile): write the completions that wait now.
+	flush bool
 }
 
 // A claimOp is a request's begin, done by the writer.
@@ -517,7 +522,28 @@ func (d *idempotencyIndex) writer() {
 	var retryReleased []keyID
 	defer func() { d.unflushed.Store(len(retryDone) > 0) }()
 	failing := false
-	for op := range d.ops {
+	// volatile: completions are written in large transactions (flush),
+	// not with every request's begin; until then retryDone holds them and
+	// the completing map answers their retries.
+	lastFlush := time.Now()
+	flushTimer := time.NewTimer(flushEvery)
+	defer flushTimer.Stop()
+	for {
+		var op storeOp
+		ok := true
+		if d.volatile && len(retryDone) > 0 {
+			flushTimer.Reset(max(time.Until(lastFlush.Add(flushEvery)), 0))
+			select {
+			case op, ok = <-d.ops:
+			case <-flushTimer.C:
+				op.flush = true
+			}
+		} else {
+			op, ok = <-d.ops
+		}
+		if !ok {
+			break
+		}
 		group := []storeOp{op}
 		n := len(op.complete) + len(op.release)
 		if op.claim != nil {
@@ -542,11 +568,13 @@ func (d *idempotencyIndex) writer() {
 		var claims []*claimOp
 		var marks []chan error
 		var mark uint64
+		flush := !d.volatile
 		done, released := retryDone, retryReleased
 		for _, op := range group {
 			if op.claim != nil {
 				claims = append(claims, op.claim)
 			}
+			flush = flush || op.flush
 			done = append(done, op.complete...)
 			released = append(released, op.release...)
 			if op.markDone != nil {
@@ -571,7 +599,19 @@ func (d *idempotencyIndex) writer() {
 		if d.frozen.Load() {
 			mark = 0
 		}
-		err := d.commit(claims, done, released, mark)
+		// volatile: the rows are written when a watermark is to be
+		// committed behind them, when enough of them wait, or a second
+		// after the last flush. Every row a crash loses meanwhile is above
+		// the watermark, so the next start writes it from the leaves.
+		flush = flush || mark > 0 || len(done) >= flushRows || time.Since(lastFlush) >= flushEvery
+		write := done
+		if !flush {
+			write = nil
+		}
+		var err error
+		if len(claims) > 0 || len(write) > 0 || len(released) > 0 || mark > 0 {
+			err = d.commit(claims, write, released, mark)
+		}
 		for _, m := range marks {
 			switch {
 			case err != nil:
@@ -583,12 +623,15 @@ func (d *idempotencyIndex) writer() {
 			}
 		}
 		switch {
+		case err == nil && !flush:
+			retryDone, retryReleased = done, nil // written with a later transaction
 		case err == nil:
 			if failing {
 				d.log.Info("the idempotency index is written again", "rows_caught_up", len(retryDone)+len(retryReleased))
 			}
 			failing = false
 			retryDone, retryReleased = nil, nil
+			lastFlush = time.Now()
 			d.mu.Lock()
 			for _, c := range done {
 				delete(d.completing, c.id)
@@ -635,7 +678,31 @@ func (d *idempotencyIndex) writer() {
 			close(c.done)
 		}
 	}
+	// The log is closing: write the rows still waiting (volatile), unless
+	// the process stands for one that died.
+	if d.volatile && len(retryDone) > 0 && !d.halted.Load() && !d.lossy.Load() {
+		if err := d.commit(nil, retryDone, nil, 0); err == nil {
+			d.mu.Lock()
+			for _, c := range retryDone {
+				delete(d.completing, c.id)
+			}
+			d.mu.Unlock()
+			retryDone = nil
+		} else {
+			d.log.Error("couldn't write the idempotency index at close; the next start writes the rows from the leaves above the watermark", "rows", len(retryDone), "err", err)
+		}
+	}
 }
+
+// On a POSIX log (volatile) the writer writes completed rows at most
+// flushEvery apart, or once flushRows of them wait: one transaction of many
+// rows, sorted, dirties each page of the table once for all of them, where a
+// transaction per request dirtied a page per key. They are bounded in memory
+// (the completing map answers their retries until they are written).
+const (
+	flushEvery = time.Second
+	flushRows  = 1 << 16
+)
 
 var errFrozen = errors.New("idempotency index missed rows; the watermark stays until the next start scans past it")
 
@@ -700,6 +767,8 @@ func (d *idempotencyIndex) commitOnce(claims []*claimOp, done []completion, rele
 		for i, c := range done {
 			rows[i] = indexRow{id: c.id, idx: c.idx, ev: c.ev}
 		}
+		// In key order: the B-tree's pages are visited in order, each once.
+		slices.SortFunc(rows, func(a, b indexRow) int { return bytes.Compare(a.id[:], b.id[:]) })
 		if err := tx.insertComplete(ctx, rows); err != nil {
 			return err
 		}

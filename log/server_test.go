@@ -635,20 +635,20 @@ func TestCloseLosesNothing(t *testing.T) {
 func TestManyKeysSurviveRestart(t *testing.T) {
 	tl := newTestLog(t, nil)
 	var body bytes.Buffer
-	for i := 0; i < 300; i++ { // more than one multi-row INSERT
+	for i := 0; i < 1100; i++ { // more than one multi-row INSERT (1,024 rows on SQLite)
 		fmt.Fprintf(&body, "{\"id\":\"many-%d\"}\n", i)
 	}
 	first := tl.post("/v1/events", "application/x-ndjson", body.Bytes())
 	tl.close()
 	tl.start()
-	if got := tl.s.idempotency.Len(); got != 300 {
-		t.Errorf("index holds %d keys after a restart, want 300", got)
+	if got := tl.s.idempotency.Len(); got != 1100 {
+		t.Errorf("index holds %d keys after a restart, want 1100", got)
 	}
 	again := tl.post("/v1/events", "application/x-ndjson", body.Bytes())
 	var a, b struct{ Results []eventResult }
 	json.Unmarshal(first.body, &a)
 	json.Unmarshal(again.body, &b)
-	if len(a.Results) != 300 || len(b.Results) != 300 {
+	if len(a.Results) != 1100 || len(b.Results) != 1100 {
 		t.Fatalf("answers: %d and %d results", len(a.Results), len(b.Results))
 	}
 	for i := range a.Results {
@@ -656,7 +656,7 @@ func TestManyKeysSurviveRestart(t *testing.T) {
 			t.Fatalf("event %d: %+v then %+v", i, a.Results[i], b.Results[i])
 		}
 	}
-	if n := tl.size(); n != 300 {
-		t.Errorf("tree size %d, want 300", n)
+	if n := tl.size(); n != 1100 {
+		t.Errorf("tree size %d, want 1100", n)
 	}
 }
