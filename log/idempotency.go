@@ -141,7 +141,11 @@ type claim struct {
 // keeps commits in order, so a durable watermark implies durable rows
 // below it, and rows a power cut loses are scanned again from the log), a
 // 64 MiB page cache (the bound of its memory).
-const sqlitePragmas = "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=cache_size(-65536)"
+//
+// journal_size_limit: a flush of many rows writes a WAL as large as the pages
+// it dirtied (about 0.5 GB at 10 M keys); after a checkpoint SQLite cuts the
+// file back to 64 MiB instead of keeping it at its largest.
+const sqlitePragmas = "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=cache_size(-65536)&_pragma=journal_size_limit(67108864)"
 
 // openSQLiteIndex opens (or creates) the index in the SQLite file at path,
 // beside a POSIX log. Opening writes (the -wal and -shm files), so it fails
