@@ -305,14 +305,27 @@ func (p *payloadStore) delete(ctx context.Context, keys []payloadKey) (int64, er
 	return n, tx.Commit()
 }
 
-// deleteBefore deletes the rows received before t, and returns how many
-// there were.
-func (p *payloadStore) deleteBefore(ctx context.Context, t time.Time) (int64, error) {
-	res, err := p.db.ExecContext(ctx, `DELETE FROM tidemark_payloads WHERE received_ns < ?`, t.UnixNano())
+// keysBefore returns the keys of at most limit rows received before t,
+// the oldest first.
+func (p *payloadStore) keysBefore(ctx context.Context, t time.Time, limit int) ([]payloadKey, error) {
+	rows, err := p.db.QueryContext(ctx, `SELECT received_ns, commitment FROM tidemark_payloads WHERE received_ns < ? ORDER BY received_ns LIMIT ?`, t.UnixNano(), limit)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return res.RowsAffected()
+	defer rows.Close()
+	var out []payloadKey
+	for rows.Next() {
+		var k payloadKey
+		var c []byte
+		if err := rows.Scan(&k.receivedNS, &c); err != nil {
+			return nil, err
+		}
+		if copy(k.commitment[:], c) != 32 {
+			return nil, fmt.Errorf("the payload store holds a damaged row (a commitment of %d bytes)", len(c))
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
 }
 
 // flush takes deleted bytes out of SQLite's write-ahead log: a

@@ -96,7 +96,7 @@ func (s *Server) retentionRound(ctx context.Context, now time.Time) (more bool, 
 		return false, err
 	}
 	if stop == from {
-		return false, s.deleteOrphans(ctx, cutoff)
+		return false, s.deleteOrphans(ctx, cutoff, stop, size)
 	}
 	if commitments > 0 {
 		e := checkpoint.Erasure{
@@ -125,15 +125,47 @@ func (s *Server) retentionRound(ctx context.Context, now time.Time) (more bool, 
 	if stop == from+retentionBatch {
 		return true, nil
 	}
-	return false, s.deleteOrphans(ctx, cutoff)
+	return false, s.deleteOrphans(ctx, cutoff, stop, size)
 }
 
 // deleteOrphans deletes the payload rows received before cutoff by more
-// than orphanMargin, once every leaf received before cutoff is erased: no
-// leaf names them (it was never appended). The caller holds the erasure
-// lock.
-func (s *Server) deleteOrphans(ctx context.Context, cutoff time.Time) error {
-	n, err := s.payloads.deleteBefore(ctx, cutoff.Add(-orphanMargin))
+// than orphanMargin that no leaf names (it was never appended). Every
+// leaf below from, retention's mark, is covered by a logged erasure; the
+// leaves in [from, size) are read, since index order is not the order of
+// "received" (a clock corrected backwards, a frontend's clock behind the
+// others'): a leaf past a young one can be older than the cutoff, and its
+// row is kept for the round that erases it with a logged erasure. The
+// caller holds the erasure lock.
+func (s *Server) deleteOrphans(ctx context.Context, cutoff time.Time, from, size uint64) error {
+	before := cutoff.Add(-orphanMargin)
+	candidates, err := s.payloads.keysBefore(ctx, before, orphanBatch)
+	if err != nil {
+		return fmt.Errorf("couldn't read orphan payloads: %w", err)
+	}
+	if len(candidates) == 0 {
+		return nil
+	}
+	orphans := make(map[payloadKey]bool, len(candidates))
+	for _, k := range candidates {
+		orphans[k] = true
+	}
+	err = s.scanEntries(ctx, from, size, size, func(idx uint64, entry []byte) error {
+		if !looksCommitment(entry) {
+			return nil
+		}
+		if c, err := checkpoint.ParseCommitmentLeaf(entry); err == nil && c.Received.Before(before) {
+			delete(orphans, payloadKeyOf(c))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("couldn't read the log for leaves naming old payload rows: %w", err)
+	}
+	keys := make([]payloadKey, 0, len(orphans))
+	for k := range orphans {
+		keys = append(keys, k)
+	}
+	n, err := s.payloads.delete(ctx, keys)
 	if err != nil {
 		return fmt.Errorf("couldn't delete orphan payloads: %w", err)
 	}
@@ -150,3 +182,6 @@ func (s *Server) deleteOrphans(ctx context.Context, cutoff time.Time) error {
 // can take from its "received" stamp to its append, or than frontends'
 // clocks differ.
 const orphanMargin = time.Hour
+
+// orphanBatch bounds the orphan rows one round deletes.
+const orphanBatch = 4096

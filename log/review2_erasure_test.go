@@ -1,0 +1,54 @@
+package log
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// Attack (retention, clock skew): leaves are appended in index order, not
+// in order of "received". A log that ran with its clock two hours fast
+// (or a MySQL frontend whose clock is ahead) leaves a leaf stamped in the
+// future; after the clock is corrected, later leaves carry earlier stamps.
+// Retention stops at the first young leaf and then takes every payload
+// row older than the cutoff by orphanMargin for an orphan: the row of a
+// logged event past that leaf is deleted with no erasure leaf naming it,
+// which an auditor can only call tampering.
+func TestReview2RetentionNeverDeletesALoggedEventsRowAsAnOrphan(t *testing.T) {
+	tl := newCommitmentLog(t, func(c *Config) { c.Retention = time.Hour })
+	w := bearerHeader(tl.writer)
+	now := time.Now()
+	// Index 0: stamped by a clock two hours fast.
+	tl.s.stamps.mu.Lock()
+	tl.s.stamps.last = now.Add(2 * time.Hour)
+	tl.s.stamps.mu.Unlock()
+	tl.postEvent(`{"actor":"alice","n":0}`, w...)
+	// Index 1: the clock corrected (a restart forgets the last stamp).
+	tl.s.stamps.mu.Lock()
+	tl.s.stamps.last = time.Time{}
+	tl.s.stamps.mu.Unlock()
+	tl.postEvent(`{"actor":"bob","n":1}`, w...)
+	tl.waitReceipt(1)
+	ctx := context.Background()
+	// Cutoff: now+1.5h. Index 0 is young (now+2h), index 1 is old
+	// (now) and older than cutoff-orphanMargin, but logged.
+	if _, err := tl.s.retentionRound(ctx, now.Add(150*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	lines := tl.payloadLines(0, tl.size(), w...)
+	for _, l := range lines {
+		if l.Erased {
+			t.Errorf("entry %d lost its payload, and the log holds %d entries: no erasure leaf names it", l.Index, tl.size())
+		}
+	}
+	if n := tl.payloadRows(); n != 2 {
+		t.Fatalf("%d payload rows after retention, want both logged events' (nothing was erased by a leaf)", n)
+	}
+	// Once both are old, retention erases both, with a logged erasure.
+	if _, err := tl.s.retentionRound(ctx, now.Add(4*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n := tl.payloadRows(); n != 0 {
+		t.Fatalf("%d payload rows after both are past the period", n)
+	}
+}
