@@ -62,6 +62,8 @@ type payloadStore struct {
 
 	mu     sync.Mutex // serialises erasures in this process (lock)
 	lockID string     // MySQL: the GET_LOCK name of this log's erasures
+
+	onGet func(keys int) // tests: called by get with the keys it reads
 }
 
 // payloadPut is one request's rows on their way to the database.
@@ -245,6 +247,9 @@ const maxStmtBytes = 4 << 20
 
 // get returns the rows of keys that exist.
 func (p *payloadStore) get(ctx context.Context, keys []payloadKey) (map[payloadKey]payload, error) {
+	if p.onGet != nil {
+		p.onGet(len(keys))
+	}
 	out := make(map[payloadKey]payload, len(keys))
 	for chunk := range slices.Chunk(keys, perStmt) {
 		args := make([]any, 0, 2*len(chunk))

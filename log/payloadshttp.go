@@ -27,6 +27,11 @@ import (
 // maxPayloadsRange is the most entries one request covers.
 const maxPayloadsRange = 1024
 
+// payloadsChunk is the most openings a request holds at once: it reads
+// them from the store and writes them out a chunk at a time, so that one
+// request holds at most 64 event leaves (4 MiB), not 1,024 (64 MiB).
+const payloadsChunk = 64
+
 // PayloadLine is one line of GET /v1/payloads.
 type PayloadLine struct {
 	Index   uint64              `json:"index"`
@@ -71,23 +76,33 @@ func (s *Server) handlePayloads(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	var opened []*checkpoint.Opening
-	if len(entries) > 0 {
-		if s.payloads == nil {
-			opened = make([]*checkpoint.Opening, len(entries))
-		} else if opened, err = s.openEntriesAs(r.Context(), func(i int) uint64 { return idxs[i] }, entries, badServe); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
-	for i, idx := range idxs {
-		line := PayloadLine{Index: idx, Opening: opened[i], Erased: opened[i] == nil}
-		if err := enc.Encode(line); err != nil {
+	for start := 0; start < len(entries); start += payloadsChunk {
+		end := min(start+payloadsChunk, len(entries))
+		opened := make([]*checkpoint.Opening, end-start)
+		if s.payloads != nil {
+			if opened, err = s.openEntriesAs(r.Context(), func(i int) uint64 { return idxs[start+i] }, entries[start:end], badServe); err != nil {
+				if start == 0 {
+					s.fail(w, r, err)
+					return
+				}
+				// Lines are out: cut the answer short, so that the
+				// client sees a broken stream, not a complete one.
+				s.log.Warn("GET /v1/payloads: couldn't read the payload store in the middle of an answer", "err", err)
+				panic(http.ErrAbortHandler)
+			}
+		}
+		for i, o := range opened {
+			line := PayloadLine{Index: idxs[start+i], Opening: o, Erased: o == nil}
+			if err := enc.Encode(line); err != nil {
+				return
+			}
+		}
+		if err := bw.Flush(); err != nil {
 			return
 		}
 	}

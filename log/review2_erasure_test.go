@@ -1,7 +1,9 @@
 package log
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -50,5 +52,39 @@ func TestReview2RetentionNeverDeletesALoggedEventsRowAsAnOrphan(t *testing.T) {
 	}
 	if n := tl.payloadRows(); n != 0 {
 		t.Fatalf("%d payload rows after both are past the period", n)
+	}
+}
+
+// Attack (memory, a reader, or anyone when the log has no --read-tokens):
+// GET /v1/payloads of 1,024 entries read every opening of the range from
+// the store at once, up to 1,024 event leaves of 64 KiB (64 MiB) held per
+// request, with nothing bounding the requests: a few dozen at once
+// exhaust the server's memory. Search bounds its answers to 4 MiB; the
+// payloads stream must hold a bounded number of openings at a time.
+func TestReview2PayloadsHoldsABoundedNumberOfOpenings(t *testing.T) {
+	tl := newCommitmentLog(t, nil)
+	w := bearerHeader(tl.writer)
+	var batch bytes.Buffer
+	for i := range 300 {
+		fmt.Fprintf(&batch, "{\"actor\":\"alice\",\"n\":%d}\n", i)
+	}
+	if r := tl.post("/v1/events", "application/x-ndjson", batch.Bytes(), w...); r.status != 200 {
+		t.Fatalf("POST /v1/events: %d %s", r.status, r.body)
+	}
+	tl.waitReceipt(299)
+	most := 0
+	tl.s.payloads.onGet = func(keys int) { most = max(most, keys) }
+	lines := tl.payloadLines(0, 300)
+	tl.s.payloads.onGet = nil
+	if len(lines) != 300 {
+		t.Fatalf("%d lines, want 300", len(lines))
+	}
+	for i, l := range lines {
+		if l.Index != uint64(i) || l.Opening == nil {
+			t.Fatalf("line %d: %+v", i, l)
+		}
+	}
+	if most > payloadsChunk {
+		t.Fatalf("one read of the payload store for GET /v1/payloads took %d openings at once, want at most %d", most, payloadsChunk)
 	}
 }
