@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -63,7 +64,7 @@ type payloadStore struct {
 	mu     sync.Mutex // serialises erasures in this process (lock)
 	lockID string     // MySQL: the GET_LOCK name of this log's erasures
 
-	onGet func(keys int) // tests: called by get with the keys it reads
+	onGet atomic.Pointer[func(keys int)] // tests: called by get with the keys it reads
 }
 
 // payloadPut is one request's rows on their way to the database.
@@ -247,8 +248,8 @@ const maxStmtBytes = 4 << 20
 
 // get returns the rows of keys that exist.
 func (p *payloadStore) get(ctx context.Context, keys []payloadKey) (map[payloadKey]payload, error) {
-	if p.onGet != nil {
-		p.onGet(len(keys))
+	if f := p.onGet.Load(); f != nil {
+		(*f)(len(keys))
 	}
 	out := make(map[payloadKey]payload, len(keys))
 	for chunk := range slices.Chunk(keys, perStmt) {
