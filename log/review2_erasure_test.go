@@ -3,6 +3,7 @@ package log
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -92,5 +93,38 @@ func TestReview2PayloadsHoldsABoundedNumberOfOpenings(t *testing.T) {
 	}
 	if most := most.Load(); most > payloadsChunk {
 		t.Fatalf("one read of the payload store for GET /v1/payloads took %d openings at once, want at most %d", most, payloadsChunk)
+	}
+}
+
+// Attack (a writer retrying after an erasure): an event sent again under
+// its idempotency key after its entry was erased is a duplicate of the
+// erased entry. With wait=witnessed the log built the receipt of the
+// commitment leaf, found no opening to check the event against and
+// answered 500, an internal error, to every retry, for ever.
+func TestReview2DuplicateOfAnErasedEntryIsNotAnInternalError(t *testing.T) {
+	tl := newCommitmentLog(t, nil)
+	w := append(bearerHeader(tl.writer), "Idempotency-Key", "retry-after-erase")
+	const ev = `{"actor":"alice","action":"login"}`
+	if r := tl.post("/v1/events", "application/json", []byte(ev), w...); r.status != 200 {
+		t.Fatalf("POST /v1/events: %d %s", r.status, r.body)
+	}
+	tl.waitReceipt(0)
+	if r := tl.erase(`{"index":0,"reason":"GDPR request 7"}`, tl.admin); r.status != 200 {
+		t.Fatalf("erase: %d %s", r.status, r.body)
+	}
+	tl.waitReceipt(1)
+	r := tl.post("/v1/events?wait=witnessed", "application/json", []byte(ev), w...)
+	if r.status != 200 {
+		t.Fatalf("the retry of an erased event, wait=witnessed: %d %s", r.status, r.body)
+	}
+	var res witnessedResult
+	if err := json.Unmarshal(r.body, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Index != 0 || !res.Duplicate || res.Salt != nil || res.Receipt == nil || res.Receipt.Opening != nil {
+		t.Fatalf("the retry of an erased event: %s, want a duplicate of 0 with the commitment's receipt and no salt or opening", r.body)
+	}
+	if _, _, err := res.Receipt.Verify(tl.policy()); err != nil {
+		t.Fatalf("its receipt: %v", err)
 	}
 }
