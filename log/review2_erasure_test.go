@@ -128,3 +128,30 @@ func TestReview2DuplicateOfAnErasedEntryIsNotAnInternalError(t *testing.T) {
 		t.Fatalf("its receipt: %v", err)
 	}
 }
+
+// Attack (retention's boundary): an event received exactly DURATION
+// before the round is not "older than DURATION" and is kept; a
+// nanosecond later it is erased. (Holds: a guard.)
+func TestReview2RetentionCutoffIsExclusive(t *testing.T) {
+	tl := newCommitmentLog(t, func(c *Config) { c.Retention = time.Hour })
+	base := time.Now().Add(time.Hour).UTC().Round(0)
+	tl.s.stamps.mu.Lock()
+	tl.s.stamps.last = base
+	tl.s.stamps.mu.Unlock()
+	tl.postEvent(`{"actor":"alice"}`, bearerHeader(tl.writer)...)
+	received := base.Add(time.Nanosecond)
+	tl.waitReceipt(0)
+	ctx := context.Background()
+	if _, err := tl.s.retentionRound(ctx, received.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if tl.size() != 1 || tl.payloadRows() != 1 {
+		t.Fatalf("an event exactly at the cutoff: size %d, payloads %d, want it kept", tl.size(), tl.payloadRows())
+	}
+	if _, err := tl.s.retentionRound(ctx, received.Add(time.Hour+time.Nanosecond)); err != nil {
+		t.Fatal(err)
+	}
+	if tl.size() != 2 || tl.payloadRows() != 0 {
+		t.Fatalf("an event a nanosecond past the cutoff: size %d, payloads %d, want it erased", tl.size(), tl.payloadRows())
+	}
+}
