@@ -85,38 +85,52 @@ func (k LeafKind) String() string {
 }
 
 var (
-	eventLeafPrefix      = []byte(`{"event":{`)
+	eventLeafPrefix      = []byte(`{"event":`)
 	commitmentLeafPrefix = []byte(`{"commitment":"`)
 	erasureLeafPrefix    = []byte(`{"erasure":{`)
 )
 
+// FirstMemberKind says which kind of leaf b starts like, from its first
+// bytes alone: canonical JSON sorts members, so the leaves the log writes
+// start with their kind's member ({"event":, {"commitment":" or
+// {"erasure":{). It is the cheap first look of a scan over a log's own
+// entries, where POST /add lets in no body that claims a kind; it checks
+// nothing else (KindOf reads the whole claim, the Parse functions the whole
+// leaf). KindRaw when b starts like none of them.
+func FirstMemberKind(b []byte) LeafKind {
+	switch {
+	case bytes.HasPrefix(b, eventLeafPrefix):
+		return KindEvent
+	case bytes.HasPrefix(b, commitmentLeafPrefix):
+		return KindCommitment
+	case bytes.HasPrefix(b, erasureLeafPrefix):
+		return KindErasure
+	}
+	return KindRaw
+}
+
 // KindOf says what b claims to be: a JSON object with a "v" member and an
 // "event", "commitment" or "erasure" member claims to be that kind of leaf
-// (event first, if it has several), canonical or not; anything else is
-// raw. It does not check the claim: ParseLeaf, ParseCommitmentLeaf and
-// ParseErasureLeaf do. The log's raw endpoint refuses every body that claims
-// a kind, so that nobody forges a leaf the server seems to have written.
+// (event first, then commitment, if it has several), canonical or not;
+// anything else is raw. It does not check the claim: ParseLeaf,
+// ParseCommitmentLeaf and ParseErasureLeaf do. The log's raw endpoint
+// refuses every body that claims a kind, so that nobody forges a leaf the
+// server seems to have written.
 func KindOf(b []byte) LeafKind {
 	// The leaves the log writes start with their kind's member and end
 	// with "v". Valid JSON that does both has both members at its top
-	// level, and so claims that kind, without a decode of every member
-	// name; anything else is judged by its member names.
-	if len(b) > 0 && b[len(b)-1] == '}' {
-		switch {
-		case bytes.HasPrefix(b, eventLeafPrefix) && bytes.HasSuffix(b, []byte(`,"v":1}`)),
-			bytes.HasPrefix(b, commitmentLeafPrefix) && bytes.HasSuffix(b, []byte(`,"v":2}`)),
-			bytes.HasPrefix(b, erasureLeafPrefix) && bytes.HasSuffix(b, []byte(`,"v":2}`)):
-			if json.Valid(b) {
-				switch b[2] {
-				case 'e':
-					if b[3] == 'v' {
-						return KindEvent
-					}
-					return KindErasure
-				case 'c':
-					return KindCommitment
-				}
-			}
+	// level, and so claims that kind, unless it also names a kind that
+	// comes first (spelled out, or escaped with \u), without a decode of
+	// every member name; anything else is judged by its member names.
+	switch k := FirstMemberKind(b); k {
+	case KindEvent:
+		if bytes.HasSuffix(b, []byte(`,"v":1}`)) && json.Valid(b) {
+			return KindEvent
+		}
+	case KindCommitment, KindErasure:
+		if bytes.HasSuffix(b, []byte(`,"v":2}`)) && !bytes.Contains(b, []byte(`"event"`)) && !bytes.Contains(b, []byte(`\u`)) &&
+			(k == KindCommitment || !bytes.Contains(b, []byte(`"commitment"`))) && json.Valid(b) {
+			return k
 		}
 	}
 	return claimedKind(b)

@@ -359,7 +359,8 @@ func FuzzKindOfAgrees(f *testing.F) {
 	_, _, c := testOpening(&testing.T{})
 	e, _ := AppendErasureLeaf(nil, Erasure{Received: commitTime, Source: "dpo", Entries: []IndexRange{{1, 2}}, Reason: "r"})
 	ev, _, _, _ := AppendEventLeaf(nil, []byte(`{"a":{"v":1}}`), commitTime, "s", "")
-	for _, b := range [][]byte{c, e, ev, []byte(`{"event":{"x":"a,\"v\":1}"},"v":1}`), []byte(`{"event":{},"x":"\",\"v\":1}`)} {
+	for _, b := range [][]byte{c, e, ev, []byte(`{"event":{"x":"a,\"v\":1}"},"v":1}`), []byte(`{"event":{},"x":"\",\"v\":1}`),
+		[]byte(`{"commitment":"x","event":1,"v":2}`), []byte(`{"erasure":{},"commitment":"x","v":2}`), []byte(`{"commitment":"x","\u0065vent":1,"v":2}`)} {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
