@@ -733,9 +733,9 @@ func (w *bundleWorker) do(ctx context.Context, ri layout.RangeInfo) bundleResult
 				res.spool = append(res.spool, spoolEntry{index: idx})
 			}
 		case leafErasure:
-			if why := futureErasure(l.erasure, idx); why != "" {
+			if err := l.erasure.CheckAt(idx); err != nil {
 				res.counts.Bad++
-				res.bad = append(res.bad, leafNote{idx, why, clip(leaf)})
+				res.bad = append(res.bad, leafNote{idx, err.Error(), clip(leaf)})
 				break
 			}
 			res.counts.Erasure++
@@ -782,17 +782,6 @@ func (w *bundleWorker) do(ctx context.Context, ri layout.RangeInfo) bundleResult
 		}
 	}
 	return res
-}
-
-// futureErasure says what is wrong with an erasure leaf at index idx that
-// erases entries at or after its own index, or "".
-func futureErasure(e checkpoint.Erasure, idx uint64) string {
-	for _, r := range e.Entries {
-		if r.To > idx {
-			return fmt.Sprintf("erasure leaf %d erases [%d, %d), which reaches its own index or beyond: nobody can erase an entry that is not yet in the log", idx, r.From, r.To)
-		}
-	}
-	return ""
 }
 
 // contents fetches the openings of the bundle's commitment leaves

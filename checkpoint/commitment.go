@@ -278,6 +278,19 @@ func (e Erasure) Covers(i uint64) bool {
 	return found
 }
 
+// CheckAt checks the rule an erasure leaf's place in its log adds to its
+// format: the erasure leaf at index erases only entries before it, since
+// nobody can erase an entry that is not yet in the log. The error says
+// which range reaches too far.
+func (e Erasure) CheckAt(index uint64) error {
+	for _, r := range e.Entries {
+		if r.To > index {
+			return fmt.Errorf("erasure leaf %d erases [%d, %d), which reaches its own index or beyond: nobody can erase an entry that is not yet in the log", index, r.From, r.To)
+		}
+	}
+	return nil
+}
+
 // check enforces the rules of an erasure leaf's entries and reason.
 func (e Erasure) check() error {
 	if len(e.Entries) == 0 {

@@ -1,7 +1,6 @@
 package log
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -69,18 +68,13 @@ func (s *Server) commitFailed(claims *batch, err error) error {
 	return e
 }
 
-// looksCommitment and looksErasure tell the leaves the log writes apart by
-// their first member (canonical JSON sorts members: "commitment" and
-// "erasure" come first), without reading the rest, for scans over many
-// entries; the Parse function that follows checks the whole leaf. Nobody
-// else can write such a leaf: POST /add refuses bodies that claim to be one.
-func looksCommitment(e []byte) bool { return bytes.HasPrefix(e, commitmentPrefix) }
-func looksErasure(e []byte) bool    { return bytes.HasPrefix(e, erasurePrefix) }
-
-var (
-	commitmentPrefix = []byte(`{"commitment":"`)
-	erasurePrefix    = []byte(`{"erasure":{`)
-)
+// looksCommitment and looksErasure are the first look of a scan over the
+// log's entries (checkpoint.FirstMemberKind); the Parse function that
+// follows checks the whole leaf.
+func looksCommitment(e []byte) bool {
+	return checkpoint.FirstMemberKind(e) == checkpoint.KindCommitment
+}
+func looksErasure(e []byte) bool { return checkpoint.FirstMemberKind(e) == checkpoint.KindErasure }
 
 // payloadKeyOf is the payload store's key of a commitment leaf.
 func payloadKeyOf(c checkpoint.CommitmentLeaf) payloadKey {

@@ -83,7 +83,7 @@ func (s indexSet) countIn(from, to uint64, into indexSet) uint64 {
 // erasureAt is an erasure leaf and its index.
 type erasureAt struct {
 	Index uint64
-	erasureLeaf
+	checkpoint.Erasure
 }
 
 // collector gathers the report's figures from the leaves a full check
@@ -148,7 +148,7 @@ func receivedOf(b []byte) (string, bool) {
 // leaf takes one leaf of the log.
 func (c *collector) leaf(index uint64, b []byte) {
 	k := kindOf(b)
-	if k == kindRaw {
+	if k == checkpoint.KindRaw {
 		return
 	}
 	rcv, ok := receivedOf(b)
@@ -156,23 +156,25 @@ func (c *collector) leaf(index uint64, b []byte) {
 	var (
 		source        string
 		fields        search.Fields
-		erasure       erasureLeaf
+		erasure       checkpoint.Erasure
 		parsed        bool
-		needFullParse = in || k == kindErasure
+		needFullParse = in || k == checkpoint.KindErasure
 	)
 	if needFullParse {
 		switch k {
-		case kindEvent:
+		case checkpoint.KindEvent:
 			if l, err := checkpoint.ParseLeaf(b); err == nil {
 				source, parsed = l.Source, true
 				fields = search.Extract(l.Event, nil)
 			}
-		case kindCommitment:
-			if _, s, err := parseCommitment(b); err == nil {
-				source, parsed = s, true
+		case checkpoint.KindCommitment:
+			if cl, err := checkpoint.ParseCommitmentLeaf(b); err == nil {
+				source, parsed = cl.Source, true
 			}
-		case kindErasure:
-			if e, err := parseErasure(b); err == nil && !erasesFuture(e, index) {
+		case checkpoint.KindErasure:
+			// An erasure of its own index or beyond is a bad leaf to the
+			// auditor, and so to the report.
+			if e, err := checkpoint.ParseErasureLeaf(b); err == nil && e.CheckAt(index) == nil {
 				erasure, source, parsed = e, e.Source, true
 			}
 		}
@@ -180,7 +182,7 @@ func (c *collector) leaf(index uint64, b []byte) {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if k == kindErasure && parsed {
+	if k == checkpoint.KindErasure && parsed {
 		c.erasures = append(c.erasures, erasureAt{index, erasure})
 	}
 	if needFullParse && !parsed {
@@ -219,29 +221,17 @@ func (c *collector) leaf(index uint64, b []byte) {
 	c.inPeriod.add(index)
 	p.bySource[source]++
 	switch k {
-	case kindEvent:
+	case checkpoint.KindEvent:
 		p.events++
 		p.eventsBySource[source]++
 		p.byAction[fields.Action]++
 		p.byOutcome[fields.Outcome]++
-	case kindCommitment:
+	case checkpoint.KindCommitment:
 		p.commitments++
 		c.commitInPeriod.add(index)
-	case kindErasure:
+	case checkpoint.KindErasure:
 		p.erasures++
 	}
-}
-
-// erasesFuture reports whether an erasure leaf at index reaches its own
-// index or beyond: the auditor counts it as a bad leaf, and so does the
-// report.
-func erasesFuture(e erasureLeaf, index uint64) bool {
-	for _, r := range e.Entries {
-		if r[1] > index {
-			return true
-		}
-	}
-	return false
 }
 
 // opened takes the event of a commitment leaf, once the auditor verified
@@ -285,8 +275,8 @@ func (c *collector) erasureFigures() (inPeriod, covering []Erasure, erased uint6
 	for _, e := range c.erasures {
 		var covered, commits uint64
 		for _, r := range e.Entries {
-			covered += c.inPeriod.countIn(r[0], r[1], nil)
-			commits += c.commitInPeriod.countIn(r[0], r[1], union)
+			covered += c.inPeriod.countIn(r.From, r.To, nil)
+			commits += c.commitInPeriod.countIn(r.From, r.To, union)
 		}
 		rcv := e.Received.UTC().Format(checkpoint.ReceivedFormat)
 		in := rcv >= c.fromS && rcv < c.toS
@@ -294,10 +284,10 @@ func (c *collector) erasureFigures() (inPeriod, covering []Erasure, erased uint6
 			continue
 		}
 		ranges := make([][2]uint64, len(e.Entries))
-		copy(ranges, e.Entries)
 		var n uint64
-		for _, r := range ranges {
-			n += r[1] - r[0]
+		for i, r := range e.Entries {
+			ranges[i] = [2]uint64{r.From, r.To}
+			n += r.To - r.From
 		}
 		er := Erasure{
 			Index: e.Index, Received: e.Received.UTC(), Source: e.Source, Reason: e.Reason,

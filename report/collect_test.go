@@ -92,7 +92,7 @@ func handBuiltLog(t *testing.T) ([][]byte, map[uint64]checkpoint.Opening) {
 // and checks every figure.
 func TestCollectorHandBuiltLeaves(t *testing.T) {
 	leaves, opened := handBuiltLog(t)
-	if k := kindOf(leaves[18]); k != kindEvent {
+	if k := kindOf(leaves[18]); k != checkpoint.KindEvent {
 		t.Fatalf("the bad leaf is %v, want it to claim to be an event leaf", k)
 	}
 	for round := range 5 {
