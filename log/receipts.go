@@ -143,20 +143,10 @@ func (s *Server) handleReceipt(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, e)
 		return
 	}
-	mayRead := s.mayRead(r)
-	var leaf []byte
-	if s.payloads != nil && !mayRead {
-		// Only commitment and erasure leaves are public: a raw entry
-		// (POST /add) holds whatever was sent.
-		if leaf, err = s.readLeaf(r.Context(), index, wc.c.Size); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		if k := checkpoint.KindOf(leaf); k != checkpoint.KindCommitment && k != checkpoint.KindErasure && !s.readAllowed(w, r, "receipts of raw entries") {
-			return
-		}
-	}
-	rc, err := s.receipt(r.Context(), wc, index, leaf, nil, nil, mayRead)
+	// A commitment log holds only commitment and erasure leaves (its
+	// POST /add takes no raw entry): every receipt is public, its
+	// opening only for a request that may read events.
+	rc, err := s.receipt(r.Context(), wc, index, nil, nil, nil, s.mayRead(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -186,7 +176,8 @@ func (s *Server) receipt(ctx context.Context, wc *witnessed, index uint64, leaf,
 			return nil, err
 		}
 	}
-	if opening == nil && s.payloads != nil && checkpoint.KindOf(leaf) == checkpoint.KindCommitment {
+	commitment := s.payloads != nil && checkpoint.KindOf(leaf) == checkpoint.KindCommitment
+	if opening == nil && commitment {
 		o, err := s.openEntries(ctx, only(index), [][]byte{leaf})
 		if err != nil {
 			return nil, err
@@ -200,7 +191,7 @@ func (s *Server) receipt(ctx context.Context, wc *witnessed, index uint64, leaf,
 	// A duplicate of an erased entry: its event can no longer be
 	// compared (the idempotency index matched its hash); the receipt
 	// proves the commitment, with no opening, as GET /v1/receipt does.
-	erased := s.payloads != nil && opening == nil && checkpoint.KindOf(leaf) == checkpoint.KindCommitment
+	erased := commitment && opening == nil
 	if event != nil && !erased && !leafHoldsEvent(held, event) {
 		return nil, fmt.Errorf("entry %d, answered as a duplicate, does not hold the event sent: refusing to hand out its receipt", index)
 	}
